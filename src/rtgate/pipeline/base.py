@@ -1,0 +1,359 @@
+"""Backend interfaces of the speech pipeline: VAD, STT, LLM and TTS.
+
+Each engine implements one method (``_stream``, ``_transcribe``, ``_synthesize`` or
+``_infer``); the base classes own the hard parts every engine needs the same way:
+
+* deadlines: time to the first chunk and between chunks for streams, a total deadline for
+  one-shot calls; a hang past a deadline becomes :class:`BackendTimeout`;
+* cancellation: cancelling the consuming task cancels the engine's generator, which must
+  release what it holds in ``finally`` blocks;
+* error mapping: any exception an engine raises becomes :class:`BackendError` with a
+  stable ``code`` that the session core reports (``response.done`` with status
+  ``failed``, or ``conversation.item.input_audio_transcription.failed``);
+* metrics: counts of calls, failures and timeouts per backend.
+
+Audio at the pipeline boundary is always 16-bit signed little-endian mono PCM; TTS returns
+24 kHz (the wire rate) and STT/VAD take 16 kHz float32 arrays, the rate those models use.
+CPU-bound engines run their work with :func:`run_blocking` so that one busy session never
+stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+T = TypeVar("T")
+
+FloatAudio = npt.NDArray[np.float32]
+"""Mono float32 samples in [-1, 1]."""
+
+WIRE_SAMPLE_RATE = 24_000
+"""Sample rate of PCM on the Realtime wire (``audio/pcm``, rate 24000)."""
+
+MODEL_SAMPLE_RATE = 16_000
+"""Sample rate of the audio handed to VAD and STT engines."""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class BackendError(Exception):
+    """A backend failed; ``code`` is reported to the client, ``message`` explains it.
+
+    ``message`` must never contain secrets (keys, URLs with credentials).
+    """
+
+    def __init__(self, message: str, *, code: str = "backend_error", backend: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.backend = backend
+
+
+class BackendTimeout(BackendError):
+    """A backend did not produce its next result before its deadline."""
+
+    def __init__(self, message: str, *, backend: str = "") -> None:
+        super().__init__(message, code="backend_timeout", backend=backend)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Deadlines in seconds; ``None`` disables one."""
+
+    first_chunk_s: float | None = 20.0
+    next_chunk_s: float | None = 10.0
+    total_s: float | None = 120.0
+
+
+@dataclass(slots=True)
+class BackendMetrics:
+    calls: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    chunks: int = 0
+
+
+# --------------------------------------------------------------------------- threads
+
+# One shared pool for CPU-bound inference. Two cores: more threads than that only adds
+# contention; engines that parallelise internally use their own threads on top.
+_POOL: ThreadPoolExecutor | None = None
+
+
+def inference_pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rtgate-infer")
+    return _POOL
+
+
+async def run_blocking(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call on the inference pool and await its result."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(inference_pool(), functools.partial(fn, *args, **kwargs))
+
+
+class Backend(ABC):
+    """Common base: a name, deadlines, metrics and error mapping."""
+
+    name: str = "backend"
+
+    def __init__(self, *, deadlines: Deadlines | None = None) -> None:
+        self.deadlines = deadlines or Deadlines()
+        self.metrics = BackendMetrics()
+
+    async def warm_up(self) -> None:  # noqa: B027 - optional hook
+        """Load models and run one tiny inference so the first real call is fast."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (processes, sockets, model handles)."""
+
+    def _map_error(self, exc: BaseException) -> BackendError:
+        if isinstance(exc, BackendError):
+            if not exc.backend:
+                exc.backend = self.name
+            return exc
+        return BackendError(
+            f"{self.name} failed: {type(exc).__name__}: {exc}"[:500], backend=self.name
+        )
+
+    async def _guard_stream(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+        """Yield from ``source`` under the stream deadlines, mapping errors."""
+        self.metrics.calls += 1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        first = True
+        try:
+            while True:
+                limit = self.deadlines.first_chunk_s if first else self.deadlines.next_chunk_s
+                if self.deadlines.total_s is not None:
+                    remaining = self.deadlines.total_s - (loop.time() - started)
+                    limit = remaining if limit is None else min(limit, remaining)
+                try:
+                    async with asyncio.timeout(limit):
+                        chunk = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    self.metrics.timeouts += 1
+                    what = "first result" if first else "next result"
+                    raise BackendTimeout(
+                        f"{self.name} produced no {what} within {limit:.1f} s", backend=self.name
+                    ) from None
+                first = False
+                self.metrics.chunks += 1
+                yield chunk
+        except asyncio.CancelledError:
+            raise
+        except BackendError:
+            self.metrics.failures += 1
+            raise
+        except Exception as exc:
+            self.metrics.failures += 1
+            raise self._map_error(exc) from exc
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _guard_call(self, awaitable: Any) -> Any:
+        """Await a one-shot call under the total deadline, mapping errors."""
+        self.metrics.calls += 1
+        try:
+            async with asyncio.timeout(self.deadlines.total_s):
+                return await awaitable
+        except TimeoutError:
+            self.metrics.timeouts += 1
+            raise BackendTimeout(
+                f"{self.name} did not answer within {self.deadlines.total_s:.1f} s",
+                backend=self.name,
+            ) from None
+        except asyncio.CancelledError:
+            raise
+        except BackendError:
+            self.metrics.failures += 1
+            raise
+        except Exception as exc:
+            self.metrics.failures += 1
+            raise self._map_error(exc) from exc
+
+
+# --------------------------------------------------------------------------- VAD
+
+
+class VADStream(ABC):
+    """Per-session VAD state (model recurrent state, context samples)."""
+
+
+class VAD(Backend):
+    """Voice activity detection over fixed frames of 16 kHz audio.
+
+    ``infer`` takes one frame for each of several streams (possibly of many sessions) and
+    returns one speech probability per frame, so that a batcher can serve many sessions
+    with one model call. It is synchronous and CPU-bound; callers run it off the loop.
+    """
+
+    name = "vad"
+    sample_rate: int = MODEL_SAMPLE_RATE
+    frame_samples: int = 512
+
+    @abstractmethod
+    def new_stream(self) -> VADStream:
+        """Fresh state for one audio stream."""
+
+    @abstractmethod
+    def infer(self, streams: Sequence[VADStream], frames: FloatAudio) -> FloatAudio:
+        """Speech probability in [0, 1] per row of ``frames`` (shape ``[len(streams), frame_samples]``).
+
+        Advances each stream's state by one frame.
+        """
+
+
+# --------------------------------------------------------------------------- STT
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionOptions:
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None = None
+    audio_seconds: float = 0.0
+
+
+class STT(Backend):
+    """Speech-to-text on a complete (or growing) utterance of 16 kHz float32 audio.
+
+    Incremental transcription while the user speaks calls :meth:`transcribe` on growing
+    prefixes of the utterance; engines only need to be correct on any prefix.
+    """
+
+    name = "stt"
+
+    async def transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
+        result: Transcript = await self._guard_call(self._transcribe(audio, options))
+        return result
+
+    @abstractmethod
+    async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
+        """Transcribe ``audio``; raise on failure (the base maps it to :class:`BackendError`)."""
+
+
+# --------------------------------------------------------------------------- LLM
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function tool the model may call (``parameters`` is a JSON schema)."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+ToolChoice = Literal["auto", "none", "required"] | str
+"""``auto``/``none``/``required``, or the name of the one function the model must call."""
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    """One generation: chat-completions-shaped messages plus tool settings.
+
+    ``messages`` use the OpenAI chat-completions shape: ``{"role": "system"|"user"|
+    "assistant"|"tool", "content": str, ...}``, assistant tool calls as
+    ``{"role": "assistant", "content": None, "tool_calls": [{"id", "type": "function",
+    "function": {"name", "arguments"}}]}`` and results as ``{"role": "tool",
+    "tool_call_id", "content"}``.
+    """
+
+    messages: list[dict[str, Any]]
+    tools: list[ToolSpec] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call; ``name`` and ``call_id`` arrive on the first piece of ``index``."""
+
+    index: int
+    arguments: str = ""
+    name: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """End of generation; ``reason`` is ``stop``, ``length`` or ``tool_calls``."""
+
+    reason: str = "stop"
+
+
+LLMChunk = TextDelta | ToolCallDelta | Usage | Finish
+
+
+class LLM(Backend):
+    """A streaming chat model."""
+
+    name = "llm"
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        return self._guard_stream(self._stream(request))
+
+    @abstractmethod
+    def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        """Yield chunks as the model produces them (an async generator)."""
+
+
+# --------------------------------------------------------------------------- TTS
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechRequest:
+    text: str
+    voice: str = "alloy"
+    speed: float = 1.0
+
+
+class TTS(Backend):
+    """Streaming text-to-speech; yields PCM16 mono at :data:`WIRE_SAMPLE_RATE`.
+
+    Engines that produce another rate resample with :mod:`rtgate.audio` before yielding.
+    """
+
+    name = "tts"
+
+    def synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
+        return self._guard_stream(self._synthesize(request))
+
+    @abstractmethod
+    def _synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
+        """Yield PCM16 24 kHz audio chunks for ``request.text`` (an async generator)."""
