@@ -1,0 +1,71 @@
+"""Effects the session core asks its transport to run.
+
+The core never does I/O; it returns these next to the server events it emits, and the
+transport runs them (start a backend stream, cancel it, transcribe audio, close).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ContextItem:
+    """One conversation item handed to the pipeline, with its audio (if any) as PCM16."""
+
+    wire: dict[str, Any]
+    audio: bytes | None = None
+    audio_format: str = "audio/pcm"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePlan:
+    """Everything a backend needs to generate one response."""
+
+    response_id: str
+    instructions: str
+    items: list[ContextItem]
+    output_modalities: list[str]
+    voice: str
+    speed: float
+    output_format: dict[str, Any]
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    max_output_tokens: int | None
+    conversation: bool
+    metadata: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartResponse:
+    plan: ResponsePlan
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResponse:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTranscription:
+    item_id: str
+    audio: bytes
+    audio_format: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearOutputAudio:
+    """WebRTC: drop queued output audio of ``response_id`` now."""
+
+    response_id: str
+
+
+Effect = StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio

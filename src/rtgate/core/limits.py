@@ -1,0 +1,21 @@
+"""Limits the session core enforces; every one is a named setting with a unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CoreLimits:
+    session_lifetime_s: float = 3600.0
+    """Maximum session duration; then ``session_expired`` and close (SPEC §13: 60 min)."""
+    min_commit_ms: float = 100.0
+    """Audio needed for ``input_audio_buffer.commit`` (``input_audio_buffer_commit_empty``)."""
+    max_input_buffer_ms: float = 15 * 60 * 1000.0
+    """Uncommitted input audio kept; older audio is dropped from the front."""
+    max_items: int = 2000
+    """Conversation items kept; the oldest leave the model's context beyond this."""
+    max_conversation_audio_bytes: int = 64 * 1024 * 1024
+    """Audio bytes kept in conversation items for retrieve/truncate; oldest audio dropped first."""
+    max_out_of_band_responses: int = 4
+    """Concurrent ``conversation: "none"`` responses per session."""

@@ -1,0 +1,675 @@
+"""The session core: one GA Realtime session, sans I/O (DESIGN.md "pure core").
+
+:class:`Session` takes decoded client events, VAD probabilities, backend results and the
+current time, and returns what to do: server events (plain dicts, ready to encode) and
+:mod:`~rtgate.core.effects`. It never touches a socket, a task or the wall clock, so
+every behaviour here is tested without an event loop.
+
+Rules it enforces (SPEC §4–§10): ``session.created`` first; updates applied whole or not
+at all; one active response in the default conversation; commits need 100 ms; the voice
+is fixed once audio was produced; the session expires after its lifetime.
+"""
+
+from __future__ import annotations
+
+
+import binascii
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..protocol import client_events as ce
+from ..protocol.errors import RealtimeError, invalid_value
+from ..protocol.items import ALLOWED_CONTENT, item_wire_without_audio
+from ..protocol.session import (
+    RealtimeSessionConfig,
+    SessionConfig,
+    TranscriptionSessionConfig,
+    apply_update,
+    default_config,
+    session_wire,
+)
+from . import effects as fx
+from .conversation import Conversation, StoredItem, not_found
+from .ids import IdFactory
+from .input_audio import InputAudioBuffer
+from .limits import CoreLimits
+from .responses import ActiveResponse, ResponseEmitter
+from .turn_detection import SpeechStarted, SpeechStopped, TurnDetector, VadParams, VadState
+
+Output = dict[str, Any] | fx.Effect
+TransportKind = Literal["websocket", "webrtc"]
+
+DEFAULT_RATE_LIMITS = [{"name": "tokens", "limit": 1_000_000, "remaining": 1_000_000, "reset_seconds": 0.0}]
+
+
+class Session:
+    """One Realtime session. Not thread-safe: drive it from one task."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        kind: Literal["realtime", "transcription"] = "realtime",
+        model: str | None = None,
+        config: SessionConfig | None = None,
+        limits: CoreLimits | None = None,
+        now: float,
+        ids: IdFactory | None = None,
+        transport: TransportKind = "websocket",
+    ) -> None:
+        self.id = session_id
+        self.limits = limits or CoreLimits()
+        self.ids = ids or IdFactory()
+        self.transport = transport
+        self.config: SessionConfig = config or default_config(kind, model)
+        if isinstance(self.config, RealtimeSessionConfig) and model and not self.config.model:
+            self.config = self.config.model_copy(update={"model": model})
+        self.created_at = now
+        self.expires_at = int(now + self.limits.session_lifetime_s)
+        self.conversation = Conversation(
+            self.ids.new("conv"),
+            max_items=self.limits.max_items,
+            max_audio_bytes=self.limits.max_conversation_audio_bytes,
+        )
+        self.buffer = InputAudioBuffer(
+            self.config.audio.input.format.type, max_ms=self.limits.max_input_buffer_ms
+        )
+        self.detector: TurnDetector | None = None
+        self._configure_turn_detection()
+        self._speech_item_id: str | None = None
+        self._responses: dict[str, ResponseEmitter] = {}
+        self._default_response: str | None = None
+        self._voice_locked = False
+        self._idle_deadline: float | None = None
+        self.closed = False
+        self.rate_limits = DEFAULT_RATE_LIMITS
+        self._out: list[Output] = []
+
+    # ------------------------------------------------------------------ basics
+
+    @property
+    def is_transcription(self) -> bool:
+        return isinstance(self.config, TranscriptionSessionConfig)
+
+    @property
+    def vad_enabled(self) -> bool:
+        return self.detector is not None
+
+    @property
+    def active_response_id(self) -> str | None:
+        return self._default_response
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        self._out.append({"type": type_, "event_id": self.ids.event(), **fields})
+
+    def _effect(self, effect: fx.Effect) -> None:
+        self._out.append(effect)
+
+    def _flush(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def _error(self, error: RealtimeError, event_id: str | None = None) -> None:
+        if event_id is not None and error.event_id is None:
+            error = error.with_event_id(event_id)
+        self._emit("error", error=error.to_wire())
+
+    def wire_session(self) -> dict[str, Any]:
+        return session_wire(self.config, session_id=self.id, expires_at=self.expires_at)
+
+    def _configure_turn_detection(self) -> None:
+        td = self.config.audio.input.turn_detection
+        if td is None:
+            self.detector = None
+            return
+        params = VadParams.from_config(td)
+        if self.detector is None:
+            self.detector = TurnDetector(params)
+        else:
+            self.detector.params = params
+
+    # ------------------------------------------------------------------ entry points
+
+    def start(self) -> list[Output]:
+        """The first events of the session: ``session.created``."""
+        self._emit("session.created", session=self.wire_session())
+        return self._flush()
+
+    def report(self, error: RealtimeError) -> list[Output]:
+        """Report an error found outside the core (e.g. by the decoder)."""
+        self._error(error)
+        return self._flush()
+
+    def handle(self, event: ce.ClientEvent, now: float) -> list[Output]:
+        """Apply one client event; returns server events and effects in order."""
+        if self.closed:
+            return []
+        handler = _HANDLERS.get(event.type)
+        try:
+            if handler is None or (
+                event.type == "output_audio_buffer.clear" and self.transport != "webrtc"
+            ):
+                raise invalid_value(
+                    "type",
+                    event.type,
+                    "output_audio_buffer.clear is only available on WebRTC and SIP calls",
+                )
+            handler(self, event, now)
+        except RealtimeError as error:
+            self._error(error, event.event_id)
+        return self._flush()
+
+    def tick(self, now: float) -> list[Output]:
+        """Advance time: session expiry and ``idle_timeout_ms``."""
+        if self.closed:
+            return []
+        if now >= self.expires_at:
+            minutes = round(self.limits.session_lifetime_s / 60)
+            self._error(
+                RealtimeError(
+                    f"Your session hit the maximum duration of {minutes} minutes.",
+                    "session_expired",
+                )
+            )
+            self._cancel_all("client_cancelled")
+            self.closed = True
+            self._effect(fx.Close(1000, "session_expired"))
+        elif self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            self._idle_timeout(now)
+        return self._flush()
+
+    def next_deadline(self) -> float:
+        """The next time :meth:`tick` has something to do."""
+        deadline = float(self.expires_at)
+        if self._idle_deadline is not None:
+            deadline = min(deadline, self._idle_deadline)
+        return deadline
+
+    # ------------------------------------------------------------------ session.update
+
+    def _on_session_update(self, event: ce.SessionUpdate, now: float) -> None:
+        self.config = apply_update(self.config, event.session, voice_locked=self._voice_locked)
+        self.buffer.set_format(self.config.audio.input.format.type)
+        self._configure_turn_detection()
+        self._emit("session.updated", session=self.wire_session())
+
+    # ------------------------------------------------------------------ input audio
+
+    def _on_append(self, event: ce.InputAudioAppend, now: float) -> None:
+        self.buffer.append(event.audio)
+
+    def _on_commit(self, event: ce.InputAudioCommit, now: float) -> None:
+        if self.buffer.duration_ms < self.limits.min_commit_ms:
+            raise RealtimeError(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{self.limits.min_commit_ms:.0f}ms of audio, but buffer only has "
+                f"{self.buffer.duration_ms:.2f}ms of audio.",
+                "input_audio_buffer_commit_empty",
+            )
+        if self.detector is not None:
+            self.detector.reset()
+        item_id = self._speech_item_id or self.ids.item()
+        self._speech_item_id = None
+        self._commit_audio(item_id, self.buffer.take_all())
+
+    def _on_clear(self, event: ce.InputAudioClear, now: float) -> None:
+        self.buffer.clear()
+        if self.detector is not None:
+            self.detector.reset()
+        self._speech_item_id = None
+        self._emit("input_audio_buffer.cleared")
+
+    def _commit_audio(self, item_id: str, audio: bytes) -> None:
+        item = StoredItem(
+            wire={
+                "id": item_id,
+                "object": "realtime.item",
+                "type": "message",
+                "status": "completed",
+                "role": "user",
+                "content": [{"type": "input_audio", "transcript": None}],
+            },
+            audio={0: audio},
+            audio_format=self.buffer.format,
+        )
+        previous = self.conversation.insert(item)
+        self._emit("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id)
+        shown = item_wire_without_audio(item.wire)
+        self._emit("conversation.item.added", previous_item_id=previous, item=shown)
+        self._emit("conversation.item.done", previous_item_id=previous, item=shown)
+        transcription = self.config.audio.input.transcription
+        if transcription is not None or self.is_transcription:
+            options = transcription.model_dump(exclude_none=True) if transcription else {}
+            self._effect(fx.StartTranscription(item_id, audio, self.buffer.format, options))
+
+    def on_vad(
+        self, frame_start_ms: float, frame_ms: float, probabilities: Sequence[float], now: float
+    ) -> list[Output]:
+        """Feed VAD results for consecutive frames starting at ``frame_start_ms``."""
+        if self.detector is None or self.closed:
+            return []
+        start = frame_start_ms
+        for probability in probabilities:
+            transition = self.detector.feed(
+                float(probability), start, start + frame_ms, self.buffer.start_ms
+            )
+            start += frame_ms
+            if isinstance(transition, SpeechStarted):
+                self._speech_started(transition)
+            elif isinstance(transition, SpeechStopped):
+                self._speech_stopped(transition)
+        return self._flush()
+
+    def _speech_started(self, t: SpeechStarted) -> None:
+        self._idle_deadline = None
+        self._speech_item_id = self.ids.item()
+        self._emit(
+            "input_audio_buffer.speech_started",
+            audio_start_ms=t.audio_start_ms,
+            item_id=self._speech_item_id,
+        )
+        td = self.config.audio.input.turn_detection
+        if td is not None and td.interrupt_response and self._default_response:
+            self._cancel(self._default_response, "turn_detected")
+
+    def _speech_stopped(self, t: SpeechStopped) -> None:
+        item_id = self._speech_item_id or self.ids.item()
+        self._speech_item_id = None
+        self._emit("input_audio_buffer.speech_stopped", audio_end_ms=t.audio_end_ms, item_id=item_id)
+        start = self.buffer.start_ms
+        audio = self.buffer.take_range(start, t.audio_end_ms)
+        self._commit_audio(item_id, audio)
+        td = self.config.audio.input.turn_detection
+        if td is not None and td.create_response and not self.is_transcription:
+            if self._default_response is None:
+                self._create_response(None, None)
+
+    def _idle_timeout(self, now: float) -> None:
+        if self.detector is not None and self.detector.state is VadState.SPEAKING:
+            return
+        item_id = self.ids.item()
+        end = int(self.buffer.end_ms)
+        self._emit(
+            "input_audio_buffer.timeout_triggered",
+            audio_start_ms=int(self.buffer.start_ms),
+            audio_end_ms=end,
+            item_id=item_id,
+        )
+        self._commit_audio(item_id, self.buffer.take_all())
+        if self._default_response is None:
+            self._create_response(None, None)
+
+    # ------------------------------------------------------------------ conversation items
+
+    def _on_item_create(self, event: ce.ItemCreate, now: float) -> None:
+        item = self._stored_from_client(event.item.model_dump(exclude_none=True))
+        if event.previous_item_id is not None and event.previous_item_id != "root" and (
+            event.previous_item_id not in self.conversation
+        ):
+            raise not_found(event.previous_item_id, "previous_item_id")
+        previous = self.conversation.insert(item, event.previous_item_id)
+        shown = item_wire_without_audio(item.wire)
+        self._emit("conversation.item.added", previous_item_id=previous, item=shown)
+        self._emit("conversation.item.done", previous_item_id=previous, item=shown)
+
+    def _stored_from_client(self, raw: dict[str, Any]) -> StoredItem:
+        """Validate role/content rules and build the stored item (audio decoded)."""
+        wire: dict[str, Any] = {"id": raw.get("id") or self.ids.item(), "object": "realtime.item"}
+        audio: dict[int, bytes] = {}
+        kind = raw["type"]
+        wire["type"] = kind
+        wire["status"] = "completed"
+        if kind == "message":
+            role = raw["role"]
+            wire["role"] = role
+            content = []
+            for index, part in enumerate(raw["content"]):
+                if part["type"] not in ALLOWED_CONTENT[role]:
+                    raise RealtimeError(
+                        f"Invalid value: '{part['type']}'. Content of a {role} message must be "
+                        f"one of: {', '.join(ALLOWED_CONTENT[role])}.",
+                        "invalid_value",
+                        f"item.content[{index}].type",
+                    )
+                part = dict(part)
+                if part["type"] == "input_audio":
+                    data = part.pop("audio", None)
+                    if data:
+                        audio[index] = _b64(data, f"item.content[{index}].audio")
+                    part.setdefault("transcript", None)
+                if part["type"] == "input_image" and not part.get("image_url"):
+                    raise RealtimeError(
+                        f"Missing required parameter: 'item.content[{index}].image_url'.",
+                        "missing_required_parameter",
+                        f"item.content[{index}].image_url",
+                    )
+                content.append(part)
+            wire["content"] = content
+        elif kind == "function_call":
+            wire.update(
+                name=raw["name"], call_id=raw.get("call_id") or self.ids.call(),
+                arguments=raw["arguments"],
+            )
+        else:
+            wire.update(call_id=raw["call_id"], output=raw["output"])
+        return StoredItem(wire=wire, audio=audio, audio_format=self.buffer.format)
+
+    def _on_item_retrieve(self, event: ce.ItemRetrieve, now: float) -> None:
+        self._emit("conversation.item.retrieved", item=self.conversation.retrieve_wire(event.item_id))
+
+    def _on_item_delete(self, event: ce.ItemDelete, now: float) -> None:
+        self.conversation.delete(event.item_id)
+        self._emit("conversation.item.deleted", item_id=event.item_id)
+
+    def _on_item_truncate(self, event: ce.ItemTruncate, now: float) -> None:
+        item = self.conversation.get(event.item_id)
+        wire = item.wire
+        content = wire.get("content") or []
+        if wire.get("role") != "assistant" or event.content_index >= len(content) or (
+            content[event.content_index].get("type") != "output_audio"
+        ):
+            raise RealtimeError(
+                "Only assistant messages with audio content can be truncated; "
+                f"item '{event.item_id}' has no audio at content_index {event.content_index}.",
+                "invalid_value",
+                "content_index",
+            )
+        audio = item.audio.get(event.content_index, b"")
+        from ..audio import bytes_per_ms  # local: only truncation needs it
+
+        per_ms = bytes_per_ms(item.audio_format)  # type: ignore[arg-type]
+        length_ms = len(audio) / per_ms
+        if event.audio_end_ms > length_ms + 0.5:
+            raise RealtimeError(
+                f"Audio content of {length_ms:.0f}ms is shorter than {event.audio_end_ms}ms.",
+                "invalid_value",
+                "audio_end_ms",
+            )
+        sample = 2 if item.audio_format == "audio/pcm" else 1
+        keep = int(event.audio_end_ms * per_ms)
+        keep -= keep % sample
+        self.conversation.replace_audio(item, event.content_index, audio[:keep])
+        part = content[event.content_index]
+        chars = 0
+        for end_ms, text_len in item.alignment.get(event.content_index, []):
+            if end_ms <= event.audio_end_ms + 0.5:
+                chars = text_len
+        transcript = part.get("transcript") or ""
+        if event.audio_end_ms < length_ms - 0.5:
+            part["transcript"] = transcript[:chars]
+        self._emit(
+            "conversation.item.truncated",
+            item_id=event.item_id,
+            content_index=event.content_index,
+            audio_end_ms=event.audio_end_ms,
+        )
+
+    # ------------------------------------------------------------------ responses
+
+    def _on_response_create(self, event: ce.ResponseCreate, now: float) -> None:
+        if self.is_transcription:
+            raise RealtimeError(
+                "Responses are not available in transcription sessions.",
+                "invalid_value",
+                "type",
+            )
+        params = event.response
+        out_of_band = params is not None and params.conversation not in (None, "auto")
+        if params is not None and params.conversation not in (None, "auto", "none"):
+            raise invalid_value("response.conversation", params.conversation, "'auto', 'none'")
+        if not out_of_band and self._default_response is not None:
+            raise RealtimeError(
+                "Conversation already has an active response in progress: "
+                f"{self._default_response}. Wait until the response is finished before "
+                "creating a new one.",
+                "conversation_already_has_active_response",
+            )
+        if out_of_band and len(self._responses) - (self._default_response is not None) >= (
+            self.limits.max_out_of_band_responses
+        ):
+            raise RealtimeError(
+                f"At most {self.limits.max_out_of_band_responses} out-of-band responses may "
+                "run at once.",
+                "too_many_active_responses",
+            )
+        self._create_response(params, event.event_id)
+
+    def _context_items(self, params: Any) -> list[fx.ContextItem]:
+        def ctx(item: StoredItem) -> fx.ContextItem:
+            audio = next(iter(item.audio.values()), None) if item.audio else None
+            return fx.ContextItem(wire=item.wire, audio=audio, audio_format=item.audio_format)
+
+        if params is None or params.input is None:
+            return [ctx(item) for item in self.conversation.items()]
+        items = []
+        for index, raw in enumerate(params.input):
+            if raw.type == "item_reference":
+                if raw.id not in self.conversation:
+                    raise not_found(raw.id, f"response.input[{index}].id")
+                items.append(ctx(self.conversation.get(raw.id)))
+            else:
+                items.append(ctx(self._stored_from_client(raw.model_dump(exclude_none=True))))
+        return items
+
+    def _create_response(self, params: Any, event_id: str | None) -> None:
+        assert isinstance(self.config, RealtimeSessionConfig)
+        cfg = self.config
+        out_of_band = params is not None and params.conversation == "none"
+        audio_out = params.audio.output if params and params.audio and params.audio.output else None
+        voice = (audio_out.voice if audio_out and audio_out.voice else None) or cfg.audio.output.voice
+        voice_name = voice if isinstance(voice, str) else voice.id
+        fmt = (audio_out.format if audio_out and audio_out.format else None) or cfg.audio.output.format
+        max_tokens = params.max_output_tokens if params and params.max_output_tokens else None
+        max_tokens = max_tokens or cfg.max_output_tokens
+        tools = params.tools if params and params.tools is not None else cfg.tools
+        plan = fx.ResponsePlan(
+            response_id=self.ids.response(),
+            instructions=params.instructions
+            if params and params.instructions is not None
+            else cfg.instructions,
+            items=self._context_items(params),
+            output_modalities=list(params.output_modalities)
+            if params and params.output_modalities
+            else list(cfg.output_modalities),
+            voice=voice_name,
+            speed=cfg.audio.output.speed,
+            output_format=fmt.model_dump(),
+            tools=[t.model_dump(exclude_none=True) for t in tools],
+            tool_choice=_dump(params.tool_choice)
+            if params and params.tool_choice is not None
+            else _dump(cfg.tool_choice),
+            max_output_tokens=None if max_tokens == "inf" else int(max_tokens),
+            conversation=not out_of_band,
+            metadata=params.metadata if params else None,
+        )
+        if "audio" in plan.output_modalities and "text" in plan.output_modalities:
+            raise RealtimeError(
+                "Invalid value: ['text', 'audio']. output_modalities must be ['audio'] or ['text'].",
+                "invalid_value",
+                "response.output_modalities",
+            )
+        response = ActiveResponse(
+            id=plan.response_id,
+            plan=plan,
+            conversation_id=None if out_of_band else self.conversation.id,
+        )
+        emitter = ResponseEmitter(response, self.conversation, self.ids, self._emit)
+        self._responses[response.id] = emitter
+        if not out_of_band:
+            self._default_response = response.id
+        self._idle_deadline = None
+        self._emit("response.created", response=emitter.response_wire())
+        self._effect(fx.StartResponse(plan))
+
+    def _on_response_cancel(self, event: ce.ResponseCancel, now: float) -> None:
+        target = event.response_id or self._default_response
+        if target is None or target not in self._responses:
+            raise RealtimeError(
+                "Cancellation failed: no active response found", "response_cancel_not_active"
+            )
+        self._cancel(target, "client_cancelled")
+
+    def _on_output_audio_clear(self, event: ce.OutputAudioClear, now: float) -> None:
+        target = self._default_response
+        if target is not None:
+            self._effect(fx.ClearOutputAudio(target))
+        self._emit("output_audio_buffer.cleared", response_id=target or "")
+
+    def _cancel(self, response_id: str, reason: str) -> None:
+        emitter = self._responses.get(response_id)
+        if emitter is None:
+            return
+        if self.transport == "webrtc" and reason == "turn_detected":
+            self._effect(fx.ClearOutputAudio(response_id))
+            self._emit("output_audio_buffer.cleared", response_id=response_id)
+        self._effect(fx.CancelResponse(response_id))
+        self._end(emitter, "cancelled", {"type": "cancelled", "reason": reason})
+
+    def _cancel_all(self, reason: str) -> None:
+        for response_id in list(self._responses):
+            self._cancel(response_id, reason)
+
+    def _end(self, emitter: ResponseEmitter, status: str, details: dict[str, Any] | None) -> None:
+        emitter.finish(status, details, rate_limits=self.rate_limits)
+        self._responses.pop(emitter.r.id, None)
+        if self._default_response == emitter.r.id:
+            self._default_response = None
+        if emitter.r.produced_audio:
+            self._voice_locked = True
+
+    # ------------------------------------------------------------------ backend results
+
+    def _emitter(self, response_id: str) -> ResponseEmitter | None:
+        emitter = self._responses.get(response_id)
+        return emitter if emitter is not None and emitter.active else None
+
+    def on_response_text(self, response_id: str, delta: str) -> list[Output]:
+        if (emitter := self._emitter(response_id)) is not None:
+            emitter.text(delta)
+        return self._flush()
+
+    def on_response_audio(self, response_id: str, audio: bytes, transcript: str) -> list[Output]:
+        """Audio in the response's output format, with the transcript of that audio."""
+        if (emitter := self._emitter(response_id)) is not None:
+            emitter.audio(audio, transcript)
+        return self._flush()
+
+    def on_response_tool_call(
+        self, response_id: str, index: int, name: str | None, call_id: str | None, arguments: str
+    ) -> list[Output]:
+        if (emitter := self._emitter(response_id)) is not None:
+            emitter.tool_call(index, name, call_id, arguments)
+        return self._flush()
+
+    def on_response_usage(
+        self, response_id: str, input_tokens: int, output_tokens: int, cached_tokens: int = 0
+    ) -> list[Output]:
+        if (emitter := self._emitter(response_id)) is not None:
+            emitter.usage(input_tokens, output_tokens, cached_tokens)
+        return self._flush()
+
+    def on_response_done(
+        self, response_id: str, now: float, *, reason: str = "stop", played_ms: float = 0.0
+    ) -> list[Output]:
+        """The backend finished; ``reason`` ``length`` means max_output_tokens was hit."""
+        if (emitter := self._emitter(response_id)) is not None:
+            if reason == "length":
+                self._end(emitter, "incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
+            else:
+                self._end(emitter, "completed", None)
+            self._arm_idle_timeout(now, emitter)
+        return self._flush()
+
+    def on_response_failed(self, response_id: str, code: str, message: str) -> list[Output]:
+        if (emitter := self._emitter(response_id)) is not None:
+            self._end(
+                emitter,
+                "failed",
+                {"type": "failed", "error": {"type": "server_error", "code": code, "message": message}},
+            )
+        return self._flush()
+
+    def _arm_idle_timeout(self, now: float, emitter: ResponseEmitter) -> None:
+        td = self.config.audio.input.turn_detection
+        idle = getattr(td, "idle_timeout_ms", None)
+        if idle is None or not emitter.r.plan.conversation:
+            return
+        playback_s = sum(o.audio_ms for o in emitter.r.output) / 1000
+        self._idle_deadline = now + playback_s + idle / 1000
+
+    def on_transcription_delta(self, item_id: str, delta: str) -> list[Output]:
+        if delta and item_id in self.conversation:
+            self._emit(
+                "conversation.item.input_audio_transcription.delta",
+                item_id=item_id,
+                content_index=0,
+                delta=delta,
+            )
+        return self._flush()
+
+    def on_transcription_completed(
+        self, item_id: str, transcript: str, audio_seconds: float
+    ) -> list[Output]:
+        if item_id in self.conversation:
+            item = self.conversation.get(item_id)
+            content = item.wire.get("content") or []
+            if content:
+                content[0]["transcript"] = transcript
+            self._emit(
+                "conversation.item.input_audio_transcription.completed",
+                item_id=item_id,
+                content_index=0,
+                transcript=transcript,
+                usage={"type": "duration", "seconds": round(audio_seconds, 3)},
+            )
+        return self._flush()
+
+    def on_transcription_failed(self, item_id: str, code: str, message: str) -> list[Output]:
+        if item_id in self.conversation:
+            self._emit(
+                "conversation.item.input_audio_transcription.failed",
+                item_id=item_id,
+                content_index=0,
+                error={"type": "server_error", "code": code, "message": message, "param": None},
+            )
+        return self._flush()
+
+    def close(self) -> list[Output]:
+        """The connection went away: cancel every response (effects only, no events)."""
+        self.closed = True
+        effects: list[Output] = [fx.CancelResponse(rid) for rid in self._responses]
+        self._responses.clear()
+        self._default_response = None
+        self._out.clear()
+        return effects
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def _b64(data: str, param: str) -> bytes:
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise RealtimeError(
+            f"Invalid '{param}': not valid base64-encoded audio.", "invalid_value", param
+        ) from None
+
+
+_HANDLERS: dict[str, Any] = {
+    "session.update": Session._on_session_update,
+    "input_audio_buffer.append": Session._on_append,
+    "input_audio_buffer.commit": Session._on_commit,
+    "input_audio_buffer.clear": Session._on_clear,
+    "conversation.item.create": Session._on_item_create,
+    "conversation.item.retrieve": Session._on_item_retrieve,
+    "conversation.item.delete": Session._on_item_delete,
+    "conversation.item.truncate": Session._on_item_truncate,
+    "response.create": Session._on_response_create,
+    "response.cancel": Session._on_response_cancel,
+    "output_audio_buffer.clear": Session._on_output_audio_clear,
+}
+
+__all__ = ["Output", "Session"]

@@ -1,0 +1,215 @@
+"""OpenAI-style errors (SPEC §9): ``{type, code, message, param, event_id}``.
+
+:class:`RealtimeError` is what the core returns for a bad client event; the transport
+sends it as an ``error`` server event. :func:`from_validation_error` turns a pydantic
+validation failure into the error the cloud service would send for the same input:
+``unknown_parameter``, ``missing_required_parameter``, ``invalid_type``,
+``invalid_value`` and the ``*_below_min_value`` / ``*_above_max_value`` family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+INVALID_REQUEST = "invalid_request_error"
+SERVER_ERROR = "server_error"
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeError(Exception):
+    """An error to report to the client; ``event_id`` is the client event that caused it."""
+
+    message: str
+    code: str | None = None
+    param: str | None = None
+    type: str = INVALID_REQUEST
+    event_id: str | None = None
+
+    def with_event_id(self, event_id: str | None) -> RealtimeError:
+        return RealtimeError(self.message, self.code, self.param, self.type, event_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+            "event_id": self.event_id,
+        }
+
+
+def invalid_value(param: str, value: Any, allowed: str | None = None) -> RealtimeError:
+    shown = _show(value)
+    message = f"Invalid value: {shown}."
+    if allowed:
+        message += f" Supported values are: {allowed}."
+    return RealtimeError(message, "invalid_value", param)
+
+
+def unknown_parameter(param: str) -> RealtimeError:
+    return RealtimeError(f"Unknown parameter: '{param}'.", "unknown_parameter", param)
+
+
+def missing_parameter(param: str) -> RealtimeError:
+    return RealtimeError(
+        f"Missing required parameter: '{param}'.", "missing_required_parameter", param
+    )
+
+
+_TYPE_NAMES = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "list_type": "an array",
+    "none_required": "null",
+    "is_instance_of": "an object",
+}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _param(prefix: str, loc: tuple[int | str, ...], tags: frozenset[str]) -> str:
+    text = prefix
+    for piece in loc:
+        if isinstance(piece, int):
+            text += f"[{piece}]"
+        elif piece in tags or "-" in piece or "[" in piece:
+            # Discriminator tags and wrapper names pydantic adds to locations.
+            continue
+        else:
+            text = f"{text}.{piece}" if text else piece
+    return text
+
+
+# Tags pydantic inserts into error locations for tagged unions: the tag values.
+_UNION_TAGS = frozenset(
+    {
+        "server_vad",
+        "semantic_vad",
+        "audio/pcm",
+        "audio/pcmu",
+        "audio/pcma",
+        "realtime",
+        "transcription",
+        "message",
+        "function_call",
+        "function_call_output",
+        "item_reference",
+        "function",
+        "mcp",
+        "input_text",
+        "input_audio",
+        "input_image",
+        "output_text",
+        "output_audio",
+        "user",
+        "assistant",
+        "system",
+        "retention_ratio",
+        "str",
+        "int",
+        "float",
+        "bool",
+        "list",
+        "dict",
+        "literal",
+        "none",
+        "nullable",
+        "union",
+        "is-instance",
+        "default",
+        "lax-or-strict",
+        "tagged-union",
+        "constrained-str",
+        "json-or-python",
+    }
+)
+
+
+def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeError:
+    """Map the most relevant pydantic error to an OpenAI-style error.
+
+    ``prefix`` is the path of the validated object in the event (``session``, ``item``,
+    ``response``), so that ``param`` reads like the cloud's, e.g. ``session.audio.input.format``.
+    """
+    errors = exc.errors(include_url=False)
+    # Unknown fields first: the cloud rejects them before looking at values.
+    errors.sort(key=lambda e: 0 if e["type"] == "extra_forbidden" else 1)
+    err = errors[0]
+    kind = err["type"]
+    param = _param(prefix, tuple(err["loc"]), _UNION_TAGS)
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return unknown_parameter(param)
+    if kind == "missing":
+        return missing_parameter(param)
+    if kind in ("union_tag_invalid", "literal_error", "enum"):
+        allowed = ctx.get("expected_tags") or ctx.get("expected")
+        if kind == "union_tag_invalid":
+            tag = ctx.get("discriminator", "'type'").strip("'")
+            param = f"{param}.{tag}" if param else tag
+            value = ctx.get("tag", value)
+        return invalid_value(param, value, str(allowed) if allowed else None)
+    if kind == "union_tag_not_found":
+        tag = str(ctx.get("discriminator", "'type'")).strip("'")
+        return missing_parameter(f"{param}.{tag}" if param else tag)
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        below = kind.startswith("greater")
+        number = "integer" if isinstance(value, int) and not isinstance(value, bool) else "decimal"
+        limit = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
+        code = f"{number}_{'below_min' if below else 'above_max'}_value"
+        relation = ">=" if kind == "greater_than_equal" else ">" if below else (
+            "<=" if kind == "less_than_equal" else "<"
+        )
+        return RealtimeError(
+            f"Invalid '{param}': expected a value {relation} {limit}, but got {value} instead.",
+            code,
+            param,
+        )
+    if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
+        return RealtimeError(
+            f"Invalid '{param}': {err['msg']}.", "string_above_max_length"
+            if kind in ("string_too_long",)
+            else "array_above_max_length"
+            if kind == "too_long"
+            else "invalid_value",
+            param,
+        )
+    if kind in _TYPE_NAMES or kind.endswith("_type") or kind.endswith("_parsing"):
+        expected = _TYPE_NAMES.get(kind, kind.removesuffix("_type").removesuffix("_parsing"))
+        return RealtimeError(
+            f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+            "invalid_type",
+            param,
+        )
+    return RealtimeError(f"Invalid value for '{param}': {err['msg']}.", "invalid_value", param)
