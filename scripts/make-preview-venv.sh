@@ -4,6 +4,12 @@
 # tests/preview/ runs tests/preview/validate_preview.py inside it to check that the
 # Preview bridge's output validates against the Preview SDK models.
 #
+# Why 1.107.0 and not 1.75.0: 1.107's beta types are the last revision of the Preview
+# models (SPEC Appendix A). 1.75's are older and stricter than the Preview wire ever was:
+# RealtimeResponse.status lacks "in_progress" (every response.created has it), item content
+# lacks "audio", item status lacks "in_progress", and output_audio_buffer.* are missing.
+# Override with OPENAI_PREVIEW_VERSION=... to check another release.
+#
 # Idempotent: re-running with the venv already in place and the pinned version installed
 # does nothing. CI runs it before pytest.
 #
