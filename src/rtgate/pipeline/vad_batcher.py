@@ -192,7 +192,10 @@ class VADBatcher:
             for begin in range(0, frames.shape[0], step):
                 request = _Request(stream, frames[begin : begin + step], loop.create_future())
                 requests.append(request)
-                await self._queue.put(request)
+                if self._queue.full():
+                    await self._queue.put(request)
+                else:
+                    self._queue.put_nowait(request)  # no coroutine frame on the common path
             parts = [await request.future for request in requests]
         except BaseException:
             for request in requests:

@@ -15,9 +15,9 @@ already emits probabilities stream-major. With ``B = 1`` the rewritten graph is 
 original one; its outputs match per-stream, per-frame calls of the original graph
 exactly (tests/vad compare them on synthetic speech).
 
-Measured on one core (benchmarks/bench_vad.py): one ``session.run`` costs about 80 µs
-of fixed overhead plus about 53 µs of compute per frame, so per-frame calls cost
-~130 to 200 µs while batches of 32+ frames cost ~55 µs per frame.
+Measured on one core (benchmarks/bench_vad.py, CPU time): a per-stream, per-frame call
+costs ~185 µs; a call's fixed overhead is ~130 µs on top of ~55 µs of compute per frame,
+so 3 frames per call cost ~107 µs per frame and batches of 32 or more frames ~56 to 60 µs.
 
 Per-stream state is ``(h, c, context)``; :meth:`SileroVAD.infer_batch` gathers it from
 the streams, runs one call and scatters it back. One :class:`onnxruntime.InferenceSession`
