@@ -1,0 +1,5 @@
+"""``python -m rtgate.migrate check …`` is ``rtgate migrate check …``."""
+
+from rtgate.migrate.cli import main
+
+raise SystemExit(main())

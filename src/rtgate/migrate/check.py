@@ -1,0 +1,131 @@
+"""Run the checker over file trees: discovery, parallel scanning, ``--fix`` writes, progress.
+
+Contracts:
+
+* :func:`check_file` reads, scans and (with ``fix=True``) computes the fixed text of one
+  file; it never writes.
+* :func:`run_check` returns one :class:`CheckReport` with results in discovery order
+  (sorted paths), whether scanning ran in one process or several. With ``fix=True`` it
+  writes each fixed file once, byte-for-byte as fixed (line endings and undecodable
+  bytes preserved), after the text parsed back (see :mod:`rtgate.migrate.fixer`).
+* Work is split over processes only for trees of at least :data:`PARALLEL_MIN_FILES`
+  files and when more than one CPU is available to this process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .engine import scan_text
+from .files import MAX_FILE_BYTES, Selection, discover, read_text
+from .model import FileResult, Finding, Lang
+
+PARALLEL_MIN_FILES = 400
+BATCH_FILES = 64
+
+Progress = Callable[[int, int], None]  # (files done, files total)
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """Everything one ``check`` run found and did."""
+
+    results: list[FileResult] = field(default_factory=list)
+    files_total: int = 0
+    lines_total: int = 0
+    seconds: float = 0.0
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+    @property
+    def fixed(self) -> list[FileResult]:
+        return [r for r in self.results if r.fixed_text is not None]
+
+
+def check_file(
+    path: str, display: str, lang: Lang, fix: bool, max_bytes: int = MAX_FILE_BYTES
+) -> tuple[FileResult, int]:
+    """``(result, line count)`` for one file."""
+    text, reason = read_text(path, max_bytes)
+    if text is None:
+        return FileResult(display, lang, skipped=reason), 0
+    lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    result = FileResult(display, lang, scan_text(text, lang, display))
+    if fix and any(f.fixable for f in result.findings):
+        from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
+
+        fixed, why = fix_text(text, lang, display)
+        result.fix_refused = why
+        if fixed is not None:
+            result.fixed_text = fixed
+            result.diff = unified_diff(display, text, fixed)
+            result.findings = scan_text(fixed, lang, display)
+    return result, lines
+
+
+def _batch(
+    items: Sequence[tuple[str, str, Lang]], fix: bool, max_bytes: int
+) -> list[tuple[FileResult, int]]:
+    return [check_file(p, d, lang, fix, max_bytes) for p, d, lang in items]
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_check(
+    roots: Sequence[str],
+    selection: Selection | None = None,
+    *,
+    fix: bool = False,
+    jobs: int | None = None,
+    max_bytes: int = MAX_FILE_BYTES,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Check every file under ``roots``; with ``fix`` write the fixed files."""
+    started = time.perf_counter()
+    files = list(discover(roots, selection or Selection()))
+    report = CheckReport(files_total=len(files))
+    jobs = jobs if jobs is not None else _cpus()
+    batches = [files[i : i + BATCH_FILES] for i in range(0, len(files), BATCH_FILES)]
+    done = 0
+    if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_batch, b, fix, max_bytes) for b in batches]
+            for future in futures:  # in submission order: results stay sorted
+                for result, lines in future.result():
+                    report.results.append(result)
+                    report.lines_total += lines
+                done += BATCH_FILES
+                if progress:
+                    progress(min(done, len(files)), len(files))
+    else:
+        for batch in batches:
+            for result, lines in _batch(batch, fix, max_bytes):
+                report.results.append(result)
+                report.lines_total += lines
+            done += len(batch)
+            if progress:
+                progress(done, len(files))
+    if fix:
+        for result in report.fixed:
+            _write(result)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write(result: FileResult) -> None:
+    assert result.fixed_text is not None
+    data = result.fixed_text.encode("utf-8", errors="surrogateescape")
+    with open(result.path, "wb") as fh:
+        fh.write(data)

@@ -1,0 +1,170 @@
+"""``--fix``: apply safe edits, prove the result still parses, and produce a diff.
+
+Contracts:
+
+* :func:`fix_text` applies the fixable findings' edits (non-overlapping, left to right),
+  rescans, and repeats until nothing fixable is left (at most :data:`MAX_PASSES`), so a
+  second ``--fix`` run changes nothing (idempotence).
+* The result is accepted only if it parses: Python must ``compile()``; JavaScript,
+  TypeScript, TSX and the ``<script>`` blocks of HTML must parse without error nodes
+  (tree-sitter); JSON must load. For kinds without a parser only
+  ``FixKind.LITERAL`` edits are ever marked fixable. If the *original* text does not
+  parse, nothing is written: the fix could not be verified.
+* Nothing here writes files; the caller writes ``fixed`` text only when it is returned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from .engine import scan_text
+from .model import Edit, Finding, Lang
+
+MAX_PASSES = 4
+_SCRIPT = re.compile(r"<script\b(?P<attrs>[^>]*)>(?P<body>.*?)</script\s*>", re.S | re.I)
+
+
+def apply_edits(text: str, edits: list[Edit]) -> str:
+    """Apply non-overlapping edits; an edit overlapping an earlier one is dropped."""
+    out: list[str] = []
+    cursor = 0
+    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
+        if edit.start < cursor:
+            continue
+        out.append(text[cursor : edit.start])
+        out.append(edit.replacement)
+        cursor = edit.end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+@cache
+def _ts_parser(kind: str) -> Any:
+    import tree_sitter  # deferred: only --fix on JS/TS needs it
+    import tree_sitter_typescript
+
+    language = (
+        tree_sitter_typescript.language_typescript()
+        if kind == "ts"
+        else tree_sitter_typescript.language_tsx()
+    )
+    return tree_sitter.Parser(tree_sitter.Language(language))
+
+
+def _parses_js(text: str, kind: str) -> bool:
+    tree = _ts_parser(kind).parse(text.encode("utf-8", errors="surrogateescape"))
+    return not tree.root_node.has_error
+
+
+def _parses_python(text: str) -> bool:
+    try:
+        compile(text, "<rtgate-fix>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _parses_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _scripts(text: str) -> list[str]:
+    return [
+        m["body"]
+        for m in _SCRIPT.finditer(text)
+        if "src=" not in m["attrs"] and "json" not in m["attrs"]
+    ]
+
+
+def _parses_html(text: str) -> bool:
+    return all(_parses_js(body, "tsx") for body in _scripts(text))
+
+
+PARSERS: dict[Lang, Callable[[str], bool]] = {
+    Lang.PYTHON: _parses_python,
+    Lang.JS: lambda t: _parses_js(t, "tsx"),
+    Lang.TSX: lambda t: _parses_js(t, "tsx"),
+    Lang.TS: lambda t: _parses_js(t, "ts"),
+    Lang.HTML: _parses_html,
+    Lang.JSON: _parses_json,
+}
+
+
+def parses(text: str, lang: Lang) -> bool:
+    """Whether ``text`` parses as ``lang`` (``True`` for kinds without a parser)."""
+    check = PARSERS.get(lang)
+    return True if check is None else check(text)
+
+
+def fix_text(text: str, lang: Lang, path: str = "<text>") -> tuple[str | None, str]:
+    """``(fixed text, "")``, ``(None, "")`` when nothing to fix, or ``(None, reason)``."""
+    findings = scan_text(text, lang, path)
+    if not any(f.fixable for f in findings):
+        return None, ""
+    if not parses(text, lang):
+        return None, f"not fixed: the file does not parse as {lang.value} before fixing"
+    current = text
+    for _ in range(MAX_PASSES):
+        edits = [f.edit for f in findings if f.fixable and f.edit is not None]
+        if not edits:
+            break
+        candidate = apply_edits(current, edits)
+        if candidate == current:
+            break
+        if not parses(candidate, lang):
+            return _fix_one_by_one(text, lang, path)
+        current = candidate
+        findings = scan_text(current, lang, path)
+    return (current if current != text else None), ""
+
+
+def _fix_one_by_one(text: str, lang: Lang, path: str) -> tuple[str | None, str]:
+    """Fallback: keep each edit only if the text still parses after it.
+
+    Edits are tried right to left, so earlier offsets stay valid within a pass.
+    """
+    current = text
+    refused = 0
+    for _ in range(MAX_PASSES):
+        fixable = [f for f in scan_text(current, lang, path) if f.fixable and f.edit]
+        fixable.sort(key=lambda f: f.edit.start if f.edit else 0, reverse=True)
+        refused, changed, limit = 0, False, len(current) + 1
+        for finding in fixable:
+            assert finding.edit is not None
+            if finding.edit.end > limit:
+                continue
+            candidate = apply_edits(current, [finding.edit])
+            if parses(candidate, lang):
+                current, changed, limit = candidate, True, finding.edit.start
+            else:
+                refused += 1
+        if not changed:
+            break
+    reason = f"{refused} edit(s) not applied: the result would not parse" if refused else ""
+    return (current if current != text else None), reason
+
+
+def unified_diff(path: str, before: str, after: str) -> str:
+    """A unified diff of one file, ``a/`` and ``b/`` prefixed like ``git diff``."""
+    return "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"a/{path}",
+            tofile=f"b/{path}",
+        )
+    )
+
+
+def remaining_fixable(findings: list[Finding]) -> list[Finding]:
+    """The findings a further ``--fix`` would still change."""
+    return [f for f in findings if f.fixable]

@@ -1,0 +1,314 @@
+"""Payload-shape rules: ``session.update``, ``response.create``, ``conversation.item.create``.
+
+The analyzer finds each client event by its type string (``"session.update"``, also
+escaped inside JSON strings) or by an SDK call (``conn.session.update(session={…})``),
+locates the object literal that carries the payload (``session``, ``response``, ``item``),
+and lists that object's top-level keys. It understands the object-literal syntaxes of the
+supported languages well enough for this: Python dicts, JS/TS objects, JSON, C#
+anonymous objects (``new { key = … }``), Go map and struct literals, and JSON text in
+strings. It does not evaluate code: a payload built elsewhere (a variable, ``dict(...)``,
+``Map.of``) is not analyzed, and an object with a spread (``...base``, ``**base``) is not
+reported as missing ``type``.
+
+Rules evaluated here: ``session-missing-type``, ``session-preview-field``,
+``response-preview-field``, ``content-type-preview`` (SPEC §11.3, §11.4).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rtgate.protocol.dialects import (
+    PREVIEW_AUDIO_FORMATS,
+    PREVIEW_CONTENT_TYPES,
+    PREVIEW_SESSION_FIELDS,
+)
+
+from .model import Edit, Hit
+
+MAX_SCAN = 8000  # characters searched around an event for its payload
+
+_EVENT = re.compile(
+    r"""(?P<q>\\?["'`])(?P<ev>session\.update|conversation\.item\.create|response\.create)(?P=q)"""
+    r"""|\.(?P<call>session\.update|conversation\.item\.create|response\.create)\s*\("""
+)
+_PAYLOAD_KEY = {
+    "session.update": "session",
+    "conversation.item.create": "item",
+    "response.create": "response",
+}
+_KEY = re.compile(r"""\s*(?P<kq>\\?["']?)(?P<k>[A-Za-z_]\w*)(?P=kq)\s*(?::(?!:)|=(?![=>]))\s*""")
+_SPREAD = re.compile(r"\s*(?:\.\.\.|\*\*)")
+# What may stand between a key and the "{" of its object value.
+_VALUE_OPEN = re.compile(
+    r"(?:new\s*(?:[\w.<>]+\s*)?(?:\(\s*\)\s*)?|map\[[^\]]*\](?:interface\{\}|any|[\w.]+)\s*"
+    r"|&?[\w.]+\s*)?\{"
+)
+_QUOTES = "\"'`"
+_OPEN = "{[("
+_CLOSE = "}])"
+
+# response.create fields that GA renamed or removed (SPEC §11.4).
+_RESPONSE_FIELDS: dict[str, str | None] = {
+    "modalities": "output_modalities",
+    "voice": "audio.output.voice",
+    "output_audio_format": "audio.output.format",
+    "temperature": None,
+    "max_response_output_tokens": "max_output_tokens",
+}
+_RENAMABLE = {"max_response_output_tokens": "max_output_tokens"}
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A top-level key of an object literal: name span and where its value starts."""
+
+    name: str
+    start: int
+    end: int
+    quote: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLiteral:
+    """An object literal ``text[open:close+1]`` and its top-level keys."""
+
+    open: int
+    close: int
+    keys: tuple[Key, ...]
+    spread: bool
+
+    def get(self, name: str) -> Key | None:
+        return next((k for k in self.keys if k.name == name), None)
+
+
+def _skip_string(text: str, i: int, limit: int) -> int:
+    """Index just past the string literal opening at ``text[i]`` (or ``i + 1``)."""
+    q = text[i]
+    j = i + 1
+    while j < limit:
+        c = text[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == q:
+            return j + 1
+        if c == "\n" and q != "`" and text[j - 1] != "\\":
+            return j  # unterminated on this line: not a string we understand
+        j += 1
+    return limit
+
+
+def _is_delimiter(text: str, i: int) -> bool:
+    return text[i] in _QUOTES and (i == 0 or text[i - 1] != "\\")
+
+
+def match_close(text: str, open_idx: int) -> int:
+    """Index of the bracket closing ``text[open_idx]``, or -1."""
+    depth = 0
+    i, limit = open_idx, min(len(text), open_idx + MAX_SCAN)
+    while i < limit:
+        c = text[i]
+        if _is_delimiter(text, i) and i != open_idx:
+            i = _skip_string(text, i, limit)
+            continue
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def parse_object(text: str, open_idx: int) -> ObjectLiteral | None:
+    """The object literal whose ``{`` is at ``open_idx``, with its top-level keys."""
+    close = match_close(text, open_idx)
+    if close < 0:
+        return None
+    keys: list[Key] = []
+    spread = False
+    i, depth, expect_key = open_idx + 1, 0, True
+    while i < close:
+        if depth == 0 and expect_key:
+            expect_key = False
+            if _SPREAD.match(text, i):
+                spread = True
+            m = _KEY.match(text, i)
+            if m and m.end() <= close:
+                keys.append(Key(m["k"], m.start("k"), m.end("k"), m["kq"], m.end()))
+                i = m.end()
+                continue
+        c = text[i]
+        if _is_delimiter(text, i):
+            i = _skip_string(text, i, close)
+            continue
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif c == "," and depth == 0:
+            expect_key = True
+        i += 1
+    return ObjectLiteral(open_idx, close, tuple(keys), spread)
+
+
+def _enclosing_open(text: str, pos: int) -> int:
+    """Index of the innermost unclosed ``{`` before ``pos`` (raw scan), or -1."""
+    depth = 0
+    for i in range(pos - 1, max(-1, pos - MAX_SCAN), -1):
+        c = text[i]
+        if c == "}":
+            depth += 1
+        elif c == "{":
+            if depth == 0:
+                return i
+            depth -= 1
+    return -1
+
+
+def _value_object(text: str, key: Key) -> ObjectLiteral | None:
+    m = _VALUE_OPEN.match(text, key.value)
+    if not m:
+        return None
+    return parse_object(text, m.end() - 1)
+
+
+def _call_payload(text: str, paren: int, name: str) -> ObjectLiteral | None:
+    """``.session.update(session={…})``: the object passed as keyword ``name``."""
+    close = match_close(text, paren)
+    if close < 0:
+        return None
+    m = re.compile(rf"\b{name}\s*=\s*").search(text, paren, close)
+    if not m:
+        return None
+    key = Key(name, m.start(), m.start() + len(name), "", m.end())
+    return _value_object(text, key)
+
+
+def find_payloads(text: str) -> Iterator[tuple[str, ObjectLiteral]]:
+    """Yield ``(event type, payload object)`` for every analyzable client event."""
+    for m in _EVENT.finditer(text):
+        event = m["ev"] or m["call"]
+        name = _PAYLOAD_KEY[event]
+        if m["call"]:
+            obj = _call_payload(text, m.end() - 1, name)
+        else:
+            open_idx = _enclosing_open(text, m.start())
+            outer = parse_object(text, open_idx) if open_idx >= 0 else None
+            key = outer.get(name) if outer else None
+            obj = _value_object(text, key) if key else None
+        if obj is not None:
+            yield event, obj
+
+
+_GA_FORMATS = ", ".join(
+    f"{json.dumps(fmt)} for '{name}'" for name, fmt in PREVIEW_AUDIO_FORMATS.items()
+)
+
+
+def _field_change(field: str, target: str | None) -> str:
+    if target is None:
+        return f"remove '{field}' (GA has no such field)"
+    if field == "modalities":
+        return "use output_modalities: ['audio'] or ['text'] (one, never both)"
+    if field.endswith("audio_format"):
+        return f"move it to {target} as an object: {_GA_FORMATS}"
+    if field in _RENAMABLE:
+        return f"rename it to '{target}'"
+    return f"move it to {target}"
+
+
+def _rename_edit(obj: ObjectLiteral, key: Key) -> Edit | None:
+    new = _RENAMABLE.get(key.name)
+    if new is None or obj.get(new) is not None:
+        return None
+    return Edit(key.start, key.end, new)
+
+
+def _insert_type(text: str, obj: ObjectLiteral, value: str) -> Edit:
+    """Insert ``type: value`` as the first key, in the style of the existing keys."""
+    first = obj.keys[0] if obj.keys else None
+    quote = first.quote if first else '"'
+    vq = quote or '"'
+    sep = ": "
+    if first is not None and text[first.end + len(first.quote) : first.value].strip() == "=":
+        sep = " = "
+    entry = f"{quote}type{quote}{sep}{vq}{value}{vq}"
+    if first is None:
+        return Edit(obj.open + 1, obj.open + 1, entry)
+    key_start = first.start - len(first.quote)
+    gap = text[obj.open + 1 : key_start]
+    if "\n" in gap:
+        indent = gap[gap.rfind("\n") + 1 :]
+        return Edit(obj.open + 1, obj.open + 1, f"\n{indent}{entry},")
+    return Edit(key_start, key_start, f"{entry}, ")
+
+
+def _content_hits(text: str, item: ObjectLiteral) -> Iterator[Hit]:
+    role = item.get("role")
+    content = item.get("content")
+    if role is None or content is None:
+        return
+    if not re.compile(r"""\\?["']assistant\\?["']""").match(text, role.value):
+        return
+    if not text.startswith("[", content.value):
+        return
+    end = match_close(text, content.value)
+    pattern = re.compile(
+        r"""(?<![\w.])(?P<kq>\\?["']?)type(?P=kq)\s*[:=]\s*(?P<v>(?P<q>\\?["'])(?P<t>text|audio)(?P=q))"""
+    )
+    for m in pattern.finditer(text, content.value, end):
+        new = PREVIEW_CONTENT_TYPES[m["t"]]
+        yield Hit(
+            "content-type-preview",
+            m.start("v"),
+            m.end("v"),
+            {"old": m["t"], "new": new},
+            Edit(m.start("v"), m.end("v"), f"{m['q']}{new}{m['q']}"),
+        )
+
+
+def analyze(text: str) -> Iterator[Hit]:
+    """All payload-shape hits in ``text`` (any supported language)."""
+    seen: set[int] = set()
+    for event, obj in find_payloads(text):
+        if obj.open in seen:
+            continue
+        seen.add(obj.open)
+        if event == "session.update":
+            yield from _session_hits(text, obj)
+        elif event == "response.create":
+            for key in obj.keys:
+                if key.name in _RESPONSE_FIELDS:
+                    target = _RESPONSE_FIELDS[key.name]
+                    yield Hit(
+                        "response-preview-field",
+                        key.start,
+                        key.end,
+                        {"field": key.name, "change": _field_change(key.name, target)},
+                        _rename_edit(obj, key),
+                    )
+        else:
+            yield from _content_hits(text, obj)
+
+
+def _session_hits(text: str, obj: ObjectLiteral) -> Iterator[Hit]:
+    for key in obj.keys:
+        if key.name in PREVIEW_SESSION_FIELDS:
+            target = PREVIEW_SESSION_FIELDS[key.name]
+            yield Hit(
+                "session-preview-field",
+                key.start,
+                key.end,
+                {"field": key.name, "change": _field_change(key.name, target)},
+                _rename_edit(obj, key),
+            )
+    if obj.get("type") is None and not obj.spread:
+        end = obj.open + 1
+        yield Hit("session-missing-type", obj.open, end, {}, _insert_type(text, obj, "realtime"))
