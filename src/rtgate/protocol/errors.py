@@ -102,7 +102,7 @@ def _param(prefix: str, loc: tuple[int | str, ...], tags: frozenset[str]) -> str
     for piece in loc:
         if isinstance(piece, int):
             text += f"[{piece}]"
-        elif piece in tags or "-" in piece or "[" in piece:
+        elif piece in tags or any(c in piece for c in "-[./"):
             # Discriminator tags and wrapper names pydantic adds to locations.
             continue
         else:

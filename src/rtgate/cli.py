@@ -1,0 +1,144 @@
+"""The ``rtgate`` command line: ``serve``, ``migrate check``, ``migrate probe``.
+
+Heavy imports (uvicorn, models) happen inside the subcommand that needs them, so
+``rtgate --help`` answers at once. Exit codes: 0 success, 1 failure/findings, 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from . import __version__
+
+DESCRIPTION = """\
+rtgate: a self-hosted server for the OpenAI / Azure OpenAI Realtime API (GA protocol).
+
+Point an official client at it, e.g. openai-python:
+  client = AsyncOpenAI(base_url="http://127.0.0.1:8000/openai/v1", api_key="any")
+  async with client.realtime.connect(model="gpt-realtime") as conn: ...
+"""
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the Realtime server",
+        description="Run the Realtime server. Every setting can also be given as an "
+        "RTGATE_<NAME> environment variable (e.g. RTGATE_API_KEYS=k1,k2); flags win.",
+    )
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to bind (default 8000)")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="accept this API key (repeatable). Prefer RTGATE_API_KEYS: flags show in `ps`. "
+        "With no key configured any key is accepted and only loopback may be bound.",
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="allow binding a non-loopback address with no API keys (anyone may connect)",
+    )
+    p.add_argument(
+        "--pipeline",
+        choices=["default", "builtin"],
+        help="'default': the embedded offline speech stack (Whisper tiny.en, SmolLM2-135M, "
+        "espeak-ng); 'builtin': a deterministic echo model with tone audio, no models",
+    )
+    p.add_argument("--session-lifetime", type=float, dest="session_lifetime_s", metavar="SECONDS",
+                   help="maximum session duration (default 3600)")
+    p.add_argument("--max-sessions", type=int, help="concurrent sessions (default 1000)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from .server.app import create_app
+    from .server.auth import install_log_redaction
+    from .server.settings import Settings
+
+    overrides = {
+        k: getattr(args, k, None)
+        for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
+                  "max_sessions", "log_level")
+    }
+    if args.api_keys:
+        overrides["api_keys"] = tuple(args.api_keys)
+    try:
+        settings = Settings.from_env(**overrides)
+    except (ValueError, TypeError) as exc:
+        print(f"rtgate serve: {exc}", file=sys.stderr)
+        return 2
+    if settings.open_access and not _is_loopback(settings.host) and not settings.allow_unauthenticated:
+        print(
+            f"rtgate serve: refusing to bind {settings.host} with no API keys: anyone could "
+            "connect. Set RTGATE_API_KEYS (or --api-key), or pass --allow-unauthenticated.",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
+    log = logging.getLogger("rtgate")
+    log.info("rtgate %s settings:\n%s", __version__, settings.describe())
+    if settings.open_access:
+        log.warning("no API keys configured: any key is accepted (bound to %s only)", settings.host)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ping_interval_s,
+        ws_ping_timeout=settings.ping_timeout_s,
+        ws_per_message_deflate=False,
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    install_log_redaction()
+    server.run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["migrate"]:
+        from .migrate.cli import main as migrate_main
+
+        return migrate_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="rtgate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"rtgate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _serve_parser(sub)
+    sub.add_parser("migrate", help="check and fix Preview-era Realtime code; probe an endpoint "
+                   "(see `rtgate migrate --help`)")
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

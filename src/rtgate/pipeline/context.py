@@ -1,0 +1,133 @@
+"""From a response plan to an LLM request, and from LLM text to speakable chunks.
+
+:func:`build_request` turns the conversation (text, audio transcripts, function calls and
+their outputs) into chat-completions messages with the instructions as the system
+message. :class:`SentenceChunker` cuts streamed text at sentence and clause boundaries so
+speech can start before the whole answer exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.effects import ContextItem, ResponsePlan
+from .base import LLMRequest, ToolSpec
+
+
+def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
+    pieces: list[str] = []
+    for part in item.get("content") or []:
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            pieces.append(part.get("text") or "")
+        elif kind in ("input_audio", "output_audio", "audio"):
+            transcript = part.get("transcript") or transcripts.get(str(item.get("id")), "")
+            pieces.append(transcript)
+        elif kind == "input_image":
+            pieces.append("[image]")
+    return " ".join(p for p in pieces if p).strip()
+
+
+def tool_choice_for(plan: ResponsePlan) -> str:
+    choice = plan.tool_choice
+    if isinstance(choice, dict):
+        return str(choice.get("name") or "auto")
+    return str(choice or "auto")
+
+
+def build_request(plan: ResponsePlan, transcripts: Mapping[str, str] | None = None) -> LLMRequest:
+    """Chat messages for ``plan``; ``transcripts`` fills user audio without a transcript."""
+    transcripts = transcripts or {}
+    messages: list[dict[str, Any]] = []
+    if plan.instructions:
+        messages.append({"role": "system", "content": plan.instructions})
+    for ctx in plan.items:
+        item = ctx.wire
+        kind = item.get("type")
+        if kind == "message":
+            text = _message_text(item, transcripts)
+            if text:
+                messages.append({"role": item.get("role", "user"), "content": text})
+        elif kind == "function_call":
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": item.get("call_id"),
+                            "type": "function",
+                            "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                        }
+                    ],
+                }
+            )
+        elif kind == "function_call_output":
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output", "")}
+            )
+    tools = [
+        ToolSpec(t["name"], t.get("description") or "", t.get("parameters") or {})
+        for t in plan.tools
+        if t.get("type") == "function"
+    ]
+    return LLMRequest(
+        messages=messages,
+        tools=tools,
+        tool_choice=tool_choice_for(plan) if tools else "none",
+        max_output_tokens=plan.max_output_tokens,
+    )
+
+
+def audio_items_needing_transcripts(plan: ResponsePlan) -> list[ContextItem]:
+    """User audio items in the plan whose transcript is not known yet."""
+    needed = []
+    for ctx in plan.items:
+        if ctx.audio is None or ctx.wire.get("role") != "user":
+            continue
+        parts = ctx.wire.get("content") or []
+        if any(p.get("type") == "input_audio" and not p.get("transcript") for p in parts):
+            needed.append(ctx)
+    return needed
+
+
+_BOUNDARY = re.compile(r"([.!?…]+[\"')\]]*\s+|[;:]\s+|\n+)")
+_CLAUSE = re.compile(r",\s+")
+
+
+class SentenceChunker:
+    """Cuts a token stream into speakable chunks.
+
+    A chunk ends at a sentence end (``. ! ?``), ``; :`` or a newline; a clause comma ends
+    one too once the chunk is ``clause_chars`` long, so the first audio comes early and
+    long sentences do not wait for their full stop.
+    """
+
+    def __init__(self, *, clause_chars: int = 40, max_chars: int = 200) -> None:
+        self._buffer = ""
+        self._clause_chars = clause_chars
+        self._max_chars = max_chars
+
+    def feed(self, text: str) -> list[str]:
+        self._buffer += text
+        chunks: list[str] = []
+        while True:
+            match = _BOUNDARY.search(self._buffer)
+            if match is None and len(self._buffer) >= self._clause_chars:
+                match = _CLAUSE.search(self._buffer, self._clause_chars // 2)
+            if match is None and len(self._buffer) > self._max_chars:
+                cut = self._buffer.rfind(" ", 0, self._max_chars)
+                cut = cut if cut > 0 else self._max_chars
+                chunks.append(self._buffer[:cut + 1])
+                self._buffer = self._buffer[cut + 1 :]
+                continue
+            if match is None:
+                return [c for c in chunks if c.strip()]
+            chunks.append(self._buffer[: match.end()])
+            self._buffer = self._buffer[match.end() :]
+
+    def flush(self) -> list[str]:
+        rest, self._buffer = self._buffer, ""
+        return [rest] if rest.strip() else []

@@ -1,0 +1,185 @@
+"""The speech pipeline behind one profile: STT → LLM → TTS, streaming, cancellable.
+
+:class:`Pipeline.respond` turns a :class:`~rtgate.core.effects.ResponsePlan` into a
+stream of outputs for the session core. For audio responses the LLM runs ahead in its own
+task, cut into sentence/clause chunks, while the TTS speaks the chunks already cut; each
+chunk's text travels with its first audio, so the transcript never runs ahead of the
+audio actually produced. Cancelling the consumer cancels both stages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio import decode_to_pcm16, format_rate, pcm16_to_float, resample
+from ..core.effects import ResponsePlan
+from .base import (
+    LLM,
+    MODEL_SAMPLE_RATE,
+    STT,
+    TTS,
+    Finish,
+    SpeechRequest,
+    TextDelta,
+    ToolCallDelta,
+    Transcript,
+    TranscriptionOptions,
+    Usage,
+)
+from .context import SentenceChunker, audio_items_needing_transcripts, build_request
+
+
+@dataclass(frozen=True, slots=True)
+class TextOut:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOut:
+    """PCM16 24 kHz audio and the transcript of exactly this audio."""
+
+    pcm: bytes
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallOut:
+    index: int
+    name: str | None
+    call_id: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageOut:
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DoneOut:
+    reason: str = "stop"
+
+
+PipelineOut = TextOut | AudioOut | ToolCallOut | UsageOut | DoneOut
+
+_END = object()
+
+
+def wire_audio_to_model(audio: bytes, audio_format: str) -> np.ndarray:
+    """Wire audio (PCM 24 kHz or G.711 8 kHz) → float32 at the STT/VAD model rate."""
+    pcm = decode_to_pcm16(audio, audio_format)  # type: ignore[arg-type]
+    return resample(pcm16_to_float(pcm), format_rate(audio_format), MODEL_SAMPLE_RATE)  # type: ignore[arg-type]
+
+
+class Pipeline:
+    """One profile's engines; shared by every session that uses the profile."""
+
+    def __init__(self, name: str, llm: LLM, tts: TTS | None = None, stt: STT | None = None) -> None:
+        self.name = name
+        self.llm = llm
+        self.tts = tts
+        self.stt = stt
+
+    async def warm_up(self) -> None:
+        for backend in (self.stt, self.llm, self.tts):
+            if backend is not None:
+                await backend.warm_up()
+
+    async def aclose(self) -> None:
+        for backend in (self.stt, self.llm, self.tts):
+            if backend is not None:
+                await backend.aclose()
+
+    async def transcribe(self, audio: bytes, audio_format: str, options: TranscriptionOptions) -> Transcript:
+        if self.stt is None:
+            return Transcript(text="", audio_seconds=0.0)
+        samples = wire_audio_to_model(audio, audio_format)
+        return await self.stt.transcribe(samples, options)
+
+    async def respond(self, plan: ResponsePlan) -> AsyncIterator[PipelineOut]:
+        transcripts: dict[str, str] = {}
+        for ctx in audio_items_needing_transcripts(plan):
+            if self.stt is not None and ctx.audio:
+                result = await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())
+                transcripts[str(ctx.wire.get("id"))] = result.text
+        request = build_request(plan, transcripts)
+        stream = self.llm.stream(request)
+        if "audio" in plan.output_modalities and self.tts is not None:
+            async for out in self._speak(stream, plan):
+                yield out
+            return
+        async for chunk in stream:
+            out = _translate(chunk)
+            if out is not None:
+                yield out
+
+    async def _speak(self, stream: AsyncIterator[object], plan: ResponsePlan) -> AsyncIterator[PipelineOut]:
+        assert self.tts is not None
+        # Bounded: the LLM may run at most a few sentences ahead of speech.
+        queue: asyncio.Queue[object] = asyncio.Queue(maxsize=8)
+
+        async def produce() -> None:
+            chunker = SentenceChunker()
+            try:
+                async for chunk in stream:
+                    if isinstance(chunk, TextDelta):
+                        for sentence in chunker.feed(chunk.text):
+                            await queue.put(sentence)
+                    else:
+                        out = _translate(chunk)
+                        if out is not None:
+                            await queue.put(out)
+                for sentence in chunker.flush():
+                    await queue.put(sentence)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                await queue.put(exc)
+                return
+            await queue.put(_END)
+
+        producer = asyncio.create_task(produce())
+        pending_done: DoneOut | None = None
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, str):
+                    first = True
+                    async for pcm in self.tts.synthesize(
+                        SpeechRequest(text=item.strip(), voice=plan.voice, speed=plan.speed)
+                    ):
+                        yield AudioOut(pcm=pcm, transcript=item if first else "")
+                        first = False
+                    if first:  # the engine produced no audio for this chunk
+                        yield AudioOut(pcm=b"", transcript=item)
+                elif isinstance(item, DoneOut):
+                    pending_done = item
+                else:
+                    yield item  # type: ignore[misc]
+            if pending_done is not None:
+                yield pending_done
+        finally:
+            producer.cancel()
+            with contextlib.suppress(BaseException):
+                await producer
+
+
+def _translate(chunk: object) -> PipelineOut | None:
+    if isinstance(chunk, TextDelta):
+        return TextOut(chunk.text)
+    if isinstance(chunk, ToolCallDelta):
+        return ToolCallOut(chunk.index, chunk.name, chunk.call_id, chunk.arguments)
+    if isinstance(chunk, Usage):
+        return UsageOut(chunk.input_tokens, chunk.output_tokens, chunk.cached_tokens)
+    if isinstance(chunk, Finish):
+        return DoneOut(chunk.reason)
+    return None

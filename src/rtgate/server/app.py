@@ -1,0 +1,102 @@
+"""The ASGI application: routes, start-up (model warm-up, VAD batcher) and shutdown.
+
+Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
+``/openai/realtime`` (the ``AzureOpenAI`` client's path), and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from ..pipeline.base import VAD
+from ..pipeline.responder import Pipeline
+from .auth import Authenticator
+from .realtime_ws import ServerState, realtime_endpoint
+from .routing import ModelRouter
+from .settings import Settings
+
+log = logging.getLogger("rtgate.server")
+
+PipelineFactory = Callable[[Settings], dict[str, Pipeline]]
+
+
+def builtin_pipeline() -> Pipeline:
+    from ..pipeline.builtin import EchoLLM, ToneTTS
+
+    return Pipeline("builtin", EchoLLM(), ToneTTS())
+
+
+def default_pipeline() -> Pipeline:
+    from ..pipeline.engines.registry import build_default_stack
+
+    stack = build_default_stack()
+    return Pipeline("default", stack.llm, stack.tts, stack.stt)
+
+
+def build_profiles(settings: Settings) -> dict[str, Pipeline]:
+    """The profiles named by the settings: ``default`` or ``builtin`` as the default."""
+    if settings.pipeline == "builtin":
+        return {"default": builtin_pipeline()}
+    if settings.pipeline == "default":
+        return {"default": default_pipeline()}
+    raise ValueError(f"unknown pipeline {settings.pipeline!r}: expected 'default' or 'builtin'")
+
+
+def default_vad() -> VAD:
+    from ..pipeline.vad_silero import SileroVAD
+
+    return SileroVAD()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    profiles: PipelineFactory = build_profiles,
+    vad_factory: Callable[[], VAD | None] = default_vad,
+) -> Starlette:
+    """Build the app; models load and warm up in the lifespan, before the first session."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from ..transport.vad import VadService
+
+        pipelines = profiles(settings)
+        vad_model = vad_factory()
+        vad = VadService(vad_model) if vad_model is not None else None
+        for pipeline in pipelines.values():
+            await pipeline.warm_up()
+        if vad is not None:
+            await vad.start()
+        app.state.rtgate = ServerState(
+            settings=settings,
+            auth=Authenticator(settings.api_keys),
+            router=ModelRouter(pipelines),
+            vad=vad,
+        )
+        log.info("rtgate ready: profiles %s", ", ".join(pipelines))
+        try:
+            yield
+        finally:
+            if vad is not None:
+                await vad.stop()
+            for pipeline in pipelines.values():
+                await pipeline.aclose()
+
+    async def healthz(request: Request) -> JSONResponse:
+        state = request.app.state.rtgate
+        return JSONResponse({"status": "ok", "sessions": state.active_sessions})
+
+    routes = [
+        WebSocketRoute("/openai/v1/realtime", realtime_endpoint),
+        WebSocketRoute("/v1/realtime", realtime_endpoint),
+        WebSocketRoute("/openai/realtime", realtime_endpoint),
+        Route("/healthz", healthz),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)

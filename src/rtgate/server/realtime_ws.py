@@ -1,0 +1,194 @@
+"""The Realtime WebSocket endpoint (SPEC §1.4, §2, §14).
+
+The upgrade always succeeds (``101``), as on the cloud; problems with the key, the model
+or the protocol are reported as the first frame — an ``error`` event — followed by a
+close: ``3000`` for authentication, ``4000`` for the request's shape, with the reason
+``"<error.type>.<error.code>"``. Keys, and query strings or subprotocols that carry keys,
+are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..core.ids import IdFactory
+from ..core.session import Session
+from ..protocol.client_events import DecodeLimits
+from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
+from ..protocol.errors import RealtimeError
+from ..protocol.session import validate_session
+from ..transport.connection import SessionRunner
+from .auth import Authenticator, extract_credential
+from .routing import ModelRouter
+from .settings import Settings
+
+log = logging.getLogger("rtgate.ws")
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    auth: Authenticator
+    router: ModelRouter
+    vad: Any
+    active_sessions: int = 0
+
+
+class StarletteChannel:
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason[:120])
+
+
+def _is_preview(ws: WebSocket, subprotocols: list[str]) -> bool:
+    beta = ws.headers.get("openai-beta", "")
+    return "realtime=v1" in beta.replace(" ", "") or PREVIEW_BETA_SUBPROTOCOL in subprotocols
+
+
+async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
+    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
+    await ws.send_text(orjson.dumps(event).decode())
+    await ws.close(close_code, f"{error.type}.{error.code}")
+
+
+async def realtime_endpoint(ws: WebSocket) -> None:
+    state: ServerState = ws.app.state.rtgate
+    settings = state.settings
+    subprotocols = list(ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
+
+    query = ws.query_params
+    credential = extract_credential(ws.headers, query, subprotocols)
+    grant = state.auth.check(credential)
+    if grant is None:
+        if credential is None:
+            error = RealtimeError(
+                "Missing bearer or basic authentication in header. Send the key as "
+                "'Authorization: Bearer <key>', an 'api-key' header, or the "
+                "'openai-insecure-api-key.<key>' subprotocol.",
+                None,
+            )
+        else:
+            error = RealtimeError(
+                "Incorrect API key provided. Check the key configured for this rtgate server.",
+                "invalid_api_key",
+            )
+        log.info("refused a session: %s", "missing key" if credential is None else "wrong key")
+        await _refuse(ws, error, 3000)
+        return
+
+    if _is_preview(ws, subprotocols):
+        await _refuse(
+            ws,
+            RealtimeError(
+                "This endpoint speaks the GA Realtime protocol, and the client sent "
+                "'OpenAI-Beta: realtime=v1' (the retired Preview protocol). Upgrade the client "
+                "to the GA API (openai-python: client.realtime.connect, openai>=1.107) and stop "
+                "sending the OpenAI-Beta header; `rtgate migrate check` lists what to change.",
+                "beta_api_shape_disabled",
+            ),
+            4000,
+        )
+        return
+
+    initial = None
+    if grant.session is not None:
+        initial = validate_session(grant.session)
+    model = query.get("model") or query.get("deployment") or (
+        getattr(initial, "model", None) if initial is not None else None
+    )
+    transcription = query.get("intent") == "transcription" or (
+        initial is not None and initial.type == "transcription"
+    )
+    if transcription:
+        pipeline = state.router.resolve(model) if model else state.router.default
+    elif not model:
+        await _refuse(
+            ws,
+            RealtimeError(
+                "Missing required query parameter 'model' (or 'deployment'), e.g. "
+                "/v1/realtime?model=gpt-realtime.",
+                "missing_model",
+            ),
+            4000,
+        )
+        return
+    else:
+        pipeline = state.router.resolve(model)
+    if pipeline is None:
+        await _refuse(
+            ws,
+            RealtimeError(
+                f"Invalid model: '{model}'. This rtgate server routes official realtime model "
+                "names and the names in its profile configuration.",
+                "invalid_model",
+            ),
+            4000,
+        )
+        return
+
+    if state.active_sessions >= settings.max_sessions:
+        await _refuse(
+            ws,
+            RealtimeError(
+                f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
+                "server_busy",
+                type="server_error",
+            ),
+            1013,
+        )
+        return
+
+    session = Session(
+        session_id=f"sess_{secrets.token_hex(11)}",
+        kind="transcription" if transcription else "realtime",
+        model=model,
+        config=initial,
+        limits=settings.core_limits(),
+        now=time.time(),
+    )
+    runner = SessionRunner(
+        session,
+        StarletteChannel(ws),
+        pipeline,
+        vad=state.vad,
+        decode_limits=DecodeLimits(
+            max_append_bytes=settings.max_append_bytes, max_json_depth=settings.max_json_depth
+        ),
+        queue_events=settings.outbound_queue_events,
+        send_deadline_s=settings.send_deadline_s,
+    )
+    state.active_sessions += 1
+    log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
+    try:
+        await runner.start()
+        runner._sync_vad()
+        while runner.closing is None:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is not None:
+                await runner.receive_text(text)
+            elif message.get("bytes") is not None:
+                runner.receive_binary()
+        if runner.closing is not None:
+            await runner.wait_closed()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.active_sessions -= 1
+        await runner.stop()
+        log.info("session %s closed", session.id)

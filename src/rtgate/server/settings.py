@@ -1,0 +1,124 @@
+"""Server settings: every limit in one place, with units and safe defaults.
+
+Values come from (lowest to highest precedence) the defaults here, ``RTGATE_*``
+environment variables, and command-line flags. :meth:`Settings.describe` prints them at
+start-up, with secrets masked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..core.limits import CoreLimits
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = 8000
+    """TCP port to bind."""
+    api_keys: tuple[str, ...] = ()
+    """Accepted API keys. Empty: any key is accepted, and only loopback may be bound."""
+    allow_unauthenticated: bool = False
+    """Bind a non-loopback address with no keys configured (explicit opt-in)."""
+    pipeline: str = "default"
+    """Backend for responses: ``default`` (embedded speech stack) or ``builtin`` (deterministic)."""
+    session_lifetime_s: float = 3600.0
+    """Maximum session duration in seconds (cloud: 60 min)."""
+    max_frame_bytes: int = 21 * MIB
+    """Largest WebSocket message accepted; bigger frames close with 1009."""
+    max_append_bytes: int = 15 * MIB
+    """Decoded audio bytes in one ``input_audio_buffer.append``."""
+    max_json_depth: int = 32
+    """Nesting depth of one client event."""
+    outbound_queue_events: int = 2048
+    """Server events queued for a client; a client that falls this far behind is closed (1008)."""
+    send_deadline_s: float = 10.0
+    """Seconds one send may block before the client counts as not reading (close 1008)."""
+    max_sessions: int = 1000
+    """Concurrent sessions per process; beyond it new sessions are refused."""
+    backend_first_chunk_s: float = 30.0
+    """Seconds a backend may take to produce its first result."""
+    backend_next_chunk_s: float = 15.0
+    """Seconds a backend may take between results."""
+    backend_total_s: float = 300.0
+    """Seconds one backend call (a whole response) may take."""
+    ping_interval_s: float = 20.0
+    """WebSocket keepalive ping interval (the cloud pings every ~20 s)."""
+    ping_timeout_s: float = 20.0
+    """Seconds to wait for a pong before closing."""
+    min_commit_ms: float = 100.0
+    """Audio needed for a manual commit."""
+    max_input_buffer_ms: float = 15 * 60 * 1000.0
+    """Uncommitted input audio kept per session, in ms."""
+    max_items: int = 2000
+    """Conversation items kept per session."""
+    max_conversation_audio_bytes: int = 64 * MIB
+    """Audio bytes kept in conversation items per session."""
+    log_level: str = "info"
+    profiles_file: str | None = None
+    """TOML file with pipeline profiles and model routes (see docs/configuration.md)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def open_access(self) -> bool:
+        """No keys configured: any key is accepted (local development only)."""
+        return not self.api_keys
+
+    def core_limits(self) -> CoreLimits:
+        return CoreLimits(
+            session_lifetime_s=self.session_lifetime_s,
+            min_commit_ms=self.min_commit_ms,
+            max_input_buffer_ms=self.max_input_buffer_ms,
+            max_items=self.max_items,
+            max_conversation_audio_bytes=self.max_conversation_audio_bytes,
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> str:
+        lines = []
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if f.name == "api_keys":
+                value = f"{len(value)} configured" if value else "none (any key accepted)"
+            lines.append(f"  {f.name:<30} {value}")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``RTGATE_<FIELD>`` variables, then ``overrides`` (non-None)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"RTGATE_{f.name.upper()}")
+            if raw is None or f.name == "extra":
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if name == "api_keys":
+            return tuple(k.strip() for k in raw.split(",") if k.strip())
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"RTGATE_{name.upper()}: expected {kind}, got {raw!r}") from None
+    return raw

@@ -1,0 +1,325 @@
+"""Runs one session over a message channel: the I/O edge around the session core.
+
+:class:`SessionRunner` owns every task of one session — the outbound writer, the timer,
+the VAD feed, response and transcription tasks — and ends them all when the session
+ends; nothing is fire-and-forget. The channel (a WebSocket today, a WebRTC data channel
+later) is abstracted as :class:`Channel`. Outbound events go through a bounded queue;
+a client that stops reading is closed with 1008 once the queue is full or a send passes
+its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from ..audio import Resampler, decode_to_pcm16, encode_from_pcm16, format_rate
+from ..core import effects as fx
+from ..core.session import Output, Session
+from ..pipeline.base import WIRE_SAMPLE_RATE, BackendError, TranscriptionOptions
+from ..pipeline.responder import AudioOut, DoneOut, Pipeline, TextOut, ToolCallOut, UsageOut
+from ..protocol.client_events import DecodeLimits, InputAudioAppend, decode_client_event
+from ..protocol.errors import RealtimeError
+from .vad import VadFeed, VadService
+
+log = logging.getLogger("rtgate.session")
+
+Clock = Callable[[], float]
+
+
+class Channel(Protocol):
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped reading."""
+
+
+class SessionRunner:
+    """Drives one :class:`Session` with real backends; see the module docstring."""
+
+    def __init__(
+        self,
+        session: Session,
+        channel: Channel,
+        pipeline: Pipeline,
+        *,
+        vad: VadService | None,
+        decode_limits: DecodeLimits,
+        queue_events: int,
+        send_deadline_s: float,
+        clock: Clock = time.time,
+        observer: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.channel = channel
+        self.pipeline = pipeline
+        self._vad_service = vad
+        self._vad: VadFeed | None = None
+        self._decode_limits = decode_limits
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(queue_events)
+        self._send_deadline_s = send_deadline_s
+        self._clock = clock
+        self._observer = observer
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._transcriptions = asyncio.Semaphore(2)
+        self._wake_timer = asyncio.Event()
+        self._closing: tuple[int, str] | None = None
+        self._done = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._spawn(self._writer(), "writer")
+        self._spawn(self._timer(), "timer")
+        self.apply(self.session.start())
+
+    async def stop(self) -> None:
+        """End the session: cancel every task it owns and wait for them."""
+        self.apply(self.session.close())
+        if self._vad is not None:
+            await self._vad.aclose()
+        tasks = list(self._tasks.values()) + list(self._background)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        self._tasks.clear()
+        self._background.clear()
+
+    @property
+    def closing(self) -> tuple[int, str] | None:
+        return self._closing
+
+    async def wait_closed(self) -> None:
+        await self._done.wait()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"{self.session.id}:{name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after what is queued has been sent (the writer does the close)."""
+        if self._closing is not None:
+            return
+        self._closing = (code, reason)
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(None)
+        if self._outbox.full():
+            # The client is not reading: close without flushing.
+            self._spawn(self._close_now(), "close")
+
+    async def _close_now(self) -> None:
+        code, reason = self._closing or (1000, "")
+        with contextlib.suppress(Exception):
+            await self.channel.close(code, reason)
+        self._done.set()
+
+    # ------------------------------------------------------------------ inbound
+
+    async def receive_text(self, frame: str | bytes) -> None:
+        """Handle one client frame."""
+        event = decode_client_event(frame, self._decode_limits)
+        if isinstance(event, RealtimeError):
+            self.apply(self.session.report(event))
+            return
+        if isinstance(event, InputAudioAppend):
+            start_ms = self.session.buffer.end_ms
+            outputs = self.session.handle(event, self._clock())
+            self.apply(outputs)
+            if not any(isinstance(o, dict) and o["type"] == "error" for o in outputs):
+                self._feed_vad(event.audio, start_ms)
+            return
+        self.apply(self.session.handle(event, self._clock()))
+        self._sync_vad()
+        self._wake_timer.set()
+
+    def receive_binary(self) -> None:
+        self.apply(
+            self.session.report(
+                RealtimeError(
+                    "Expected a text WebSocket message; binary frames are not supported.",
+                    "invalid_event",
+                )
+            )
+        )
+
+    # ------------------------------------------------------------------ VAD
+
+    def _sync_vad(self) -> None:
+        """Start, restart or stop the VAD feed to match the session's turn detection."""
+        fmt = self.session.buffer.format
+        if not self.session.vad_enabled or self._vad_service is None:
+            if self._vad is not None:
+                feed, self._vad = self._vad, None
+                self._spawn(feed.aclose(), "vad-close")
+            return
+        if self._vad is None or self._vad.audio_format != fmt:
+            if self._vad is not None:
+                old = self._vad
+                self._spawn(old.aclose(), "vad-close")
+            self._vad = self._vad_service.feed(
+                audio_format=fmt,
+                origin_ms=self.session.buffer.end_ms,
+                on_result=self._on_vad,
+            )
+
+    def _feed_vad(self, audio: bytes, start_ms: float) -> None:
+        if self._vad is None:
+            self._sync_vad()
+            if self._vad is None:
+                return
+        pcm = decode_to_pcm16(audio, self._vad.audio_format)  # type: ignore[arg-type]
+        if not self._vad.feed(pcm):
+            log.warning("session %s: VAD is falling behind; audio dropped from VAD", self.session.id)
+
+    def _on_vad(self, frame_start_ms: float, frame_ms: float, probabilities: Any) -> None:
+        self.apply(self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock()))
+        self._wake_timer.set()
+
+    # ------------------------------------------------------------------ outputs and effects
+
+    def apply(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if isinstance(out, dict):
+                self._send(out)
+            else:
+                self._run_effect(out)
+
+    def _send(self, event: dict[str, Any]) -> None:
+        if self._closing is not None:
+            return
+        if self._observer is not None:
+            self._observer(event)
+        try:
+            self._outbox.put_nowait(orjson.dumps(event).decode())
+        except asyncio.QueueFull:
+            log.warning("session %s: client is not reading; closing (1008)", self.session.id)
+            self.close(1008, "client is not reading events fast enough")
+
+    def _run_effect(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.StartResponse):
+            rid = effect.plan.response_id
+            self._tasks[rid] = self._spawn(self._respond(effect.plan), f"response:{rid}")
+        elif isinstance(effect, fx.CancelResponse):
+            task = self._tasks.pop(effect.response_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(effect, fx.StartTranscription):
+            self._spawn(self._transcribe(effect), f"transcribe:{effect.item_id}")
+        elif isinstance(effect, fx.Close):
+            self.close(effect.code, effect.reason)
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                frame = await self._outbox.get()
+                if frame is None:
+                    break
+                async with asyncio.timeout(self._send_deadline_s):
+                    await self.channel.send_text(frame)
+        except TimeoutError:
+            log.warning("session %s: send blocked past %.1f s; closing (1008)", self.session.id,
+                        self._send_deadline_s)
+            self._closing = (1008, "client is not reading events fast enough")
+        except Exception:  # the socket went away under us
+            self._closing = self._closing or (1006, "")
+            self._done.set()
+            return
+        await self._close_now()
+
+    async def _timer(self) -> None:
+        while True:
+            delay = max(0.0, self.session.next_deadline() - self._clock())
+            self._wake_timer.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(delay, 3600.0)):
+                    await self._wake_timer.wait()
+            self.apply(self.session.tick(self._clock()))
+
+    # ------------------------------------------------------------------ backends
+
+    async def _respond(self, plan: fx.ResponsePlan) -> None:
+        rid = plan.response_id
+        fmt = plan.output_format["type"]
+        resampler = None if fmt == "audio/pcm" else Resampler(WIRE_SAMPLE_RATE, format_rate(fmt))
+        reason = "stop"
+        try:
+            async for out in self.pipeline.respond(plan):
+                if isinstance(out, TextOut):
+                    self.apply(self.session.on_response_text(rid, out.text))
+                elif isinstance(out, AudioOut):
+                    pcm = resampler.process_pcm16(out.pcm) if resampler else out.pcm
+                    wire = encode_from_pcm16(pcm, fmt)
+                    self.apply(self.session.on_response_audio(rid, wire, out.transcript))
+                elif isinstance(out, ToolCallOut):
+                    self.apply(
+                        self.session.on_response_tool_call(
+                            rid, out.index, out.name, out.call_id, out.arguments
+                        )
+                    )
+                elif isinstance(out, UsageOut):
+                    self.apply(
+                        self.session.on_response_usage(
+                            rid, out.input_tokens, out.output_tokens, out.cached_tokens
+                        )
+                    )
+                elif isinstance(out, DoneOut):
+                    reason = out.reason
+        except BackendError as exc:
+            log.warning("session %s: response %s failed: %s", self.session.id, rid, exc.code)
+            self.apply(self.session.on_response_failed(rid, exc.code, exc.message))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session %s: response %s crashed", self.session.id, rid)
+            self.apply(
+                self.session.on_response_failed(rid, "server_error", f"Internal error: {type(exc).__name__}")
+            )
+            return
+        finally:
+            self._tasks.pop(rid, None)
+        self.apply(self.session.on_response_done(rid, self._clock(), reason=reason))
+        self._wake_timer.set()
+
+    async def _transcribe(self, effect: fx.StartTranscription) -> None:
+        options = TranscriptionOptions(
+            model=effect.options.get("model"),
+            language=effect.options.get("language"),
+            prompt=effect.options.get("prompt"),
+        )
+        async with self._transcriptions:
+            try:
+                result = await self.pipeline.transcribe(effect.audio, effect.audio_format, options)
+            except BackendError as exc:
+                self.apply(self.session.on_transcription_failed(effect.item_id, exc.code, exc.message))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("session %s: transcription crashed", self.session.id)
+                self.apply(
+                    self.session.on_transcription_failed(
+                        effect.item_id, "server_error", f"Internal error: {type(exc).__name__}"
+                    )
+                )
+                return
+        seconds = result.audio_seconds or len(decode_to_pcm16(effect.audio, effect.audio_format)) / (  # type: ignore[arg-type]
+            2 * format_rate(effect.audio_format)  # type: ignore[arg-type]
+        )
+        if result.text:
+            self.apply(self.session.on_transcription_delta(effect.item_id, result.text))
+        self.apply(self.session.on_transcription_completed(effect.item_id, result.text, seconds))
