@@ -196,9 +196,10 @@ _NUGET = re.compile(
 
 def _python(text: str, lang: Lang) -> Iterator[Hit]:
     seen: set[int] = set()
-    patterns = [_PY_INLINE] if lang is Lang.PYPROJECT else []
-    patterns += [_PY_REQ] if lang is not Lang.PYPROJECT else []
-    patterns += [_POETRY] if lang in (Lang.PYPROJECT, Lang.PIPFILE) else []
+    patterns = {
+        Lang.PYPROJECT: [_PY_INLINE, _POETRY],
+        Lang.PIPFILE: [_POETRY],
+    }.get(lang, [_PY_REQ])
     for pattern in patterns:
         for m in pattern.finditer(text):
             if m.start() in seen:

@@ -235,7 +235,11 @@ def _insert_type(text: str, obj: ObjectLiteral, value: str) -> Edit:
     """Insert ``type: value`` as the first key, in the style of the existing keys."""
     first = obj.keys[0] if obj.keys else None
     quote = first.quote if first else '"'
-    vq = quote or '"'
+    if quote:
+        vq = quote
+    else:  # unquoted keys: quote the value like the object's other strings
+        m = re.compile(r"[\"']").search(text, obj.open, obj.close)
+        vq = m.group() if m else '"'
     sep = ": "
     if first is not None and text[first.end + len(first.quote) : first.value].strip() == "=":
         sep = " = "

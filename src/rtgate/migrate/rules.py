@@ -346,7 +346,7 @@ RULES: Final[tuple[Rule, ...]] = (
         message="'{name}' is the Preview name of '{ga}'; handlers for it never fire on GA",
         change="rename '{name}' to '{ga}'",
         needle=("response.", "conversation.item.created", "transcription_session."),
-        pattern=re.compile(rf"(?P<q>{_Q})(?P<name>{_PREVIEW_EVENT_ALT})(?P=q)"),
+        pattern=re.compile(rf"(?P<q>\\?{_Q})(?P<name>{_PREVIEW_EVENT_ALT})(?P=q)"),
         fix="{q}{ga}{q}",
         derive_name="event_renamed",
         help="SPEC §11.2; names from rtgate.protocol.dialects.SERVER_EVENT_RENAMES.",
