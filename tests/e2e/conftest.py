@@ -51,6 +51,15 @@ class Events:
             if event["type"] == type_:
                 return out
 
+    async def until_any(self, *types_: str) -> list[dict[str, Any]]:
+        """Events up to and including the first whose type is one of ``types_``."""
+        out = []
+        while True:
+            event = await self.next()
+            out.append(event)
+            if event["type"] in types_:
+                return out
+
     async def expect(self, type_: str) -> dict[str, Any]:
         event = await self.next()
         assert event["type"] == type_, f"expected {type_}, got {event}"

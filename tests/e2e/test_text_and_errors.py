@@ -135,16 +135,6 @@ async def test_unknown_model_gets_invalid_model_close_4000(server: ServerHandle)
         assert conn._connection.close_code == 4000
 
 
-async def test_preview_header_is_refused_with_the_fix(server: ServerHandle) -> None:
-    async with client_for(server).realtime.connect(
-        model="gpt-realtime", extra_headers={"OpenAI-Beta": "realtime=v1"}
-    ) as conn:
-        ev = Events(conn)
-        err = await ev.next()
-        assert_error(err, "beta_api_shape_disabled")
-        assert "OpenAI-Beta" in err["error"]["message"]
-
-
 @pytest.mark.parametrize("path", ["/openai", "/openai/v1"])
 async def test_azure_client_on_both_paths(server: ServerHandle, path: str) -> None:
     """SPEC §2.3: AsyncAzureOpenAI speaks GA on /openai/realtime?api-version&deployment."""
