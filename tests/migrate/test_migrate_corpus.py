@@ -46,12 +46,39 @@ def test_every_preview_file_is_expected(preview_report: dict) -> None:
 def test_expectations_cover_each_language_and_checklist_item(preview_report: dict) -> None:
     """The corpus exercises every checklist item and every language family."""
     checklist = {f["checklist"] for f in preview_report["findings"]}
-    assert checklist == {"sdk", "endpoints", "beta-header", "events", "session", "content",
-                         "webrtc"}
+    assert checklist == {
+        "sdk",
+        "endpoints",
+        "beta-header",
+        "events",
+        "session",
+        "content",
+        "webrtc",
+    }
     suffixes = {os.path.splitext(p)[1] or os.path.basename(p) for p in EXPECTED}
-    assert {".py", ".js", ".ts", ".html", ".cs", ".java", ".go", ".ipynb", ".yaml", ".env",
-            ".txt", ".toml", ".json", ".csproj", ".props", ".config", ".xml", ".gradle",
-            ".mod", ".cfg", "Pipfile"} <= suffixes
+    assert {
+        ".py",
+        ".js",
+        ".ts",
+        ".html",
+        ".cs",
+        ".java",
+        ".go",
+        ".ipynb",
+        ".yaml",
+        ".env",
+        ".txt",
+        ".toml",
+        ".json",
+        ".csproj",
+        ".props",
+        ".config",
+        ".xml",
+        ".gradle",
+        ".mod",
+        ".cfg",
+        "Pipfile",
+    } <= suffixes
 
 
 def test_ga_clean_programs_have_no_findings() -> None:
@@ -66,8 +93,9 @@ def test_text_report_groups_by_checklist_item() -> None:
     """The text report lists checklist items in order, with file:line:col and a summary."""
     code, out = run_cli("check", str(PREVIEW / "node_ws"), "--no-progress")
     assert code == 1
-    titles = [line for line in out.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.",
-                                                                 "6.", "7.")]
+    titles = [
+        line for line in out.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.", "6.", "7.")
+    ]
     assert titles == sorted(titles)
     assert "index.js:11:5: error [beta-header]" in out
     assert out.rstrip().splitlines()[-1].startswith("Summary: ")

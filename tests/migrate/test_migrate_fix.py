@@ -83,8 +83,14 @@ def test_fix_applies_the_expected_rewrites(fixed_corpus: tuple[Path, str]) -> No
     assert "client.realtime.connect(" in py and "client.beta.realtime.connect" not in py
     session = ast.parse(py)  # the inserted key is the first of the session dict
     dicts = [n for n in ast.walk(session) if isinstance(n, ast.Dict) and n.keys]
-    typed = [d for d in dicts if isinstance(d.keys[0], ast.Constant) and d.keys[0].value == "type"
-             and isinstance(d.values[0], ast.Constant) and d.values[0].value == "realtime"]
+    typed = [
+        d
+        for d in dicts
+        if isinstance(d.keys[0], ast.Constant)
+        and d.keys[0].value == "type"
+        and isinstance(d.values[0], ast.Constant)
+        and d.values[0].value == "realtime"
+    ]
     assert typed
     assert '"max_output_tokens": 512' in py
     ts = (root / "ts_client/realtime.ts").read_text()

@@ -66,16 +66,26 @@ def test_ignore_comment_same_line_and_previous_line() -> None:
 @pytest.mark.parametrize(
     ("url", "fixed"),
     [
-        ("wss://r.openai.azure.com/openai/realtime?api-version=2024-10-01-preview&deployment=d",
-         "wss://r.openai.azure.com/openai/v1/realtime?model=d"),
-        ("wss://r.openai.azure.com/openai/realtime?deployment=d&api-version=2025-04-01-preview",
-         "wss://r.openai.azure.com/openai/v1/realtime?model=d"),
-        ("wss://r.openai.azure.com/openai/v1/realtime?model=d&api-version=2025-04-01-preview",
-         "wss://r.openai.azure.com/openai/v1/realtime?model=d"),
-        ("wss://r.openai.azure.com/openai/v1/realtime?deployment=d",
-         "wss://r.openai.azure.com/openai/v1/realtime?model=d"),
-        ("wss://r.openai.azure.com/openai/v1/realtime?api-version=v&deployment=d",
-         "wss://r.openai.azure.com/openai/v1/realtime?model=d"),
+        (
+            "wss://r.openai.azure.com/openai/realtime?api-version=2024-10-01-preview&deployment=d",
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d",
+        ),
+        (
+            "wss://r.openai.azure.com/openai/realtime?deployment=d&api-version=2025-04-01-preview",
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d",
+        ),
+        (
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d&api-version=2025-04-01-preview",
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d",
+        ),
+        (
+            "wss://r.openai.azure.com/openai/v1/realtime?deployment=d",
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d",
+        ),
+        (
+            "wss://r.openai.azure.com/openai/v1/realtime?api-version=v&deployment=d",
+            "wss://r.openai.azure.com/openai/v1/realtime?model=d",
+        ),
     ],
 )
 def test_endpoint_urls_are_rewritten(url: str, fixed: str) -> None:
@@ -111,8 +121,9 @@ def test_beta_subprotocol_removed_from_list() -> None:
 
 def test_session_update_without_type_gets_type_in_key_style() -> None:
     """The inserted type key follows the object's quoting and layout."""
-    fixed, _ = fix_text("ws.send({type: 'session.update', session: {instructions: 'x'}});\n",
-                        Lang.JS)
+    fixed, _ = fix_text(
+        "ws.send({type: 'session.update', session: {instructions: 'x'}});\n", Lang.JS
+    )
     assert fixed == (
         "ws.send({type: 'session.update', session: {type: 'realtime', instructions: 'x'}});\n"
     )
@@ -127,8 +138,7 @@ def test_session_with_spread_is_not_reported_missing_type() -> None:
 def test_escaped_json_session_update() -> None:
     """JSON inside a Java/C# string literal is analysed too."""
     text = (
-        'String s = "{\\"type\\":\\"session.update\\",'
-        '\\"session\\":{\\"voice\\":\\"alloy\\"}}";\n'
+        'String s = "{\\"type\\":\\"session.update\\",\\"session\\":{\\"voice\\":\\"alloy\\"}}";\n'
     )
     assert rules(text, Lang.JAVA) == ["session-missing-type", "session-preview-field"]
 
@@ -183,8 +193,14 @@ def test_version_requirements(spec: str, npm: bool, verdict: str | None) -> None
 
 @pytest.mark.parametrize(
     ("spec", "below"),
-    [("2.1.0-beta.2", True), ("2.8.0", True), ("[2.9.0]", False), ("2.9.0", False),
-     ("[2.0.0, 2.5.0)", True), ("2.10.0", False)],
+    [
+        ("2.1.0-beta.2", True),
+        ("2.8.0", True),
+        ("[2.9.0]", False),
+        ("2.9.0", False),
+        ("[2.0.0, 2.5.0)", True),
+        ("2.10.0", False),
+    ],
 )
 def test_nuget_versions(spec: str, below: bool) -> None:
     """NuGet versions resolve to their lowest applicable version."""
