@@ -18,6 +18,9 @@ from starlette.routing import Route, WebSocketRoute
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
 from .auth import Authenticator
+from .client_secrets import PATHS as CLIENT_SECRET_PATHS
+from .client_secrets import create_client_secret
+from .ephemeral import EphemeralKeyStore
 from .realtime_ws import ServerState, realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
@@ -74,11 +77,13 @@ def create_app(
             await pipeline.warm_up()
         if vad is not None:
             await vad.start()
+        ephemeral = EphemeralKeyStore.for_deployment(settings.api_keys)
         app.state.rtgate = ServerState(
             settings=settings,
-            auth=Authenticator(settings.api_keys),
+            auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
             router=ModelRouter(pipelines),
             vad=vad,
+            ephemeral=ephemeral,
         )
         log.info("rtgate ready: profiles %s", ", ".join(pipelines))
         try:
@@ -98,5 +103,6 @@ def create_app(
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         WebSocketRoute("/openai/realtime", realtime_endpoint),
         Route("/healthz", healthz),
+        *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

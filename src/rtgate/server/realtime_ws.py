@@ -39,6 +39,8 @@ class ServerState:
     router: ModelRouter
     vad: Any
     active_sessions: int = 0
+    ephemeral: Any = None  # server.ephemeral.EphemeralKeyStore
+    calls: Any = None  # server.calls.CallRegistry
 
 
 class StarletteChannel:
