@@ -12,7 +12,6 @@ is fixed once audio was produced; the session expires after its lifetime.
 
 from __future__ import annotations
 
-
 import binascii
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -281,9 +280,13 @@ class Session:
         audio = self.buffer.take_range(start, t.audio_end_ms)
         self._commit_audio(item_id, audio)
         td = self.config.audio.input.turn_detection
-        if td is not None and td.create_response and not self.is_transcription:
-            if self._default_response is None:
-                self._create_response(None, None)
+        if (
+            td is not None
+            and td.create_response
+            and not self.is_transcription
+            and self._default_response is None
+        ):
+            self._create_response(None, None)
 
     def _idle_timeout(self, now: float) -> None:
         if self.detector is not None and self.detector.state is VadState.SPEAKING:
@@ -553,6 +556,8 @@ class Session:
         """Audio in the response's output format, with the transcript of that audio."""
         if (emitter := self._emitter(response_id)) is not None:
             emitter.audio(audio, transcript)
+            # SPEC §4.1: the voice is fixed from the first audio output, not the response end.
+            self._voice_locked = self._voice_locked or emitter.r.produced_audio
         return self._flush()
 
     def on_response_tool_call(

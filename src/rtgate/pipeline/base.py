@@ -103,7 +103,7 @@ async def run_blocking(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await loop.run_in_executor(inference_pool(), functools.partial(fn, *args, **kwargs))
 
 
-class Backend(ABC):
+class Backend(ABC):  # noqa: B024 - abstract by intent; stages add the abstract method
     """Common base: a name, deadlines, metrics and error mapping."""
 
     name: str = "backend"
@@ -191,7 +191,7 @@ class Backend(ABC):
 # --------------------------------------------------------------------------- VAD
 
 
-class VADStream(ABC):
+class VADStream(ABC):  # noqa: B024 - an opaque state type
     """Per-session VAD state (model recurrent state, context samples)."""
 
 

@@ -116,9 +116,9 @@ class Pipeline:
                 yield out
             return
         async for chunk in stream:
-            out = _translate(chunk)
-            if out is not None:
-                yield out
+            translated = _translate(chunk)
+            if translated is not None:
+                yield translated
 
     async def _speak(self, stream: AsyncIterator[object], plan: ResponsePlan) -> AsyncIterator[PipelineOut]:
         assert self.tts is not None

@@ -181,12 +181,16 @@ Include = list[Literal["item.input_audio_transcription.logprobs"]]
 # --------------------------------------------------------------------------- sessions
 
 
+def _audio_only() -> list[Literal["text", "audio"]]:
+    return ["audio"]
+
+
 class RealtimeSessionConfig(_Strict):
     """A GA realtime session (``type: "realtime"``) with the server's defaults."""
 
     type: Literal["realtime"]
     model: str | None = None
-    output_modalities: list[Literal["text", "audio"]] = Field(default_factory=lambda: ["audio"])
+    output_modalities: list[Literal["text", "audio"]] = Field(default_factory=_audio_only)
     instructions: str = DEFAULT_INSTRUCTIONS
     audio: RealtimeAudio = Field(default_factory=RealtimeAudio)
     tools: list[Tool] = Field(default_factory=list)
@@ -226,6 +230,7 @@ def default_config(kind: Literal["realtime", "transcription"], model: str | None
 def session_wire(config: SessionConfig, *, session_id: str, expires_at: int) -> dict[str, Any]:
     """The full effective session as sent in ``session.created`` / ``session.updated``."""
     body = config.model_dump(mode="json", exclude_none=False)
+    head: dict[str, Any]
     if isinstance(config, TranscriptionSessionConfig):
         head = {"type": "transcription", "object": "realtime.transcription_session"}
     else:

