@@ -93,9 +93,7 @@ def test_text_report_groups_by_checklist_item() -> None:
     """The text report lists checklist items in order, with file:line:col and a summary."""
     code, out = run_cli("check", str(PREVIEW / "node_ws"), "--no-progress")
     assert code == 1
-    titles = [
-        line for line in out.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.", "6.", "7.")
-    ]
+    titles = [line for line in out.splitlines() if line[:2] in ("1.", "2.", "3.", "4.", "5.", "6.", "7.")]
     assert titles == sorted(titles)
     assert "index.js:11:5: error [beta-header]" in out
     assert out.rstrip().splitlines()[-1].startswith("Summary: ")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rtgate.migrate.check import PARALLEL_MIN_FILES, run_check
+from rtgate.migrate.check import run_check
 from rtgate.migrate.files import Selection, classify
 from rtgate.migrate.model import Lang
 
@@ -95,11 +95,11 @@ def test_progress_reports_every_file(tmp_path: Path) -> None:
 
 def test_parallel_scan_matches_serial_scan(tmp_path: Path) -> None:
     """Splitting work over processes gives the same findings in the same order."""
-    for i in range(PARALLEL_MIN_FILES + 10):
+    for i in range(130):
         body = PREVIEW_LINE if i % 7 == 0 else "x = 1\n"
         (tmp_path / f"m{i:04}.py").write_text(body)
     serial = run_check([str(tmp_path)], jobs=1)
-    parallel = run_check([str(tmp_path)], jobs=2)
+    parallel = run_check([str(tmp_path)], jobs=2, min_parallel=100)
     key = [(f.path, f.line, f.rule.id) for f in serial.findings]
     assert key == [(f.path, f.line, f.rule.id) for f in parallel.findings]
-    assert len(key) == len(range(0, PARALLEL_MIN_FILES + 10, 7))
+    assert len(key) == len(range(0, 130, 7))

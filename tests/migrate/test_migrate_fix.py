@@ -43,9 +43,7 @@ def test_fixed_python_compiles(fixed_corpus: tuple[Path, str]) -> None:
     ("pattern", "lang"),
     [("*.js", Lang.JS), ("*.ts", Lang.TS), ("*.html", Lang.HTML), ("*.json", Lang.JSON)],
 )
-def test_fixed_js_ts_html_json_parse(
-    fixed_corpus: tuple[Path, str], pattern: str, lang: Lang
-) -> None:
+def test_fixed_js_ts_html_json_parse(fixed_corpus: tuple[Path, str], pattern: str, lang: Lang) -> None:
     """Every fixed JS/TS/HTML/JSON file still parses (tree-sitter / json)."""
     root, _ = fixed_corpus
     paths = list(root.rglob(pattern))

@@ -118,7 +118,7 @@ class _Secrets(BaseHTTPRequestHandler):
 def test_client_secret_minting() -> None:
     """--webrtc: POST …/realtime/client_secrets returns value and expires_at."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Secrets)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         base = f"http://127.0.0.1:{httpd.server_address[1]}/openai/v1"

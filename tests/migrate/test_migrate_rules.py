@@ -121,12 +121,8 @@ def test_beta_subprotocol_removed_from_list() -> None:
 
 def test_session_update_without_type_gets_type_in_key_style() -> None:
     """The inserted type key follows the object's quoting and layout."""
-    fixed, _ = fix_text(
-        "ws.send({type: 'session.update', session: {instructions: 'x'}});\n", Lang.JS
-    )
-    assert fixed == (
-        "ws.send({type: 'session.update', session: {type: 'realtime', instructions: 'x'}});\n"
-    )
+    fixed, _ = fix_text("ws.send({type: 'session.update', session: {instructions: 'x'}});\n", Lang.JS)
+    assert fixed == ("ws.send({type: 'session.update', session: {type: 'realtime', instructions: 'x'}});\n")
 
 
 def test_session_with_spread_is_not_reported_missing_type() -> None:
@@ -137,9 +133,7 @@ def test_session_with_spread_is_not_reported_missing_type() -> None:
 
 def test_escaped_json_session_update() -> None:
     """JSON inside a Java/C# string literal is analysed too."""
-    text = (
-        'String s = "{\\"type\\":\\"session.update\\",\\"session\\":{\\"voice\\":\\"alloy\\"}}";\n'
-    )
+    text = 'String s = "{\\"type\\":\\"session.update\\",\\"session\\":{\\"voice\\":\\"alloy\\"}}";\n'
     assert rules(text, Lang.JAVA) == ["session-missing-type", "session-preview-field"]
 
 

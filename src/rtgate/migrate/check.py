@@ -23,7 +23,7 @@ from .engine import scan_text
 from .files import MAX_FILE_BYTES, Selection, discover, read_text
 from .model import FileResult, Finding, Lang
 
-PARALLEL_MIN_FILES = 400
+PARALLEL_MIN_FILES = 1500
 BATCH_FILES = 64
 
 Progress = Callable[[int, int], None]  # (files done, files total)
@@ -68,9 +68,7 @@ def check_file(
     return result, lines
 
 
-def _batch(
-    items: Sequence[tuple[str, str, Lang]], fix: bool, max_bytes: int
-) -> list[tuple[FileResult, int]]:
+def _batch(items: Sequence[tuple[str, str, Lang]], fix: bool, max_bytes: int) -> list[tuple[FileResult, int]]:
     return [check_file(p, d, lang, fix, max_bytes) for p, d, lang in items]
 
 
@@ -89,6 +87,7 @@ def run_check(
     jobs: int | None = None,
     max_bytes: int = MAX_FILE_BYTES,
     progress: Progress | None = None,
+    min_parallel: int = PARALLEL_MIN_FILES,
 ) -> CheckReport:
     """Check every file under ``roots``; with ``fix`` write the fixed files."""
     started = time.perf_counter()
@@ -97,7 +96,7 @@ def run_check(
     jobs = jobs if jobs is not None else _cpus()
     batches = [files[i : i + BATCH_FILES] for i in range(0, len(files), BATCH_FILES)]
     done = 0
-    if jobs > 1 and len(files) >= PARALLEL_MIN_FILES:
+    if jobs > 1 and len(files) >= min_parallel:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=jobs) as pool:

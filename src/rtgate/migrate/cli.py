@@ -85,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     check.add_argument("--fix", action="store_true", help="rewrite what is safe; print a diff")
-    check.add_argument(
-        "--format", choices=("text", "json", "sarif"), default="text", help="output format"
-    )
+    check.add_argument("--format", choices=("text", "json", "sarif"), default="text", help="output format")
     check.add_argument(
         "--include",
         action="append",
@@ -102,14 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="skip files matching GLOB (gitignore syntax; repeatable)",
     )
-    check.add_argument(
-        "--no-gitignore", action="store_true", help="also check files that .gitignore lists"
-    )
+    check.add_argument("--no-gitignore", action="store_true", help="also check files that .gitignore lists")
     check.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     check.add_argument("-o", "--output", metavar="FILE", help="write the report to FILE")
-    check.add_argument(
-        "--jobs", type=int, default=None, metavar="N", help="worker processes (default: CPUs)"
-    )
+    check.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes (default: CPUs)")
 
     probe = sub.add_parser(
         "probe",

@@ -33,6 +33,7 @@ from .model import (
 )
 from .rules import DERIVERS, PATTERN_RULES, RULES_BY_ID, TRIGGERS, needles_of
 
+_TRIGGER = re.compile("|".join(re.escape(t) for t in TRIGGERS))
 _IGNORE = re.compile(r"rtgate:\s*ignore(?:\[(?P<ids>[^\]]*)\])?")
 _PAYLOAD_TRIGGERS = ("session.update", "conversation.item.create", "response.create")
 _PAYLOAD_LANGS = CODE_LANGS | {Lang.JSON}
@@ -69,7 +70,7 @@ def _pattern_hits(rule: Rule, text: str) -> Iterator[Hit]:
 
 def raw_hits(text: str, lang: Lang) -> Iterator[Hit]:
     """Every hit of every applicable rule, in rule order."""
-    if not any(t in text for t in TRIGGERS):
+    if not _TRIGGER.search(text):
         return
     for rule in PATTERN_RULES:
         if lang not in rule.languages:
@@ -198,7 +199,7 @@ def _cell_language(nb: dict[str, object]) -> Lang:
 
 def scan_notebook(text: str, path: str) -> list[Finding]:
     """Findings in the code cells of a Jupyter notebook, positioned in the ``.ipynb`` file."""
-    if not any(t in text for t in TRIGGERS):
+    if not _TRIGGER.search(text):
         return []
     try:
         nb = json.loads(text)

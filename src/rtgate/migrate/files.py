@@ -143,9 +143,7 @@ def discover(roots: Sequence[str], selection: Selection) -> Iterator[tuple[str, 
         yield from _walk(root, include, exclude, selection.use_gitignore)
 
 
-def _walk(
-    root: str, include: Any, exclude: Any, use_gitignore: bool
-) -> Iterator[tuple[str, str, Lang]]:
+def _walk(root: str, include: Any, exclude: Any, use_gitignore: bool) -> Iterator[tuple[str, str, Lang]]:
     # Each stack entry: (directory, gitignore specs in force with their base directories).
     stack: list[tuple[str, list[tuple[str, Any]]]] = [(root, [])]
     while stack:

@@ -79,9 +79,7 @@ def _parses_json(text: str) -> bool:
 
 def _scripts(text: str) -> list[str]:
     return [
-        m["body"]
-        for m in _SCRIPT.finditer(text)
-        if "src=" not in m["attrs"] and "json" not in m["attrs"]
+        m["body"] for m in _SCRIPT.finditer(text) if "src=" not in m["attrs"] and "json" not in m["attrs"]
     ]
 
 

@@ -122,9 +122,7 @@ def requirement_interval(spec: str, *, npm: bool = False) -> Interval | None:
             result = iv
         else:  # union of branches, as the hull
             result.low = None if result.low is None or iv.low is None else min(result.low, iv.low)
-            result.high = (
-                None if result.high is None or iv.high is None else max(result.high, iv.high)
-            )
+            result.high = None if result.high is None or iv.high is None else max(result.high, iv.high)
     return result
 
 
@@ -164,9 +162,7 @@ def _version_hits(
         return
     minimum, text, why = _minimum(ecosystem)
     fields = {"spec": spec.strip(), "minimum": text, "why": why, "package": package}
-    rule = {"python": "sdk-version-python", "node": "sdk-version-node"}.get(
-        ecosystem, "sdk-version-dotnet"
-    )
+    rule = {"python": "sdk-version-python", "node": "sdk-version-node"}.get(ecosystem, "sdk-version-dotnet")
     if iv.high is not None and iv.high <= minimum:
         yield Hit(rule, start, end, fields)
     elif iv.low is None or iv.low < minimum:
@@ -176,17 +172,13 @@ def _version_hits(
             yield Hit("sdk-version-floor", start, end, fields)
 
 
-_PY_REQ = re.compile(
-    r"""(?im)^[ \t]*["']?openai(?:\[[^\]]*\])?[ \t]*(?P<spec>(?:[<>=!~^][^"';#\n\]]*))"""
-)
+_PY_REQ = re.compile(r"""(?im)^[ \t]*["']?openai(?:\[[^\]]*\])?[ \t]*(?P<spec>(?:[<>=!~^][^"';#\n\]]*))""")
 _PY_INLINE = re.compile(r"""["']openai(?:\[[^\]]*\])?\s*(?P<spec>[<>=!~][^"';]*)["']""")
 _POETRY = re.compile(
     r"""(?im)^[ \t]*openai[ \t]*=[ \t]*"""
     r"""(?:\{[^}\n]*?version[ \t]*=[ \t]*)?["'](?P<spec>[^"']*)["']"""
 )
-_RTCLIENT_PY = re.compile(
-    r"""(?im)^[ \t]*["']?(?P<name>rtclient)\b|(?P<name2>aoai-realtime-audio-sdk)"""
-)
+_RTCLIENT_PY = re.compile(r"""(?im)^[ \t]*["']?(?P<name>rtclient)\b|(?P<name2>aoai-realtime-audio-sdk)""")
 _NPM_DEP = re.compile(r'"(?P<name>openai|rt-client)"\s*:\s*"(?P<spec>[^"]*)"')
 _NUGET = re.compile(
     r"""<(?:PackageReference|PackageVersion|package)\b[^>]*?\b(?:Include|id)\s*=\s*"OpenAI"[^>]*?"""
@@ -229,9 +221,7 @@ def _nuget(text: str) -> Iterator[Hit]:
     for m in _NUGET.finditer(text):
         group = "spec" if m["spec"] else "spec2"
         spec = m[group]
-        yield from _version_hits(
-            "dotnet", "OpenAI", spec, nuget_interval(spec), m.start(group), m.end(group)
-        )
+        yield from _version_hits("dotnet", "OpenAI", spec, nuget_interval(spec), m.start(group), m.end(group))
 
 
 def analyze(text: str, lang: Lang) -> Iterator[Hit]:
@@ -253,8 +243,6 @@ def pip_install_hits(text: str) -> Iterator[Hit]:
     for line in _PIP_LINE.finditer(text):
         for m in _PIP_OPENAI.finditer(text, line.start(), line.end()):
             iv = requirement_interval(m["spec"])
-            yield from _version_hits(
-                "python", "openai", m["spec"], iv, m.start("spec"), m.end("spec")
-            )
+            yield from _version_hits("python", "openai", m["spec"], iv, m.start("spec"), m.end("spec"))
         if re.search(r"\brtclient\b", line.group()):
             yield Hit("sdk-rtclient-dependency", line.start(), line.end(), {"name": "rtclient"})

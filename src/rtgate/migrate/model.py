@@ -98,9 +98,7 @@ MANIFEST_LANGS: frozenset[Lang] = frozenset(
 )
 ALL_TEXT_LANGS: frozenset[Lang] = CODE_LANGS | CONFIG_LANGS
 # Languages whose fixed text is parsed back before it is written (see ``fixer``).
-PARSED_LANGS: frozenset[Lang] = frozenset(
-    {Lang.PYTHON, Lang.JS, Lang.TS, Lang.TSX, Lang.HTML, Lang.JSON}
-)
+PARSED_LANGS: frozenset[Lang] = frozenset({Lang.PYTHON, Lang.JS, Lang.TS, Lang.TSX, Lang.HTML, Lang.JSON})
 
 
 class FixKind(enum.StrEnum):

@@ -207,9 +207,7 @@ def find_payloads(text: str) -> Iterator[tuple[str, ObjectLiteral]]:
             yield event, obj
 
 
-_GA_FORMATS = ", ".join(
-    f"{json.dumps(fmt)} for '{name}'" for name, fmt in PREVIEW_AUDIO_FORMATS.items()
-)
+_GA_FORMATS = ", ".join(f"{json.dumps(fmt)} for '{name}'" for name, fmt in PREVIEW_AUDIO_FORMATS.items())
 
 
 def _field_change(field: str, target: str | None) -> str:

@@ -209,13 +209,9 @@ async def _text_turn(s: _Session) -> CheckResult:
     await s.send({"type": "response.create"})
     events = await s.expect(_is("response.done"))
     types = [str(e.get("type")) for e in events]
-    missing = [
-        t for t in ("response.output_text.delta", "conversation.item.added") if t not in types
-    ]
+    missing = [t for t in ("response.output_text.delta", "conversation.item.added") if t not in types]
     preview = _preview_names(types)
-    text = "".join(
-        str(e.get("delta", "")) for e in events if e["type"] == "response.output_text.delta"
-    )
+    text = "".join(str(e.get("delta", "")) for e in events if e["type"] == "response.output_text.delta")
     ok = not missing and not preview
     detail = f"text {text[:40]!r}" if ok else f"missing {missing}, Preview names {preview}"
     return CheckResult("text-turn", ok, detail)
@@ -282,9 +278,7 @@ async def _client_secret(config: ProbeConfig, urls: _Urls) -> tuple[CheckResult,
         return CheckResult("client-secret", False, f"POST {url}: {exc}"), None
     value, expires = doc.get("value"), doc.get("expires_at")
     if isinstance(value, str) and value and isinstance(expires, int):
-        return CheckResult(
-            "client-secret", True, f"expires in {expires - int(time.time())} s"
-        ), value
+        return CheckResult("client-secret", True, f"expires in {expires - int(time.time())} s"), value
     return CheckResult("client-secret", False, "response lacks value/expires_at"), None
 
 
@@ -360,9 +354,7 @@ def render_probe(results: list[CheckResult], fmt: str = "text") -> str:
     if fmt == "json":
         doc = {
             "passed": passed,
-            "checks": [
-                {"name": r.name, "result": r.status.lower(), "detail": r.detail} for r in results
-            ],
+            "checks": [{"name": r.name, "result": r.status.lower(), "detail": r.detail} for r in results],
         }
         return json.dumps(doc, indent=2) + "\n"
     table = _Table([("check", "", "detail")])

@@ -87,8 +87,6 @@ def render_json(report: CheckReport) -> str:
         "findings": [f.as_dict() for f in sorted(report.findings, key=_order)],
         "skipped": [{"path": r.path, "reason": r.skipped} for r in report.results if r.skipped],
         "fixed": [{"path": r.path, "diff": r.diff} for r in report.fixed],
-        "fix_refused": [
-            {"path": r.path, "reason": r.fix_refused} for r in report.results if r.fix_refused
-        ],
+        "fix_refused": [{"path": r.path, "reason": r.fix_refused} for r in report.results if r.fix_refused],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -57,9 +57,7 @@ MIN_VERSIONS: Final[dict[str, tuple[str, str]]] = {
 _Q = r"""["'`]"""
 _URL_CHARS = r"""[^\s"'`<>()]"""
 _PY_JS = frozenset({Lang.PYTHON, Lang.NOTEBOOK}) | JS_LANGS
-_PREVIEW_EVENT_ALT = "|".join(
-    re.escape(name) for name in sorted(SERVER_EVENT_RENAMES, key=len, reverse=True)
-)
+_PREVIEW_EVENT_ALT = "|".join(re.escape(name) for name in sorted(SERVER_EVENT_RENAMES, key=len, reverse=True))
 _SIMPLE_VALUE = re.compile(r"[\w.\-]*|\$\{\w+\}|\{[A-Za-z_]\w*\}")
 
 Deriver = Callable[[re.Match[str], str], dict[str, str | None]]
@@ -233,9 +231,7 @@ RULES: Final[tuple[Rule, ...]] = (
             "key whose session names the model, or multipart sdp + session); drop ?model="
         ),
         needle="/v1/realtime",
-        pattern=re.compile(
-            rf"https?://{_URL_CHARS}*?(?<!/openai)/v1/realtime(?=\?model=|{_Q}|\s|$)", re.M
-        ),
+        pattern=re.compile(rf"https?://{_URL_CHARS}*?(?<!/openai)/v1/realtime(?=\?model=|{_Q}|\s|$)", re.M),
     ),
     Rule(
         id="webrtc-azure-sessions",
@@ -257,8 +253,7 @@ RULES: Final[tuple[Rule, ...]] = (
         checklist=Checklist.WEBRTC,
         languages=ALL_TEXT_LANGS,
         title="Azure Preview regional WebRTC endpoint realtimeapi-preview…/v1/realtimertc",
-        message="'*.realtimeapi-preview.ai.azure.com/v1/realtimertc' is the Azure Preview WebRTC "
-        "endpoint",
+        message="'*.realtimeapi-preview.ai.azure.com/v1/realtimertc' is the Azure Preview WebRTC endpoint",
         change="POST the SDP offer to https://<resource>.openai.azure.com/openai/v1/realtime/calls",
         needle="realtimeapi-preview",
         pattern=re.compile(
@@ -288,9 +283,7 @@ RULES: Final[tuple[Rule, ...]] = (
         message="Preview key responses nested the key in client_secret.value",
         change="GA client_secrets responses carry the key at the top level: read .value",
         needle="client_secret",
-        pattern=re.compile(
-            r"""\.client_secret\??\.value\b|\[["']client_secret["']\]\s*\[["']value["']\]"""
-        ),
+        pattern=re.compile(r"""\.client_secret\??\.value\b|\[["']client_secret["']\]\s*\[["']value["']\]"""),
     ),
     # ---------------------------------------------------------------- beta header / subprotocol
     Rule(
@@ -361,9 +354,7 @@ RULES: Final[tuple[Rule, ...]] = (
         change="use the GA prefix: response.output_text / response.output_audio / "
         "response.output_audio_transcript",
         needle="response.",
-        pattern=re.compile(
-            rf"(?P<q>{_Q})(?P<name>response\.(?:text|audio|audio_transcript)\.?)(?P=q)"
-        ),
+        pattern=re.compile(rf"(?P<q>{_Q})(?P<name>response\.(?:text|audio|audio_transcript)\.?)(?P=q)"),
     ),
     Rule(
         id="event-removed",
@@ -460,9 +451,7 @@ RULES: Final[tuple[Rule, ...]] = (
         message="'beta.realtime.{what}' is the Preview client (sends OpenAI-Beta: realtime=v1)",
         change="use client.realtime.connect() / client.realtime.client_secrets.create()",
         needle="beta.realtime",
-        pattern=re.compile(
-            r"\.beta\.realtime\.(?P<what>connect|sessions|transcription_sessions)\b"
-        ),
+        pattern=re.compile(r"\.beta\.realtime\.(?P<what>connect|sessions|transcription_sessions)\b"),
         fix="{fix}",
         derive_name="python_beta",
     ),
@@ -473,8 +462,7 @@ RULES: Final[tuple[Rule, ...]] = (
         languages=JS_LANGS,
         title="openai-node beta realtime module",
         message="'openai/{res}beta/realtime/{mod}' is the Preview realtime client",
-        change="import from 'openai/realtime/websocket' or 'openai/realtime/ws' "
-        "(openai-node ≥ 5.20.0)",
+        change="import from 'openai/realtime/websocket' or 'openai/realtime/ws' (openai-node ≥ 5.20.0)",
         needle="beta/realtime",
         pattern=re.compile(
             r"""(?P<q>["'])openai/(?P<res>resources/)?beta/realtime(?:/(?P<mod>[\w-]+))?(?P=q)"""
@@ -488,8 +476,7 @@ RULES: Final[tuple[Rule, ...]] = (
         checklist=Checklist.SDK,
         languages=CODE_LANGS | {Lang.NOTEBOOK},
         title="Azure Preview realtime SDK (rtclient / rt-client)",
-        message="'{name}{name2}' is Azure's Preview realtime SDK: it speaks only the "
-        "Preview protocol",
+        message="'{name}{name2}' is Azure's Preview realtime SDK: it speaks only the Preview protocol",
         change="use openai (Python ≥ 1.107.0: client.realtime.connect) or openai-node "
         "≥ 5.20.0 (OpenAIRealtimeWebSocket from 'openai/realtime/websocket')",
         needle=("rtclient", "rt-client"),
@@ -506,9 +493,7 @@ RULES: Final[tuple[Rule, ...]] = (
         message="OpenAI.RealtimeConversation is the .NET Preview realtime surface",
         change="update OpenAI to ≥ 2.9.0 and use the OpenAI.Realtime RealtimeClient",
         needle="RealtimeConversation",
-        pattern=re.compile(
-            r"using\s+OpenAI\.RealtimeConversation\s*;|\bGetRealtimeConversationClient\s*\("
-        ),
+        pattern=re.compile(r"using\s+OpenAI\.RealtimeConversation\s*;|\bGetRealtimeConversationClient\s*\("),
     ),
     Rule(
         id="sdk-java-preview",
@@ -537,9 +522,7 @@ RULES: Final[tuple[Rule, ...]] = (
         id="sdk-version-python",
         severity=Severity.ERROR,
         checklist=Checklist.SDK,
-        languages=frozenset(
-            {Lang.REQUIREMENTS, Lang.PYPROJECT, Lang.SETUP_CFG, Lang.PIPFILE, Lang.NOTEBOOK}
-        ),
+        languages=frozenset({Lang.REQUIREMENTS, Lang.PYPROJECT, Lang.SETUP_CFG, Lang.PIPFILE, Lang.NOTEBOOK}),
         title="openai (Python) pinned below the GA realtime client",
         message="openai {spec} cannot install {minimum} or later ({why})",
         change="require openai>={minimum}",

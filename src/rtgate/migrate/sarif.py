@@ -22,7 +22,6 @@ from .model import CHECKLIST_TITLES, Finding
 from .rules import RULES
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-INFORMATION_URI = "https://github.com/rtgate/rtgate/blob/main/docs/migrate.md"
 
 
 def _uri(path: str) -> str:
@@ -39,8 +38,7 @@ def _rule_descriptor(index: int) -> dict[str, object]:
         "name": "".join(part.capitalize() for part in rule.id.split("-")),
         "shortDescription": {"text": rule.title},
         "fullDescription": {"text": f"{rule.title}. {CHECKLIST_TITLES[rule.checklist]}."},
-        "helpUri": f"{INFORMATION_URI}#{rule.id}",
-        "help": {"text": rule.help or rule.title},
+        "help": {"text": f"{rule.help or rule.title} See docs/migrate.md#{rule.id}."},
         "defaultConfiguration": {"level": rule.severity.value},
         "properties": {"tags": ["migration", "openai-realtime", rule.checklist.value]},
     }
@@ -106,7 +104,6 @@ def render_sarif(report: CheckReport) -> str:
             "driver": {
                 "name": "rtgate-migrate",
                 "semanticVersion": _rtgate_version,
-                "informationUri": INFORMATION_URI,
                 "rules": [_rule_descriptor(i) for i in range(len(RULES))],
             }
         },
