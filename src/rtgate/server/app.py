@@ -21,6 +21,7 @@ from .auth import Authenticator
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
+from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
 from .realtime_ws import ServerState, realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
@@ -103,6 +104,7 @@ def create_app(
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         WebSocketRoute("/openai/realtime", realtime_endpoint),
         Route("/healthz", healthz),
+        *PREVIEW_REST_ROUTES,
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

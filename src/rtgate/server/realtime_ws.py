@@ -23,8 +23,10 @@ from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
 from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
 from ..protocol.errors import RealtimeError
+from ..protocol.preview import PreviewState
 from ..protocol.session import validate_session
-from ..transport.connection import SessionRunner
+from ..transport.connection import Channel, SessionRunner
+from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
 from .settings import Settings
@@ -91,19 +93,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, error, 3000)
         return
 
-    if _is_preview(ws, subprotocols):
-        await _refuse(
-            ws,
-            RealtimeError(
-                "This endpoint speaks the GA Realtime protocol, and the client sent "
-                "'OpenAI-Beta: realtime=v1' (the retired Preview protocol). Upgrade the client "
-                "to the GA API (openai-python: client.realtime.connect, openai>=1.107) and stop "
-                "sending the OpenAI-Beta header; `rtgate migrate check` lists what to change.",
-                "beta_api_shape_disabled",
-            ),
-            4000,
-        )
-        return
+    # Preview clients run the same GA session behind the bridge (transport/preview_bridge.py).
+    preview = _is_preview(ws, subprotocols)
 
     initial = None
     if grant.session is not None:
@@ -161,9 +152,13 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         limits=settings.core_limits(),
         now=time.time(),
     )
+    channel: Channel = StarletteChannel(ws)
+    if preview:
+        preview_state = PreviewState(transcription=transcription, client_model=model)
+        channel = PreviewChannel(channel, preview_state)
     runner = SessionRunner(
         session,
-        StarletteChannel(ws),
+        channel,
         pipeline,
         vad=state.vad,
         decode_limits=DecodeLimits(
@@ -172,6 +167,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         queue_events=settings.outbound_queue_events,
         send_deadline_s=settings.send_deadline_s,
     )
+    bridge = PreviewBridge(runner, channel) if isinstance(channel, PreviewChannel) else None
+    receive_text = bridge.receive_text if bridge is not None else runner.receive_text
     state.active_sessions += 1
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     try:
@@ -183,7 +180,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
                 break
             text = message.get("text")
             if text is not None:
-                await runner.receive_text(text)
+                await receive_text(text)
             elif message.get("bytes") is not None:
                 runner.receive_binary()
         if runner.closing is not None:
@@ -194,3 +191,5 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         state.active_sessions -= 1
         await runner.stop()
         log.info("session %s closed", session.id)
+        if bridge is not None:
+            log.info("session %s: %s", session.id, bridge.summary())
