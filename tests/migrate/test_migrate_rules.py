@@ -208,3 +208,16 @@ def test_poetry_caret_and_unpinned_requirements() -> None:
     text = '[tool.poetry.dependencies]\nopenai = "^1.50.0"\n'
     assert rules(text, Lang.PYPROJECT) == ["sdk-version-floor"]
     assert rules("openai\nrequests\n", Lang.REQUIREMENTS) == []
+
+
+def test_beta_header_call_arguments_are_not_removed() -> None:
+    """h.add("OpenAI-Beta", "realtime=v1") is reported; removing the arguments would break it."""
+    [finding] = only('h.add("OpenAI-Beta", "realtime=v1")\n', PY, "beta-header")
+    assert not finding.fixable
+
+
+def test_beta_header_list_string_is_removed() -> None:
+    """websocket-client's header=["OpenAI-Beta: realtime=v1"] loses the element."""
+    text = 'ws = create_connection(u, header=["api-key: k", "OpenAI-Beta: realtime=v1"])\n'
+    fixed, _ = fix_text(text, PY)
+    assert fixed == 'ws = create_connection(u, header=["api-key: k"])\n'

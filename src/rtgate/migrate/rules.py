@@ -138,6 +138,14 @@ def _remove_element(m: re.Match[str], text: str) -> dict[str, str | None]:
     return {"span": f"{start}:{end}", "fix": ""}
 
 
+def _remove_header(m: re.Match[str], text: str) -> dict[str, str | None]:
+    """Remove a header entry (``"OpenAI-Beta": …`` or ``"OpenAI-Beta: …"``), never call
+    arguments (``h.add("OpenAI-Beta", …)`` would become ``h.add()``)."""
+    if m["sep"] in (",", "="):
+        return {"fix": None}
+    return _remove_element(m, text)
+
+
 def _python_beta(m: re.Match[str], text: str) -> dict[str, str | None]:
     if m["what"] == "connect":
         return {"fix": ".realtime.connect"}
@@ -165,6 +173,7 @@ DERIVERS: Final[dict[str, Deriver]] = {
     "preview_path": _preview_path,
     "ga_query": _ga_query,
     "remove_element": _remove_element,
+    "remove_header": _remove_header,
     "python_beta": _python_beta,
     "node_beta_import": _node_beta_import,
 }
@@ -297,12 +306,12 @@ RULES: Final[tuple[Rule, ...]] = (
         change="remove the OpenAI-Beta header",
         needle=("OpenAI-Beta", "openai-beta", "OPENAI-BETA", "Openai-Beta"),
         pattern=re.compile(
-            rf"(?P<q>{_Q})(?i:{_HEADER_NAME})(?:(?P=q)\s*[:,=]\s*(?P<q2>{_Q})|:\s*)"
+            rf"(?P<q>{_Q})(?i:{_HEADER_NAME})(?:(?P=q)\s*(?P<sep>[:,=])\s*(?P<q2>{_Q})|:\s*)"
             rf"{re.escape(_HEADER_VALUE)}(?P=q)"
         ),
         fix="",
         fix_kind=FixKind.STRUCTURAL,
-        derive_name="remove_element",
+        derive_name="remove_header",
     ),
     Rule(
         id="beta-header-config",
