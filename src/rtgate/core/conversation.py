@@ -100,8 +100,9 @@ class Conversation:
         self._items.insert(position, item)
         self._by_id[item.id] = item
         self._audio_bytes += item.audio_bytes()
-        self._enforce_limits()
-        return self._items[position - 1].id if position else None
+        # The limit may drop older items, which shifts positions: look the neighbour up after.
+        self._enforce_limits(keep=item)
+        return self.previous_id(item.id)
 
     def delete(self, item_id: str) -> StoredItem:
         item = self.get(item_id)
@@ -138,9 +139,10 @@ class Conversation:
                 return index
         raise not_found(item_id)
 
-    def _enforce_limits(self) -> None:
+    def _enforce_limits(self, keep: StoredItem | None = None) -> None:
         while len(self._items) > self._max_items:
-            dropped = self._items.pop(0)
+            # The item just inserted is never the one dropped (it was announced as added).
+            dropped = self._items.pop(1 if self._items[0] is keep else 0)
             del self._by_id[dropped.id]
             self._audio_bytes -= dropped.audio_bytes()
         # Oldest audio goes first; transcripts and text stay in context.

@@ -15,7 +15,7 @@ class IdFactory:
     """
 
     def __init__(self, rng: random.Random | None = None) -> None:
-        self._rng = rng or random.Random()  # noqa: S311 - ids, not secrets
+        self._rng = rng or random.Random()
 
     def new(self, prefix: str, length: int = 21) -> str:
         return f"{prefix}_{''.join(self._rng.choices(_ALPHABET, k=length))}"

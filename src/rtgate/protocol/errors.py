@@ -110,7 +110,9 @@ def _param(prefix: str, loc: tuple[int | str, ...], tags: frozenset[str]) -> str
     return text
 
 
-# Tags pydantic inserts into error locations for tagged unions: the tag values.
+# Tags pydantic inserts into error locations for tagged unions: the tag values. Session
+# types are not here: sessions are validated by class, never through a tagged union, and
+# ``transcription`` is also a field name (``session.audio.input.transcription.delay``).
 _UNION_TAGS = frozenset(
     {
         "server_vad",
@@ -118,8 +120,6 @@ _UNION_TAGS = frozenset(
         "audio/pcm",
         "audio/pcmu",
         "audio/pcma",
-        "realtime",
-        "transcription",
         "message",
         "function_call",
         "function_call_output",

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .session import MaxTokens, Prompt, Reasoning, Tool, ToolChoice
 from .session import AudioFormat as AudioFormat
+from .session import MaxTokens, Prompt, Reasoning, Tool, ToolChoice
 
 
 class _Strict(BaseModel):
