@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rtgate.migrate.derive import DERIVERS
 from rtgate.migrate.engine import scan_text
 from rtgate.migrate.fixer import fix_text
 from rtgate.migrate.manifests import nuget_interval, requirement_interval
@@ -21,6 +22,8 @@ def test_rule_ids_are_unique_and_documented() -> None:
     assert len(RULES_BY_ID) == len(RULES)
     for rule in RULES:
         assert rule.title and rule.message and rule.change, rule.id
+        assert not rule.derive_name or rule.derive_name in DERIVERS, rule.id
+        assert (rule.pattern is None) == bool(rule.analyzer), rule.id
 
 
 @pytest.mark.parametrize(("preview", "ga"), sorted(SERVER_EVENT_RENAMES.items()))

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from . import manifests, payloads
+from .derive import DERIVERS
 from .model import (
     CODE_LANGS,
     MANIFEST_LANGS,
@@ -31,7 +32,7 @@ from .model import (
     Lang,
     Rule,
 )
-from .rules import DERIVERS, PATTERN_RULES, RULES_BY_ID, TRIGGERS, needles_of
+from .rules import PATTERN_RULES, RULES_BY_ID, TRIGGERS, needles_of
 
 _TRIGGER = re.compile("|".join(re.escape(t) for t in TRIGGERS))
 _IGNORE = re.compile(r"rtgate:\s*ignore(?:\[(?P<ids>[^\]]*)\])?")
