@@ -22,7 +22,7 @@ ROOT = "root"
 class StoredItem:
     wire: dict[str, Any]
     # content_index → audio bytes in ``audio_format``
-    audio: dict[int, bytes] = field(default_factory=dict)
+    audio: dict[int, bytes | bytearray] = field(default_factory=dict)
     audio_format: str = "audio/pcm"
     # content_index → [(audio_ms_end, transcript_chars)] for assistant audio
     alignment: dict[int, list[tuple[float, int]]] = field(default_factory=dict)
@@ -112,7 +112,11 @@ class Conversation:
         return item
 
     def add_audio(self, item: StoredItem, content_index: int, data: bytes) -> None:
-        item.audio[content_index] = item.audio.get(content_index, b"") + data
+        existing = item.audio.get(content_index)
+        if isinstance(existing, bytearray):
+            existing += data  # amortised O(1): responses append thousands of chunks
+        else:
+            item.audio[content_index] = bytearray(existing or b"") + data
         if item.id in self._by_id:
             self._audio_bytes += len(data)
             self._enforce_limits()

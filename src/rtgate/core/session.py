@@ -319,7 +319,7 @@ class Session:
     def _stored_from_client(self, raw: dict[str, Any]) -> StoredItem:
         """Validate role/content rules and build the stored item (audio decoded)."""
         wire: dict[str, Any] = {"id": raw.get("id") or self.ids.item(), "object": "realtime.item"}
-        audio: dict[int, bytes] = {}
+        audio: dict[int, bytes | bytearray] = {}
         kind = raw["type"]
         wire["type"] = kind
         wire["status"] = "completed"
@@ -392,7 +392,7 @@ class Session:
         sample = 2 if item.audio_format == "audio/pcm" else 1
         keep = int(event.audio_end_ms * per_ms)
         keep -= keep % sample
-        self.conversation.replace_audio(item, event.content_index, audio[:keep])
+        self.conversation.replace_audio(item, event.content_index, bytes(audio[:keep]))
         part = content[event.content_index]
         chars = 0
         for end_ms, text_len in item.alignment.get(event.content_index, []):
@@ -441,7 +441,11 @@ class Session:
     def _context_items(self, params: Any) -> list[fx.ContextItem]:
         def ctx(item: StoredItem) -> fx.ContextItem:
             audio = next(iter(item.audio.values()), None) if item.audio else None
-            return fx.ContextItem(wire=item.wire, audio=audio, audio_format=item.audio_format)
+            return fx.ContextItem(
+                wire=item.wire,
+                audio=bytes(audio) if audio is not None else None,
+                audio_format=item.audio_format,
+            )
 
         if params is None or params.input is None:
             return [ctx(item) for item in self.conversation.items()]

@@ -74,8 +74,18 @@ class VadFeed:
         return True
 
     async def _run(self) -> None:
+        carry: tuple[int, np.ndarray] | None = None
         while True:
-            index, frames = await self._queue.get()
+            index, frames = carry if carry is not None else await self._queue.get()
+            carry = None
+            # Merge what queued up meanwhile (contiguous frames) so a stream that fell
+            # behind catches up in one batched call instead of one frame per tick.
+            while not self._queue.empty():
+                following = self._queue.get_nowait()
+                if following[0] != index + len(frames):
+                    carry = following  # frames were dropped in between: keep them apart
+                    break
+                frames = np.concatenate([frames, following[1]])
             start = self._origin_ms + index * self._frame_ms
             try:
                 probabilities = await self._service.batcher.infer(self._stream, frames)
