@@ -10,9 +10,7 @@ from rtgate.pipeline.base import MODEL_SAMPLE_RATE, TTS, WIRE_SAMPLE_RATE, Speec
 
 async def pcm(tts: TTS, text: str, voice: str = "alloy", speed: float = 1.0) -> bytes:
     """All of the 24 kHz PCM16 that ``tts`` produces for ``text``."""
-    return b"".join(
-        [c async for c in tts.synthesize(SpeechRequest(text, voice=voice, speed=speed))]
-    )
+    return b"".join([c async for c in tts.synthesize(SpeechRequest(text, voice=voice, speed=speed))])
 
 
 async def utterance(tts: TTS, text: str, voice: str = "alloy") -> np.ndarray:

@@ -78,9 +78,7 @@ async def test_named_tool_choice_forces_that_tool(llm: LlamaCppLLM) -> None:
 
 async def test_tool_choice_none_answers_in_words(llm: LlamaCppLLM) -> None:
     """tool_choice none never calls a tool."""
-    chunks = await collect(
-        llm, ask("What's the weather in Paris?", tools=[WEATHER], tool_choice="none")
-    )
+    chunks = await collect(llm, ask("What's the weather in Paris?", tools=[WEATHER], tool_choice="none"))
     assert not [c for c in chunks if isinstance(c, ToolCallDelta)]
     assert text_of(chunks).strip()
 

@@ -156,9 +156,7 @@ async def test_transcription_failure_and_hang(upstream: Upstream) -> None:
     failing = OpenAITranscriptionSTT(endpoint(upstream, model="fail-500"), deadlines=SHORT)
     with pytest.raises(BackendError, match="500"):
         await failing.transcribe(audio, TranscriptionOptions())
-    hanging = OpenAITranscriptionSTT(
-        endpoint(upstream, model="hang"), deadlines=Deadlines(total_s=0.5)
-    )
+    hanging = OpenAITranscriptionSTT(endpoint(upstream, model="hang"), deadlines=Deadlines(total_s=0.5))
     with pytest.raises(BackendTimeout):
         await hanging.transcribe(audio, TranscriptionOptions())
     await failing.aclose()

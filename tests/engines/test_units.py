@@ -54,6 +54,7 @@ def test_word_error_rate() -> None:
     assert word_error_rate("Hello, world!", "hello world") == 0.0
     assert word_error_rate("the lazy dog", "the lady dog") == pytest.approx(1 / 3)
     assert word_error_rate("a b", "a b c d") == 1.0
+    assert word_error_rate("Set a timer for fifteen minutes.", "set a timer for 15 minutes") == 0.0
 
 
 def test_espeak_voice_table_and_rate() -> None:
@@ -99,9 +100,7 @@ def test_openai_engines_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert llm.endpoint.api_key == "sk-from-env" and llm.deadlines.first_chunk_s == 3
     assert "sk-from-env" not in repr(llm.endpoint)
     assert isinstance(build_engine("stt", {**common, "model": "whisper-1"}), OpenAITranscriptionSTT)
-    tts = build_engine(
-        "tts", {**common, "model": "tts-1", "azure": True, "api_version": "2025-04-01"}
-    )
+    tts = build_engine("tts", {**common, "model": "tts-1", "azure": True, "api_version": "2025-04-01"})
     assert isinstance(tts, OpenAISpeechTTS) and tts.endpoint.headers() == {"api-key": "sk-from-env"}
 
 
@@ -125,9 +124,7 @@ def test_openai_engines_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
         ("stt", {"kind": "faster-whisper", "deadlines": {"total": 1}}, "deadlines takes"),
     ],
 )
-def test_bad_configuration_names_the_problem(
-    stage: str, config: dict[str, object], message: str
-) -> None:
+def test_bad_configuration_names_the_problem(stage: str, config: dict[str, object], message: str) -> None:
     """Configuration errors say which key is wrong and what is allowed."""
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_engine(stage, config)  # type: ignore[arg-type]

@@ -80,9 +80,7 @@ def _app(state: Upstream, release: asyncio.Event) -> Starlette:
             }
         )
         if not authorised(request):
-            return JSONResponse(
-                {"error": {"message": "Incorrect API key provided"}}, status_code=401
-            )
+            return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
         model = body["model"]
         if model == "fail-500":
             return fail()
@@ -144,9 +142,7 @@ def _app(state: Upstream, release: asyncio.Event) -> Starlette:
             }
         )
         if not authorised(request):
-            return JSONResponse(
-                {"error": {"message": "Incorrect API key provided"}}, status_code=401
-            )
+            return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
         if form["model"] == "fail-500":
             return fail()
         if form["model"] == "hang":
@@ -159,9 +155,7 @@ def _app(state: Upstream, release: asyncio.Event) -> Starlette:
         body = await request.json()
         state.requests.append({"path": "speech", "headers": dict(request.headers), "body": body})
         if not authorised(request):
-            return JSONResponse(
-                {"error": {"message": "Incorrect API key provided"}}, status_code=401
-            )
+            return JSONResponse({"error": {"message": "Incorrect API key provided"}}, status_code=401)
         if body["model"] == "fail-500":
             return fail()
 

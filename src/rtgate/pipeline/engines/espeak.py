@@ -204,9 +204,7 @@ class EspeakTTS(TTS):
 
         def work() -> None:
             try:
-                engine.synth(
-                    text, resolve_voice(request.voice), rate_for_speed(request.speed), sink
-                )
+                engine.synth(text, resolve_voice(request.voice), rate_for_speed(request.speed), sink)
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 

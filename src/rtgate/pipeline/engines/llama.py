@@ -233,9 +233,7 @@ class LlamaCppLLM(LLM):
         if choice == "auto" and self.auto_tools == "keywords":
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
-        picked = await run_blocking_on(
-            shared, _choose, shared.server, messages, request.tools, options
-        )
+        picked = await run_blocking_on(shared, _choose, shared.server, messages, request.tools, options)
         return tools.get(picked)
 
     async def _stream_tool_call(
@@ -286,9 +284,7 @@ class LlamaCppLLM(LLM):
 # --------------------------------------------------------------------------- helpers
 
 
-async def stream_completion(
-    shared: SharedModel, body: dict[str, Any]
-) -> AsyncIterator[dict[str, Any]]:
+async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Run one streaming chat completion on ``shared`` and yield its chunk dicts.
 
     Closing the generator makes the token callback return True, which stops llama.cpp at
@@ -339,13 +335,10 @@ async def run_blocking_on(shared: SharedModel, fn: Callable[..., Any], *args: An
     return await loop.run_in_executor(shared.executor, lambda: fn(*args))
 
 
-def _choose(
-    server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]
-) -> str:
+def _choose(server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]) -> str:
     listing = "\n".join(f"- {t.name}: {t.description}" for t in tools)
-    instruction = (
-        f"Functions available:\n{listing}\nName the function that answers the last message"
-        + (', or "none" to answer in words.' if "none" in options else ".")
+    instruction = f"Functions available:\n{listing}\nName the function that answers the last message" + (
+        ', or "none" to answer in words.' if "none" in options else "."
     )
     grammar = "root ::= " + " | ".join(json.dumps(o) for o in options)
     result = server.handle_chat_completions(
@@ -457,9 +450,7 @@ def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             out.append({"role": "assistant", "content": "\n".join(lines)})
         elif role == "tool":
             name = names.get(message.get("tool_call_id", ""), "the function")
-            out.append(
-                {"role": "user", "content": f"{name} returned: {_text(message.get('content'))}"}
-            )
+            out.append({"role": "user", "content": f"{name} returned: {_text(message.get('content'))}"})
         elif role in ("system", "developer"):
             if out and out[-1]["role"] == "system":
                 out[-1] = {

@@ -86,9 +86,7 @@ class _HTTPBackend:
     name: str
     endpoint: OpenAIEndpoint
 
-    def _init_http(
-        self, endpoint: OpenAIEndpoint, transport: httpx.AsyncBaseTransport | None
-    ) -> None:
+    def _init_http(self, endpoint: OpenAIEndpoint, transport: httpx.AsyncBaseTransport | None) -> None:
         self.endpoint = endpoint
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -217,9 +215,7 @@ class OpenAIChatLLM(_HTTPBackend, LLM):
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         try:
-            async with self._http().stream(
-                "POST", "chat/completions", json=self._body(request)
-            ) as response:
+            async with self._http().stream("POST", "chat/completions", json=self._body(request)) as response:
                 await self._check(response)
                 finish: str | None = None
                 async for event in _sse_events(response):

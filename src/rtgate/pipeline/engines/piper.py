@@ -64,9 +64,7 @@ def load_voice(model_path: str | os.PathLike[str]) -> _Voice:
     path = Path(model_path).resolve()
     config = Path(f"{path}.json")
     if not path.is_file() or not config.is_file():
-        raise BackendError(
-            f"no Piper voice at {path} (.onnx and .onnx.json)", code="tts_unavailable"
-        )
+        raise BackendError(f"no Piper voice at {path} (.onnx and .onnx.json)", code="tts_unavailable")
     with _VOICES_LOCK:
         voice = _VOICES.get(str(path))
         if voice is None:

@@ -158,9 +158,7 @@ def _deadlines(stage: str, value: Any) -> Deadlines | None:
     if value is None:
         return None
     if not isinstance(value, Mapping) or set(value) - {"first_chunk_s", "next_chunk_s", "total_s"}:
-        raise ValueError(
-            f"{stage}.deadlines takes first_chunk_s, next_chunk_s and total_s (seconds)"
-        )
+        raise ValueError(f"{stage}.deadlines takes first_chunk_s, next_chunk_s and total_s (seconds)")
     return Deadlines(**value)
 
 
@@ -189,9 +187,7 @@ def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines | None) 
         "connect_timeout_s",
         "read_timeout_s",
     }
-    endpoint = OpenAIEndpoint(
-        api_key=api_key, **{k: v for k, v in options.items() if k in endpoint_keys}
-    )
+    endpoint = OpenAIEndpoint(api_key=api_key, **{k: v for k, v in options.items() if k in endpoint_keys})
     extra = {k: v for k, v in options.items() if k not in endpoint_keys}
     if stage == "llm":
         return OpenAIChatLLM(endpoint, deadlines=deadlines, **extra)

@@ -118,9 +118,7 @@ class FasterWhisperSTT(STT):
     async def warm_up(self) -> None:
         """Load the model and decode half a second of silence."""
         await run_blocking(self._model)
-        await self.transcribe(
-            np.zeros(MODEL_SAMPLE_RATE // 2, dtype=np.float32), TranscriptionOptions()
-        )
+        await self.transcribe(np.zeros(MODEL_SAMPLE_RATE // 2, dtype=np.float32), TranscriptionOptions())
 
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         return await run_blocking(self._run, audio, options)
