@@ -25,7 +25,7 @@ from rtgate.protocol.preview import (
 ROOT = Path(__file__).resolve().parents[2]
 PREVIEW_PY = ROOT / ".venv-preview" / "bin" / "python"
 VALIDATOR = Path(__file__).with_name("validate_preview.py")
-FIXTURES = Path("/work/shared/protocol/fixtures")
+FIXTURES = ROOT / "tests" / "fixtures" / "protocol"
 # Sent by Preview servers, never listed in the SDK's beta union (see validate_preview.py).
 OFF_UNION_TYPES = frozenset({"transcription_session.created"})
 
