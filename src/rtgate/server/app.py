@@ -19,6 +19,8 @@ from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
 from .auth import Authenticator
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
+from .calls import ROUTES as CALL_ROUTES
+from .calls import CallRegistry
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
@@ -85,11 +87,13 @@ def create_app(
             router=ModelRouter(pipelines),
             vad=vad,
             ephemeral=ephemeral,
+            calls=CallRegistry(settings),
         )
         log.info("rtgate ready: profiles %s", ", ".join(pipelines))
         try:
             yield
         finally:
+            await app.state.rtgate.calls.aclose()
             if vad is not None:
                 await vad.stop()
             for pipeline in pipelines.values():
@@ -104,6 +108,8 @@ def create_app(
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         WebSocketRoute("/openai/realtime", realtime_endpoint),
         Route("/healthz", healthz),
+        *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
+        *CALL_ROUTES,
         *PREVIEW_REST_ROUTES,
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]

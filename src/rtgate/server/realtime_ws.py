@@ -93,6 +93,12 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, error, 3000)
         return
 
+    if query.get("call_id"):
+        from .calls import sideband_endpoint  # calls imports this module
+
+        await sideband_endpoint(ws, grant, query["call_id"])
+        return
+
     # Preview clients run the same GA session behind the bridge (transport/preview_bridge.py).
     preview = _is_preview(ws, subprotocols)
 

@@ -136,15 +136,26 @@ class SessionRunner:
             self.apply(self.session.report(event))
             return
         if isinstance(event, InputAudioAppend):
-            start_ms = self.session.buffer.end_ms
-            outputs = self.session.handle(event, self._clock())
-            self.apply(outputs)
-            if not any(isinstance(o, dict) and o["type"] == "error" for o in outputs):
-                self._feed_vad(event.audio, start_ms)
+            self._append(event)
             return
         self.apply(self.session.handle(event, self._clock()))
         self._sync_vad()
         self._wake_timer.set()
+
+    def feed_audio(self, audio: bytes) -> None:
+        """Append input audio that arrived outside client events (a WebRTC media track).
+
+        ``audio`` is in the session's input format; it goes through the core exactly as an
+        ``input_audio_buffer.append`` would, then to the VAD.
+        """
+        self._append(InputAudioAppend(audio=audio))
+
+    def _append(self, event: InputAudioAppend) -> None:
+        start_ms = self.session.buffer.end_ms
+        outputs = self.session.handle(event, self._clock())
+        self.apply(outputs)
+        if not any(isinstance(o, dict) and o["type"] == "error" for o in outputs):
+            self._feed_vad(event.audio, start_ms)
 
     def receive_binary(self) -> None:
         self.apply(

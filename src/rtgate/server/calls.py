@@ -1,0 +1,262 @@
+"""``POST …/realtime/calls`` (WebRTC SDP exchange), hangup and sideband control (SPEC §1.3).
+
+* ``POST {/openai/v1,/v1,/openai}/realtime/calls`` — either a raw ``application/sdp`` offer
+  (usually with an ephemeral key, whose bound session starts the call) or
+  ``multipart/form-data`` with an ``sdp`` part (with or without a part content type, as
+  browsers' ``FormData`` send it) and an optional ``session`` JSON part. Answers ``201``
+  with the SDP answer (``Content-Type: application/sdp``) and
+  ``Location: /v1/realtime/calls/rtc_…``.
+* ``POST …/realtime/calls/{call_id}/hangup`` — ends the call; ``200``, empty body.
+* ``GET …/realtime?call_id=rtc_…`` (WebSocket, standard key) — a sideband socket: it gets
+  every event of the call and may send client events (``session.update``,
+  ``response.create``, tool outputs), so a backend keeps tools and secrets off the browser.
+
+Errors use the cloud's REST body ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import logging
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+
+from ..core.ids import IdFactory
+from ..core.session import Session
+from ..protocol.client_events import DecodeLimits
+from ..protocol.errors import RealtimeError
+from ..protocol.session import SessionConfig, validate_session
+from ..transport.webrtc import CallChannel, CallRunner, WebRTCCall, WebRTCSettings
+from .auth import Grant
+from .client_secrets import RestError, authenticate, error_response, read_body
+from .settings import Settings
+
+log = logging.getLogger("rtgate.calls")
+
+PREFIXES = ("/openai/v1", "/v1", "/openai")
+MAX_SDP_BYTES = 64 * 1024
+"""Largest SDP offer accepted, in bytes."""
+
+
+class CallRegistry:
+    """The live calls of this process, by id."""
+
+    def __init__(self, settings: Settings, webrtc: WebRTCSettings | None = None) -> None:
+        self.settings = settings
+        extra = settings.extra.get("webrtc")
+        self.webrtc = webrtc or (extra if isinstance(extra, WebRTCSettings) else None) or (
+            WebRTCSettings.from_env()
+        )
+        self.calls: dict[str, WebRTCCall] = {}
+
+    def get(self, call_id: str) -> WebRTCCall | None:
+        return self.calls.get(call_id)
+
+    async def aclose(self) -> None:
+        for call in list(self.calls.values()):
+            await call.aclose("server shutting down")
+
+
+def _sdp_from_multipart(content_type: str, body: bytes) -> tuple[str, Any]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise RealtimeError("The multipart body could not be parsed (check the boundary).",
+                            "invalid_request", None)
+    sdp: str | None = None
+    session: Any = None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            payload = b""
+        if name == "sdp":
+            sdp = payload.decode("utf-8", "replace")
+        elif name == "session":
+            try:
+                session = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise RealtimeError("The 'session' part is not valid JSON.", "invalid_json",
+                                    "session") from None
+    if sdp is None:
+        raise RealtimeError("Missing required part 'sdp' (the SDP offer).",
+                            "missing_required_parameter", "sdp")
+    return sdp, session
+
+
+def _check_sdp(sdp: str) -> None:
+    lines = [line.strip() for line in sdp.strip().splitlines()]
+    if not lines or lines[0] != "v=0" or not any(line.startswith("m=") for line in lines):
+        raise RealtimeError(
+            "Invalid SDP offer: expected an SDP session description starting with 'v=0' with "
+            "at least one media section ('m=audio' for the microphone, 'm=application' for "
+            "the events data channel), as RTCPeerConnection.createOffer() produces.",
+            "invalid_sdp", "sdp")
+
+
+async def _parse_offer(request: Request, grant: Grant) -> tuple[str, SessionConfig | None]:
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
+    body = await read_body(request, MAX_SDP_BYTES + 64 * 1024)
+    if media_type == "application/sdp":
+        sdp, session = body.decode("utf-8", "replace"), grant.session
+    elif media_type == "multipart/form-data":
+        try:
+            sdp, session = _sdp_from_multipart(content_type, body)
+        except RealtimeError as error:
+            raise RestError(400, error) from None
+        if session is None:
+            session = grant.session
+    else:
+        raise RestError(415, RealtimeError(
+            f"Unsupported Content-Type {media_type or '(none)'!r}: send the SDP offer as "
+            "'application/sdp', or 'multipart/form-data' with an 'sdp' part and an optional "
+            "'session' part.", "unsupported_media_type"))
+    if len(sdp.encode()) > MAX_SDP_BYTES:
+        raise RestError(400, RealtimeError(f"The SDP offer is larger than {MAX_SDP_BYTES} bytes.",
+                                           "invalid_sdp", "sdp"))
+    try:
+        _check_sdp(sdp)
+        config = validate_session(session) if session is not None else None
+    except RealtimeError as error:
+        raise RestError(400, error) from None
+    return sdp, config
+
+
+async def create_call(request: Request) -> Response:
+    state = request.app.state.rtgate
+    registry: CallRegistry = state.calls
+    settings: Settings = state.settings
+    try:
+        grant = authenticate(request, allow_ephemeral=True)
+        sdp, config = await _parse_offer(request, grant)
+        model = (getattr(config, "model", None) or request.query_params.get("model")
+                 or "gpt-realtime")
+        pipeline = state.router.resolve(model)
+        if pipeline is None:
+            raise RestError(400, RealtimeError(
+                f"Invalid model: '{model}'. This rtgate server routes official realtime model "
+                "names and the names in its profile configuration.", "invalid_model",
+                "session.model"))
+        if state.active_sessions >= settings.max_sessions:
+            raise RestError(503, RealtimeError(
+                f"This server is at its limit of {settings.max_sessions} sessions; try again "
+                "later.", "server_busy", type="server_error"))
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+
+    call_id = f"rtc_{secrets.token_hex(16)}"
+    transcription = config is not None and config.type == "transcription"
+
+    def runner_factory(channel: CallChannel) -> CallRunner:
+        session = Session(
+            session_id=f"sess_{secrets.token_hex(11)}",
+            kind="transcription" if transcription else "realtime",
+            model=model,
+            config=config,
+            limits=settings.core_limits(),
+            now=time.time(),
+            transport="webrtc",
+        )
+        return CallRunner(
+            session, channel, pipeline, vad=state.vad,
+            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
+                                       max_json_depth=settings.max_json_depth),
+            queue_events=settings.outbound_queue_events,
+            send_deadline_s=settings.send_deadline_s,
+        )
+
+    def on_closed(call: WebRTCCall) -> None:
+        if registry.calls.pop(call.id, None) is not None:
+            state.active_sessions -= 1
+
+    call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
+                      send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
+    registry.calls[call_id] = call
+    state.active_sessions += 1
+    try:
+        answer = await call.answer(sdp)
+    except Exception as exc:
+        await call.aclose("the SDP offer could not be applied")
+        return error_response(400, RealtimeError(
+            f"Invalid SDP offer: {exc or type(exc).__name__}. Send the offer produced by "
+            "RTCPeerConnection.createOffer(), with an audio track and/or a data channel.",
+            "invalid_sdp", "sdp"))
+    log.info("call %s started (model=%s, profile=%s)", call_id, model, pipeline.name)
+    return Response(answer, status_code=201, media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/{call_id}"})
+
+
+async def hangup_call(request: Request) -> Response:
+    registry: CallRegistry = request.app.state.rtgate.calls
+    try:
+        authenticate(request, allow_ephemeral=True)
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+    call = registry.get(request.path_params["call_id"])
+    if call is None:
+        return error_response(404, RealtimeError(
+            f"No live call with id '{request.path_params['call_id']}'.", "call_not_found",
+            "call_id"))
+    await call.aclose("hangup requested")
+    return Response(status_code=200)
+
+
+ROUTES = [
+    route
+    for prefix in PREFIXES
+    for route in (
+        Route(f"{prefix}/realtime/calls", create_call, methods=["POST"]),
+        Route(f"{prefix}/realtime/calls/{{call_id}}/hangup", hangup_call, methods=["POST"]),
+    )
+]
+
+
+# --------------------------------------------------------------------------- sideband
+
+
+async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
+    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
+    await ws.send_text(orjson.dumps(event).decode())
+    await ws.close(close_code, f"{error.type}.{error.code}")
+
+
+async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
+    """Attach an accepted, authenticated WebSocket to the live call ``call_id``."""
+    from .realtime_ws import StarletteChannel
+
+    registry: CallRegistry | None = ws.app.state.rtgate.calls
+    if grant.ephemeral:
+        await _refuse(ws, RealtimeError(
+            "A sideband connection needs a standard API key, not an ephemeral key.",
+            "invalid_api_key"), 3000)
+        return
+    call = registry.get(call_id) if registry is not None else None
+    if call is None or call.closed.is_set():
+        await _refuse(ws, RealtimeError(
+            f"No live call with id '{call_id}'.", "call_not_found", "call_id"), 4000)
+        return
+    channel = StarletteChannel(ws)
+    call.channel.sidebands.add(channel)
+    log.info("call %s: sideband attached", call_id)
+    try:
+        while not call.closed.is_set():
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("text") is not None:
+                await call.runner.receive_text(message["text"])
+            elif message.get("bytes") is not None:
+                call.runner.receive_binary()
+    finally:
+        call.channel.sidebands.discard(channel)
+        log.info("call %s: sideband detached", call_id)

@@ -1,0 +1,499 @@
+"""WebRTC calls (SPEC §1.3): one aiortc peer connection driving one session.
+
+The same :class:`~rtgate.core.session.Session` and runner serve a call as serve a WebSocket;
+only the edges differ:
+
+* **Input audio** arrives on the client's Opus track. Each decoded frame is converted to
+  mono PCM16 at the session's input rate, encoded in the session's input format and fed
+  to the core as an ``input_audio_buffer.append`` (:meth:`SessionRunner.feed_audio`), then
+  to the VAD.
+* **Output audio** goes to an outbound track paced in real time (20 ms frames) instead of
+  ``response.output_audio.delta`` events; the server owns playback, so it emits
+  ``output_audio_buffer.started`` when a response's first audio is played and
+  ``output_audio_buffer.stopped`` when the last has been (SPEC §8). Barge-in and
+  ``output_audio_buffer.clear`` drop queued audio at once and emit
+  ``output_audio_buffer.cleared``.
+* **Events** travel as JSON text on the data channel the client created (any label), and
+  fan out to sideband WebSockets attached with ``?call_id=`` (which may also send events).
+
+A call ends on hangup, when the peer connection fails or closes, when ICE does not connect
+within ``ice_connect_timeout_s``, when no inbound audio arrives for ``media_timeout_s``
+(a peer that vanished), or when the session ends. Ending stops the runner, closes the peer
+connection and the sidebands; every task belongs to the call and is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fractions
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from ..audio import encode_from_pcm16, format_rate
+from ..core import effects as fx
+from ..pipeline.base import WIRE_SAMPLE_RATE
+from .connection import Channel, SessionRunner
+
+log = logging.getLogger("rtgate.webrtc")
+
+FRAME_MS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class WebRTCSettings:
+    """WebRTC limits and network settings; env ``RTGATE_WEBRTC_<FIELD>`` (see docs/webrtc.md)."""
+
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``); empty: host only."""
+    turn_username: str | None = None
+    turn_credential: str | None = None
+    udp_port_min: int = 0
+    """Lowest UDP port for ICE host candidates; 0 with ``udp_port_max`` 0: any port."""
+    udp_port_max: int = 0
+    ice_connect_timeout_s: float = 30.0
+    """Seconds from the answer until the peer connection must be connected."""
+    media_timeout_s: float = 20.0
+    """Seconds without inbound audio after which the peer counts as gone."""
+    max_output_audio_s: float = 600.0
+    """Output audio queued for playback per call, in seconds; beyond it audio is dropped."""
+    max_pending_events: int = 1024
+    """Events held for a data channel that is not open yet; beyond it the oldest go."""
+    max_inbound_events: int = 1024
+    """Client events queued from the data channel before the call counts as flooding."""
+    max_data_channel_buffer_bytes: int = 8 * 1024 * 1024
+    """Bytes unsent on the data channel before the client counts as not reading."""
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> WebRTCSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        defaults = cls()
+        for name in cls.__dataclass_fields__:
+            raw = env.get(f"RTGATE_WEBRTC_{name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(defaults, name)
+            if name == "ice_servers":
+                values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
+            elif isinstance(default, bool):
+                values[name] = raw.lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, int):
+                values[name] = int(raw)
+            elif isinstance(default, float):
+                values[name] = float(raw)
+            else:
+                values[name] = raw
+        return cls(**values)
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        servers = [
+            RTCIceServer(
+                urls=url,
+                username=self.turn_username if url.startswith("turn") else None,
+                credential=self.turn_credential if url.startswith("turn") else None,
+            )
+            for url in self.ice_servers
+        ]
+        return RTCConfiguration(iceServers=servers)
+
+
+# --------------------------------------------------------------------------- output audio
+
+
+class OutputAudioTrack(MediaStreamTrack):
+    """The call's outbound audio: queued response audio, paced as 20 ms PCM16 frames.
+
+    ``on_event(type, response_id)`` reports ``output_audio_buffer.started`` when a
+    response's first audio goes out and ``…stopped`` when its end marker is reached.
+    Silence is sent between responses so the RTP clock keeps running.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        on_event: Callable[[str, str], None],
+        *,
+        sample_rate: int = WIRE_SAMPLE_RATE,
+        max_queued_s: float = 600.0,
+    ) -> None:
+        super().__init__()
+        self._on_event = on_event
+        self.sample_rate = sample_rate
+        self._samples = sample_rate * FRAME_MS // 1000
+        self._max_bytes = int(max_queued_s * sample_rate) * 2
+        self._queue: deque[tuple[str, bytes | None]] = deque()
+        self._queued_bytes = 0
+        self._playing: str | None = None
+        self._ended: set[str] = set()
+        self._start: float | None = None
+        self._timestamp = 0
+        self.frames_with_audio = 0
+
+    @property
+    def playing(self) -> str | None:
+        """The response whose audio is playing or queued, if any."""
+        if self._playing is not None:
+            return self._playing
+        return self._queue[0][0] if self._queue else None
+
+    def push(self, response_id: str, pcm: bytes) -> None:
+        if self._queued_bytes + len(pcm) > self._max_bytes:
+            log.warning("output audio queue full (%d bytes); audio dropped", self._queued_bytes)
+            return
+        self._queue.append((response_id, pcm))
+        self._queued_bytes += len(pcm)
+
+    def end(self, response_id: str) -> None:
+        """No more audio will come for ``response_id``: ``stopped`` once it has played."""
+        if response_id in self._ended:
+            return
+        self._ended.add(response_id)
+        if self._playing == response_id or any(r == response_id for r, _ in self._queue):
+            self._queue.append((response_id, None))
+
+    def clear(self) -> str | None:
+        """Drop all queued audio now; returns the response that was playing, if any."""
+        playing = self.playing
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._playing = None
+        return playing
+
+    def _take(self, nbytes: int) -> bytes:
+        out = bytearray()
+        while len(out) < nbytes and self._queue:
+            rid, pcm = self._queue[0]
+            if pcm is None:
+                self._queue.popleft()
+                self._playing = None
+                self._on_event("output_audio_buffer.stopped", rid)
+                continue
+            if self._playing != rid:
+                self._playing = rid
+                self._on_event("output_audio_buffer.started", rid)
+            need = nbytes - len(out)
+            out += pcm[:need]
+            if len(pcm) > need:
+                self._queue[0] = (rid, pcm[need:])
+            else:
+                self._queue.popleft()
+            self._queued_bytes -= min(len(pcm), need)
+        # An end marker right behind the last audio: report it with this frame.
+        if self._queue and self._queue[0][1] is None:
+            rid = self._queue.popleft()[0]
+            self._playing = None
+            self._on_event("output_audio_buffer.stopped", rid)
+        return bytes(out)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._timestamp += self._samples
+            # Real-time pacing: this sleep keeps the RTP clock, it orders nothing.
+            wait = self._start + self._timestamp / self.sample_rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        pcm = self._take(self._samples * 2)
+        if pcm:
+            self.frames_with_audio += 1
+        pcm = pcm.ljust(self._samples * 2, b"\0")
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self._samples)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = self.sample_rate
+        frame.pts = self._timestamp
+        frame.time_base = fractions.Fraction(1, self.sample_rate)
+        return frame
+
+
+# --------------------------------------------------------------------------- events
+
+
+class CallChannel:
+    """The runner's channel for a call: the data channel plus attached sideband sockets."""
+
+    def __init__(
+        self, settings: WebRTCSettings, send_deadline_s: float, on_close: Callable[[str], None]
+    ) -> None:
+        self._settings = settings
+        self._send_deadline_s = send_deadline_s
+        self._on_close = on_close
+        self.data_channel: RTCDataChannel | None = None
+        self._pending: deque[str] = deque(maxlen=settings.max_pending_events)
+        self.sidebands: set[Channel] = set()
+
+    def attach_data_channel(self, dc: RTCDataChannel) -> None:
+        self.data_channel = dc
+
+        def flush() -> None:
+            while self._pending and dc.readyState == "open":
+                dc.send(self._pending.popleft())
+
+        if dc.readyState == "open":
+            flush()
+        else:
+            dc.on("open", flush)
+
+    async def send_text(self, text: str) -> None:
+        dc = self.data_channel
+        if dc is not None and dc.readyState == "open":
+            if dc.bufferedAmount > self._settings.max_data_channel_buffer_bytes:
+                raise ConnectionError("the data channel peer is not reading events")
+            dc.send(text)
+        elif dc is None or dc.readyState == "connecting":
+            self._pending.append(text)
+        for sideband in list(self.sidebands):
+            try:
+                async with asyncio.timeout(self._send_deadline_s):
+                    await sideband.send_text(text)
+            except Exception:
+                log.info("a sideband socket stopped reading; detached")
+                self.sidebands.discard(sideband)
+
+    async def close(self, code: int, reason: str) -> None:
+        self._on_close(reason or f"session closed ({code})")
+
+
+class CallRunner(SessionRunner):
+    """A :class:`SessionRunner` whose response audio goes to the call's audio track."""
+
+    track: OutputAudioTrack
+
+    def _send(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "response.output_audio.delta":
+            self._play(event["response_id"], base64.b64decode(event["delta"]))
+            return
+        if kind == "response.done":
+            self.track.end(event["response"]["id"])
+        elif kind == "output_audio_buffer.cleared":
+            playing = self.track.clear()
+            if not event.get("response_id") and playing is not None:
+                event = {**event, "response_id": playing}
+        elif kind == "input_audio_buffer.speech_started":
+            self._barge_in_after_response()
+        super()._send(event)
+
+    def _run_effect(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.ClearOutputAudio):
+            self.track.clear()
+            return
+        super()._run_effect(effect)
+
+    def _play(self, response_id: str, wire: bytes) -> None:
+        from ..audio import decode_to_pcm16, resample_pcm16
+
+        fmt = self.session.config.audio.output.format.type  # type: ignore[union-attr]
+        pcm = decode_to_pcm16(wire, fmt)
+        rate = format_rate(fmt)
+        if rate != self.track.sample_rate:
+            pcm = resample_pcm16(pcm, rate, self.track.sample_rate)
+        self.track.push(response_id, pcm)
+
+    def _barge_in_after_response(self) -> None:
+        """The user speaks while a finished response's audio still plays: cut it off.
+
+        The core handles an active response itself (cancel + ``cleared``); this covers
+        audio the server is still playing after ``response.done``.
+        """
+        playing = self.track.playing
+        if playing is None or playing == self.session.active_response_id:
+            return
+        td = self.session.config.audio.input.turn_detection
+        if td is None or not getattr(td, "interrupt_response", True):
+            return
+        self.track.clear()
+        super()._send(
+            {"type": "output_audio_buffer.cleared", "event_id": self.session.ids.event(),
+             "response_id": playing}
+        )
+
+    def on_playback(self, kind: str, response_id: str) -> None:
+        self.apply([{"type": kind, "event_id": self.session.ids.event(), "response_id": response_id}])
+
+
+# --------------------------------------------------------------------------- the call
+
+
+_live_peers: set[RTCPeerConnection] = set()
+
+
+def live_peer_connections() -> int:
+    """Peer connections opened by calls and not yet closed (for leak checks)."""
+    return len(_live_peers)
+
+
+class WebRTCCall:
+    """One call: peer connection, session runner, audio pumps; see the module docstring."""
+
+    def __init__(
+        self,
+        call_id: str,
+        runner_factory: Callable[[CallChannel], CallRunner],
+        *,
+        settings: WebRTCSettings,
+        send_deadline_s: float,
+        on_closed: Callable[[WebRTCCall], None],
+    ) -> None:
+        self.id = call_id
+        self.settings = settings
+        self.channel = CallChannel(settings, send_deadline_s, self.request_close)
+        self.runner = runner_factory(self.channel)
+        self.track = OutputAudioTrack(
+            self.runner.on_playback, max_queued_s=settings.max_output_audio_s
+        )
+        self.runner.track = self.track
+        self.pc = RTCPeerConnection(settings.rtc_configuration())
+        _live_peers.add(self.pc)
+        self._on_closed = on_closed
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(settings.max_inbound_events)
+        self._close_task: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        self.close_reason = ""
+        self.last_media = time.monotonic()
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the offer, start the session, return the SDP answer (host candidates)."""
+        pc = self.pc
+
+        @pc.on("datachannel")
+        def on_datachannel(dc: RTCDataChannel) -> None:
+            self.channel.attach_data_channel(dc)
+
+            @dc.on("message")
+            def on_message(message: str | bytes) -> None:
+                try:
+                    self._inbox.put_nowait(message)
+                except asyncio.QueueFull:
+                    log.warning("call %s: client events flood the data channel", self.id)
+                    self.request_close("client events arrive faster than they are handled")
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(self._pump_input(track), "audio-in")
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self.request_close(f"peer connection {pc.connectionState}")
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                transceiver.sender.replaceTrack(self.track)
+                if transceiver.direction == "recvonly":
+                    transceiver.direction = "sendrecv"
+                break
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        await self.runner.start()
+        self.runner._sync_vad()
+        self._spawn(self._consume_events(), "events-in")
+        self._spawn(self._watch_connect(), "ice-watch")
+        return pc.localDescription.sdp
+
+    async def _consume_events(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            if isinstance(message, str):
+                await self.runner.receive_text(message)
+            else:
+                self.runner.receive_binary()
+
+    async def _watch_connect(self) -> None:
+        try:
+            async with asyncio.timeout(self.settings.ice_connect_timeout_s):
+                while self.pc.connectionState != "connected":
+                    changed = asyncio.Event()
+                    self.pc.once("connectionstatechange", changed.set)
+                    await changed.wait()
+        except TimeoutError:
+            self.request_close(
+                f"the peer did not connect within {self.settings.ice_connect_timeout_s:g} s"
+            )
+
+    async def _pump_input(self, track: MediaStreamTrack) -> None:
+        resampler: av.AudioResampler | None = None
+        fmt = ""
+        try:
+            while True:
+                async with asyncio.timeout(self.settings.media_timeout_s):
+                    frame = await track.recv()
+                self.last_media = time.monotonic()
+                wanted = self.runner.session.config.audio.input.format.type
+                if resampler is None or wanted != fmt:
+                    fmt = wanted
+                    resampler = av.AudioResampler(format="s16", layout="mono", rate=format_rate(fmt))
+                if not isinstance(frame, av.AudioFrame):
+                    continue
+                pcm = b"".join(
+                    bytes(out.planes[0])[: out.samples * 2] for out in resampler.resample(frame)
+                )
+                if pcm:
+                    self.runner.feed_audio(encode_from_pcm16(pcm, fmt))
+        except TimeoutError:
+            self.request_close(f"no audio from the peer for {self.settings.media_timeout_s:g} s")
+        except MediaStreamError:
+            self.request_close("the peer's audio track ended")
+
+    # ------------------------------------------------------------------ ending
+
+    def request_close(self, reason: str) -> None:
+        """End the call (idempotent); :attr:`closed` is set once everything has stopped."""
+        if self._close_task is None:
+            self.close_reason = reason
+            self._close_task = asyncio.create_task(self._close(), name=f"{self.id}:close")
+
+    async def _close(self) -> None:
+        log.info("call %s ending: %s", self.id, self.close_reason)
+        try:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            await self.runner.stop()
+            self.track.stop()
+            for sideband in list(self.channel.sidebands):
+                with contextlib.suppress(Exception):
+                    await sideband.close(1000, "call ended")
+            self.channel.sidebands.clear()
+            with contextlib.suppress(Exception):
+                await self.pc.close()
+        finally:
+            _live_peers.discard(self.pc)
+            self._on_closed(self)
+            self.closed.set()
+
+    async def aclose(self, reason: str) -> None:
+        self.request_close(reason)
+        await self.closed.wait()
