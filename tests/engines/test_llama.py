@@ -166,3 +166,13 @@ async def test_missing_model_is_a_backend_error() -> None:
     with pytest.raises(BackendError) as info:
         await collect(LlamaCppLLM("/nonexistent/model.gguf"), ask("Hi"))  # type: ignore[arg-type]
     assert info.value.code == "llm_unavailable"
+
+
+async def test_required_with_several_tools_calls_one_of_them(llm: LlamaCppLLM) -> None:
+    """tool_choice required: the model picks a tool name under a grammar; never plain text."""
+    request = ask("What time is it in Tokyo?", tools=[WEATHER, TIME], tool_choice="required")
+    chunks = await collect(llm, request)
+    calls = [c for c in chunks if isinstance(c, ToolCallDelta)]
+    assert calls[0].name in ("get_weather", "get_time")
+    assert isinstance(json.loads("".join(c.arguments for c in calls)), dict)
+    assert not text_of(chunks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 
 import numpy as np
@@ -58,6 +59,18 @@ async def test_stt_prefix_of_an_utterance(tts: EspeakTTS, stt: FasterWhisperSTT)
     audio = await utterance(tts, "Can you remind me to call my mother tomorrow morning?")
     result = await stt.transcribe(audio[: audio.size // 2], TranscriptionOptions())
     assert result.text.lower().startswith("can you remind")
+
+
+async def test_stt_concurrent_sessions_share_the_model(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
+    """Two transcriptions at once on the shared model both come back right."""
+    texts = [
+        "What is the weather like in Paris today?",
+        "Can you remind me to call my mother tomorrow morning?",
+    ]
+    audio = [await utterance(tts, text, "ash") for text in texts]
+    results = await asyncio.gather(*(stt.transcribe(a, TranscriptionOptions()) for a in audio))
+    for text, result in zip(texts, results, strict=True):
+        assert word_error_rate(text, result.text) < 0.3, result.text
 
 
 async def test_stt_empty_audio_is_empty_text(stt: FasterWhisperSTT) -> None:
