@@ -65,9 +65,6 @@ class WebRTCSettings:
     """STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``); empty: host only."""
     turn_username: str | None = None
     turn_credential: str | None = None
-    udp_port_min: int = 0
-    """Lowest UDP port for ICE host candidates; 0 with ``udp_port_max`` 0: any port."""
-    udp_port_max: int = 0
     ice_connect_timeout_s: float = 30.0
     """Seconds from the answer until the peer connection must be connected."""
     media_timeout_s: float = 20.0
