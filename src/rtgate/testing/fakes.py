@@ -16,7 +16,6 @@ import numpy as np
 from ..pipeline.base import (
     LLM,
     STT,
-    TTS,
     VAD,
     Deadlines,
     Finish,
