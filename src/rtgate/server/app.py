@@ -18,9 +18,9 @@ from starlette.routing import Route, WebSocketRoute
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
 from .auth import Authenticator
-from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .calls import ROUTES as CALL_ROUTES
 from .calls import CallRegistry
+from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES

@@ -211,13 +211,25 @@ async def hangup_call(request: Request) -> Response:
     return Response(status_code=200)
 
 
+async def playground(request: Request) -> Response:
+    """The browser playground (static HTML, no build step); keys are minted by the page."""
+    from importlib.resources import files
+
+    page = files("rtgate.server").joinpath("static/playground.html").read_text("utf-8")
+    return Response(page, media_type="text/html; charset=utf-8",
+                    headers={"Cache-Control": "no-cache"})
+
+
 ROUTES = [
-    route
+    Route("/", playground, methods=["GET"]),
+    *(
+        route
     for prefix in PREFIXES
     for route in (
         Route(f"{prefix}/realtime/calls", create_call, methods=["POST"]),
         Route(f"{prefix}/realtime/calls/{{call_id}}/hangup", hangup_call, methods=["POST"]),
     )
+    ),
 ]
 
 
