@@ -189,3 +189,14 @@ async def test_peer_that_vanishes_is_torn_down(server: ServerHandle, how: str) -
         await wait_for(lambda: no_calls_left(server), within=15)
     finally:
         await peer.close()
+
+
+async def test_playground_page_is_served_at_root(server: ServerHandle) -> None:
+    """GET / serves the playground: static HTML that mints a key and opens a call."""
+    async with httpx.AsyncClient() as http:
+        page = await http.get(f"{server.http_url}/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    for needle in ("Connect", "/v1/realtime/client_secrets", "/v1/realtime/calls",
+                   "oai-events", "Push to talk", "<meter"):
+        assert needle in page.text, needle

@@ -224,11 +224,11 @@ ROUTES = [
     Route("/", playground, methods=["GET"]),
     *(
         route
-    for prefix in PREFIXES
-    for route in (
-        Route(f"{prefix}/realtime/calls", create_call, methods=["POST"]),
-        Route(f"{prefix}/realtime/calls/{{call_id}}/hangup", hangup_call, methods=["POST"]),
-    )
+        for prefix in PREFIXES
+        for route in (
+            Route(f"{prefix}/realtime/calls", create_call, methods=["POST"]),
+            Route(f"{prefix}/realtime/calls/{{call_id}}/hangup", hangup_call, methods=["POST"]),
+        )
     ),
 ]
 
