@@ -47,7 +47,7 @@ from rtgate.pipeline.base import (
     Usage,
 )
 from rtgate.pipeline.engines.espeak import EspeakTTS
-from rtgate.pipeline.engines.llama import LlamaCppLLM
+from rtgate.pipeline.engines.llama import LlamaCppLLM, default_threads
 from rtgate.pipeline.engines.wer import normalise_words, word_error_rate
 from rtgate.pipeline.engines.whisper import FasterWhisperSTT, assemble_whisper_base
 
@@ -63,6 +63,7 @@ UTTERANCES = [
     "Set a timer for fifteen minutes.",
     "Tell me something interesting about the ocean.",
 ]
+LLM_NAME = f"SmolLM2-135M Q4_1, {default_threads()} thread(s)"
 SYSTEM = "You are a friendly voice assistant. Answer in one or two short sentences."
 WEATHER = ToolSpec(
     name="get_weather",
@@ -204,12 +205,12 @@ async def bench_llm(llm: LlamaCppLLM, rounds: int) -> list[Row]:
         tool.append(time.perf_counter() - started)
         json.loads(arguments)
     return [
-        Row("LLM", "SmolLM2-135M Q4_1", "time to first token, system prompt cached", cached, "ms"),
-        Row("LLM", "SmolLM2-135M Q4_1", "time to first token, cold prompt (baseline)", cold, "ms"),
-        Row("LLM", "SmolLM2-135M Q4_1", "decode rate", rate, "tok/s", "96-token answers"),
+        Row("LLM", LLM_NAME, "time to first token, system prompt cached", cached, "ms"),
+        Row("LLM", LLM_NAME, "time to first token, cold prompt (baseline)", cold, "ms"),
+        Row("LLM", LLM_NAME, "decode rate", rate, "tok/s", "96-token answers"),
         Row(
             "LLM",
-            "SmolLM2-135M Q4_1",
+            LLM_NAME,
             "complete tool call (auto → get_weather)",
             tool,
             "ms",
