@@ -176,3 +176,32 @@ async def test_required_with_several_tools_calls_one_of_them(llm: LlamaCppLLM) -
     assert calls[0].name in ("get_weather", "get_time")
     assert isinstance(json.loads("".join(c.arguments for c in calls)), dict)
     assert not text_of(chunks)
+
+
+async def test_llama_http_listener_is_local_and_keyed(llm: LlamaCppLLM) -> None:
+    """xllamacpp's HTTP listener is on 127.0.0.1 and refuses requests without the key."""
+    import httpx
+
+    from rtgate.pipeline.engines.llama import load_model
+
+    address = load_model(llm.model_path).server.listening_address
+    assert address.startswith("http://127.0.0.1:")
+    async with httpx.AsyncClient(base_url=address) as client:
+        models = await client.get("/v1/models", headers={"Origin": "http://evil.example"})
+        chat = await client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+    assert models.status_code == 401 and chat.status_code == 401
+    assert models.headers.get("access-control-allow-origin") != "*"
+
+
+async def test_deadline_turns_a_slow_start_into_backend_timeout(llm: LlamaCppLLM) -> None:
+    """A first-chunk deadline shorter than the model can meet → BackendTimeout; the slot frees."""
+    from rtgate.pipeline.base import BackendTimeout, Deadlines
+
+    hurried = LlamaCppLLM(max_output_tokens=64, deadlines=Deadlines(first_chunk_s=0.001))
+    with pytest.raises(BackendTimeout):
+        await collect(hurried, ask("Tell me a long story."))
+    started = time.monotonic()
+    assert isinstance((await collect(llm, ask("Hi", max_output_tokens=4)))[-1], Finish)
+    assert time.monotonic() - started < 3.0

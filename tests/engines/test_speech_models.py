@@ -155,3 +155,12 @@ async def test_piper_speaks_and_honours_speed() -> None:
     fast = await pcm(piper, "Hello there, how are you?", speed=1.5)
     assert rms(normal) > 0.02
     assert 0.5 < len(fast) / len(normal) < 0.85
+
+
+async def test_default_stack_warms_up() -> None:
+    """build_default_stack().warm_up() loads and exercises all three embedded engines."""
+    from rtgate.pipeline.engines.registry import build_default_stack
+
+    stack = build_default_stack()
+    await stack.warm_up()
+    await stack.aclose()
