@@ -123,6 +123,12 @@ async def test_tts_speed_changes_duration(tts: EspeakTTS) -> None:
 
 async def test_tts_every_openai_voice_speaks(tts: EspeakTTS) -> None:
     """Each OpenAI voice name maps to an espeak voice; they do not all sound the same."""
+    from rtgate.pipeline.base import run_blocking
+    from rtgate.pipeline.engines.espeak import _engine
+
+    engine = await run_blocking(_engine)
+    with engine.lock:
+        assert all(engine.set_voice(name) for name in VOICES.values()), "a mapping falls back"
     outputs = {voice: await pcm(tts, "Hello there.", voice=voice) for voice in VOICES}
     assert all(rms(data) > 0.02 for data in outputs.values())
     assert len(set(outputs.values())) >= 5

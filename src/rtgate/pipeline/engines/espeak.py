@@ -53,7 +53,7 @@ VOICES: dict[str, str] = {
     "ballad": "en-gb-x-rp+m4",
     "coral": "en-us+f4",
     "echo": "en-us+m1",
-    "sage": "en-gb+f2",
+    "sage": "en+f2",
     "shimmer": "en-us+f5",
     "verse": "en-us+m7",
     "marin": "en-us+f1",

@@ -245,6 +245,9 @@ class LlamaCppLLM(LLM):
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
         picked = await run_blocking_on(shared, _choose, shared.server, messages, request.tools, options)
+        if choice == "required":
+            # The grammar allows only tool names; never answer in words when one is required.
+            return tools.get(picked) or request.tools[0]
         return tools.get(picked)
 
     async def _stream_tool_call(
