@@ -170,3 +170,12 @@ async def test_default_stack_warms_up() -> None:
     stack = build_default_stack()
     await stack.warm_up()
     await stack.aclose()
+
+
+async def test_tts_paced_consumer_does_not_hold_the_engine(tts: EspeakTTS) -> None:
+    """While one session reads its audio slowly, another session's synthesis completes."""
+    slow = tts.synthesize(SpeechRequest("This is a long answer that is played back slowly. " * 8))
+    assert await anext(slow)  # synthesis has started; the reader now pauses
+    other = await pcm(tts, "Meanwhile, another session speaks.")
+    assert rms(other) > 0.02
+    await slow.aclose()

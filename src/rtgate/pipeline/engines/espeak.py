@@ -11,6 +11,9 @@ Contract:
   :func:`run_blocking`; chunks cross to the event loop through a bounded hand-off.
 * Cancelling the consumer aborts the synthesis at the next chunk (the synth callback
   returns 1), so the lock is released within one buffer (``BUFFER_MS``).
+* Synthesis runs ahead of a consumer paced to real time, buffering up to
+  ``max_buffer_s`` of audio (default 120 s, about 5 MB), so the shared lock is held for
+  milliseconds per sentence rather than for its playback time.
 * OpenAI voice names map to espeak-ng voices and variants (:data:`VOICES`); an unknown
   name is tried as an espeak-ng voice name, then falls back to ``alloy``.
 * ``speed`` (OpenAI range 0.25-1.5) scales the espeak rate of 175 words per minute,
@@ -173,9 +176,9 @@ class EspeakTTS(TTS):
 
     name = "espeak"
 
-    def __init__(self, *, queue_chunks: int = 64, deadlines: Deadlines | None = None) -> None:
+    def __init__(self, *, max_buffer_s: float = 120.0, deadlines: Deadlines | None = None) -> None:
         super().__init__(deadlines=deadlines)
-        self.queue_chunks = queue_chunks
+        self.max_buffer_s = max_buffer_s
 
     async def warm_up(self) -> None:
         async for _ in self.synthesize(SpeechRequest(text="Ready.")):
@@ -188,12 +191,14 @@ class EspeakTTS(TTS):
         engine = await run_blocking(_engine)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        room = threading.Semaphore(self.queue_chunks)
+        room = threading.Semaphore(max(1, round(self.max_buffer_s * 1000 / BUFFER_MS)))
         stop = threading.Event()
         resampler = Resampler(engine.sample_rate, WIRE_SAMPLE_RATE)
 
         def sink(data: bytes) -> bool:
-            # Back-pressure: a slow consumer pauses synthesis instead of growing a queue.
+            # Consumers are usually paced to real time, and waiting for them here would hold
+            # the process-wide espeak lock for the whole utterance; so buffer generously
+            # (synthesis is ~300x real time) and only pause past ``max_buffer_s`` of audio.
             while not room.acquire(timeout=0.05):
                 if stop.is_set():
                     return True
