@@ -16,6 +16,7 @@ import binascii
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ..audio import bytes_per_ms
 from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeError, invalid_value
 from ..protocol.items import ALLOWED_CONTENT, item_wire_without_audio
@@ -379,8 +380,6 @@ class Session:
                 "content_index",
             )
         audio = item.audio.get(event.content_index, b"")
-        from ..audio import bytes_per_ms  # local: only truncation needs it
-
         per_ms = bytes_per_ms(item.audio_format)  # type: ignore[arg-type]
         length_ms = len(audio) / per_ms
         if event.audio_end_ms > length_ms + 0.5:

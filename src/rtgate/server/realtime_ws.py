@@ -179,7 +179,6 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     try:
         await runner.start()
-        runner._sync_vad()
         while runner.closing is None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":

@@ -62,8 +62,6 @@ class Settings:
     max_conversation_audio_bytes: int = 64 * MIB
     """Audio bytes kept in conversation items per session."""
     log_level: str = "info"
-    profiles_file: str | None = None
-    """TOML file with pipeline profiles and model routes (see docs/configuration.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

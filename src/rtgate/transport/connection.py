@@ -82,6 +82,7 @@ class SessionRunner:
         self._spawn(self._writer(), "writer")
         self._spawn(self._timer(), "timer")
         self.apply(self.session.start())
+        self._sync_vad()
 
     async def stop(self) -> None:
         """End the session: cancel every task it owns and wait for them."""

@@ -412,7 +412,6 @@ class WebRTCCall:
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         await self.runner.start()
-        self.runner._sync_vad()
         self._spawn(self._consume_events(), "events-in")
         self._spawn(self._watch_connect(), "ice-watch")
         return pc.localDescription.sdp
