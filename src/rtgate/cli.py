@@ -50,6 +50,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="'default': the embedded offline speech stack (Whisper tiny.en, SmolLM2-135M, "
         "espeak-ng); 'builtin': a deterministic echo model with tone audio, no models",
     )
+    p.add_argument("--config", dest="config_file", metavar="FILE",
+                   help="TOML file with pipeline profiles, cloud upstreams and model routes "
+                   "(see docs/configuration.md)")
     p.add_argument("--session-lifetime", type=float, dest="session_lifetime_s", metavar="SECONDS",
                    help="maximum session duration (default 3600)")
     p.add_argument("--max-sessions", type=int, help="concurrent sessions (default 1000)")
@@ -77,7 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k, None)
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
-                  "max_sessions", "log_level")
+                  "max_sessions", "log_level", "config_file")
     }
     if args.api_keys:
         overrides["api_keys"] = tuple(args.api_keys)

@@ -62,6 +62,8 @@ class Settings:
     max_conversation_audio_bytes: int = 64 * MIB
     """Audio bytes kept in conversation items per session."""
     log_level: str = "info"
+    config_file: str | None = None
+    """TOML file with pipeline profiles, cloud upstreams and model routes (docs/configuration.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
