@@ -97,62 +97,42 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _param(prefix: str, loc: tuple[int | str, ...], tags: frozenset[str]) -> str:
+def _param(prefix: str, loc: tuple[int | str, ...]) -> str:
     text = prefix
     for piece in loc:
         if isinstance(piece, int):
             text += f"[{piece}]"
-        elif piece in tags or any(c in piece for c in "-[./"):
-            # Discriminator tags and wrapper names pydantic adds to locations.
+        elif piece in _UNION_TAGS or piece[:1].isupper() or any(c in piece for c in "-[./"):
+            # Names pydantic adds to locations: tagged-union tags (``server_vad``,
+            # ``audio/pcm``), union member classes (``VoiceId``), validator wrappers
+            # (``constrained-int``, ``function-after[…]``), event types
+            # (``conversation.item.delete``). Field names never look like these.
             continue
         else:
             text = f"{text}.{piece}" if text else piece
     return text
 
 
-# Tags pydantic inserts into error locations for tagged unions: the tag values. Session
-# types are not here: sessions are validated by class, never through a tagged union, and
-# ``transcription`` is also a field name (``session.audio.input.transcription.delay``).
+# Tag values and type names pydantic puts in error locations that look like field names.
+# Session types are not here: sessions are validated by class, never through a tagged
+# union, and ``transcription`` is also a field name (``session.audio.input.transcription``).
 _UNION_TAGS = frozenset(
     {
-        "server_vad",
-        "semantic_vad",
-        "audio/pcm",
-        "audio/pcmu",
-        "audio/pcma",
-        "message",
-        "function_call",
-        "function_call_output",
-        "item_reference",
-        "function",
-        "mcp",
-        "input_text",
-        "input_audio",
-        "input_image",
-        "output_text",
-        "output_audio",
-        "user",
-        "assistant",
-        "system",
-        "retention_ratio",
-        "str",
-        "int",
-        "float",
-        "bool",
-        "list",
-        "dict",
-        "literal",
-        "none",
-        "nullable",
-        "union",
-        "is-instance",
+        "server_vad", "semantic_vad", "message", "function_call", "function_call_output",
+        "item_reference", "function", "mcp", "input_text", "input_audio", "input_image",
+        "output_text", "output_audio", "user", "assistant", "system", "retention_ratio",
+        "str", "int", "float", "bool", "list", "dict", "literal", "none", "nullable", "union",
         "default",
-        "lax-or-strict",
-        "tagged-union",
-        "constrained-str",
-        "json-or-python",
     }
 )
+
+_RELATIONS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+_LENGTH_CODES = {
+    "string_too_long": "string_above_max_length",
+    "too_long": "array_above_max_length",
+    "string_too_short": "invalid_value",
+    "too_short": "invalid_value",
+}
 
 
 def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeError:
@@ -166,7 +146,7 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeErr
     errors.sort(key=lambda e: 0 if e["type"] == "extra_forbidden" else 1)
     err = errors[0]
     kind = err["type"]
-    param = _param(prefix, tuple(err["loc"]), _UNION_TAGS)
+    param = _param(prefix, tuple(err["loc"]))
     value = err.get("input")
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
@@ -183,28 +163,17 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeErr
     if kind == "union_tag_not_found":
         tag = str(ctx.get("discriminator", "'type'")).strip("'")
         return missing_parameter(f"{param}.{tag}" if param else tag)
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+    if kind in _RELATIONS:
         below = kind.startswith("greater")
         number = "integer" if isinstance(value, int) and not isinstance(value, bool) else "decimal"
         limit = ctx.get("ge", ctx.get("gt", ctx.get("le", ctx.get("lt"))))
-        code = f"{number}_{'below_min' if below else 'above_max'}_value"
-        relation = ">=" if kind == "greater_than_equal" else ">" if below else (
-            "<=" if kind == "less_than_equal" else "<"
-        )
         return RealtimeError(
-            f"Invalid '{param}': expected a value {relation} {limit}, but got {value} instead.",
-            code,
+            f"Invalid '{param}': expected a value {_RELATIONS[kind]} {limit}, but got {value} instead.",
+            f"{number}_{'below_min' if below else 'above_max'}_value",
             param,
         )
-    if kind in ("too_long", "too_short", "string_too_long", "string_too_short"):
-        return RealtimeError(
-            f"Invalid '{param}': {err['msg']}.", "string_above_max_length"
-            if kind in ("string_too_long",)
-            else "array_above_max_length"
-            if kind == "too_long"
-            else "invalid_value",
-            param,
-        )
+    if kind in _LENGTH_CODES:
+        return RealtimeError(f"Invalid '{param}': {err['msg']}.", _LENGTH_CODES[kind], param)
     if kind in _TYPE_NAMES or kind.endswith("_type") or kind.endswith("_parsing"):
         expected = _TYPE_NAMES.get(kind, kind.removesuffix("_type").removesuffix("_parsing"))
         return RealtimeError(
