@@ -73,8 +73,9 @@ def serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from .server.app import create_app
+    from .server.app import build_profiles, create_app
     from .server.auth import install_log_redaction
+    from .server.config import ConfigError
     from .server.settings import Settings
 
     overrides = {
@@ -104,7 +105,14 @@ def serve(args: argparse.Namespace) -> int:
     log.info("rtgate %s settings:\n%s", __version__, settings.describe())
     if settings.open_access:
         log.warning("no API keys configured: any key is accepted (bound to %s only)", settings.host)
-    app = create_app(settings)
+    try:
+        # Engines are only constructed here (models load at start-up), so a bad config
+        # file is a usage error before anything heavy runs.
+        pipelines = build_profiles(settings)
+    except ConfigError as exc:
+        print(f"rtgate serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, profiles=lambda _settings: pipelines)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -24,6 +24,7 @@ from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
+from .profiles import gateway_config, pipelines_from_config, profile_routes
 from .realtime_ws import ServerState, realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
@@ -47,12 +48,20 @@ def default_pipeline() -> Pipeline:
 
 
 def build_profiles(settings: Settings) -> dict[str, Pipeline]:
-    """The profiles named by the settings: ``default`` or ``builtin`` as the default."""
-    if settings.pipeline == "builtin":
-        return {"default": builtin_pipeline()}
-    if settings.pipeline == "default":
-        return {"default": default_pipeline()}
-    raise ValueError(f"unknown pipeline {settings.pipeline!r}: expected 'default' or 'builtin'")
+    """Every profile: the default (``settings.pipeline``) and the config file's ``[profiles.X]``.
+
+    ``[profiles.default]`` in the config file replaces the embedded default; stages a
+    profile leaves out use the embedded engines, shared between profiles (see
+    :mod:`rtgate.server.profiles`). Raises :class:`~rtgate.server.config.ConfigError`.
+    """
+    if settings.pipeline not in ("default", "builtin"):
+        raise ValueError(f"unknown pipeline {settings.pipeline!r}: expected 'default' or 'builtin'")
+    builtin = settings.pipeline == "builtin"
+    return pipelines_from_config(
+        gateway_config(settings),
+        default=(lambda cache: builtin_pipeline()) if builtin else None,
+        source=settings.config_file or "config",
+    )
 
 
 def default_vad() -> VAD:
@@ -84,7 +93,7 @@ def create_app(
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
-            router=ModelRouter(pipelines),
+            router=ModelRouter(pipelines, routes=profile_routes(settings, pipelines)),
             vad=vad,
             ephemeral=ephemeral,
             calls=CallRegistry(settings),
