@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up rtgate in ./.venv: the package, the embedded default speech stack, and (with
-# --test) the test tools, the Preview-SDK venv and the Debian tools the tests use.
+# --test) the test tools, the Preview-SDK venv and the Debian tools the tests use
+# (espeak-ng, chromium).
 # Idempotent. Needs Python >= 3.11 and, for --test, root (apt) or espeak-ng preinstalled.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,5 +25,11 @@ if [[ $TEST == 1 ]]; then
     scripts/make-preview-venv.sh "$PY"
     if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
         (apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null) || echo "setup: could not install espeak-ng; VAD speech tests will skip"
+    fi
+    # Debian's Chromium for the headless browser test (tests/browser); Playwright drives it and
+    # never downloads a browser of its own.
+    if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || echo "setup: could not install chromium; the browser test will skip"
     fi
 fi
