@@ -23,8 +23,9 @@ from .calls import CallRegistry
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
+from .metrics import Metrics, metrics_endpoint
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
-from .profiles import gateway_config, pipelines_from_config, profile_routes
+from .profiles import gateway_config, pipelines_from_config
 from .realtime_ws import ServerState, realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
@@ -93,10 +94,11 @@ def create_app(
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
-            router=ModelRouter(pipelines, routes=profile_routes(settings, pipelines)),
+            router=ModelRouter.from_config(pipelines, gateway_config(settings)),
             vad=vad,
             ephemeral=ephemeral,
             calls=CallRegistry(settings),
+            metrics=Metrics(),
         )
         log.info("rtgate ready: profiles %s", ", ".join(pipelines))
         try:
@@ -117,6 +119,7 @@ def create_app(
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         WebSocketRoute("/openai/realtime", realtime_endpoint),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
         *CALL_ROUTES,
         *PREVIEW_REST_ROUTES,

@@ -43,6 +43,7 @@ class ServerState:
     active_sessions: int = 0
     ephemeral: Any = None  # server.ephemeral.EphemeralKeyStore
     calls: Any = None  # server.calls.CallRegistry
+    metrics: Any = None  # server.metrics.Metrics
 
 
 class StarletteChannel:
@@ -111,6 +112,14 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     transcription = query.get("intent") == "transcription" or (
         initial is not None and initial.type == "transcription"
     )
+    upstream = state.router.upstream_for(model) if model else None
+    if upstream is not None:
+        # A relayed model skips the local core entirely (relay/endpoint.py).
+        from ..relay.endpoint import relay_endpoint
+
+        await relay_endpoint(ws, state, upstream, str(model), bound_session=grant.session,
+                             transcription=transcription, preview=preview)
+        return
     if transcription:
         pipeline = state.router.resolve(model) if model else state.router.default
     elif not model:

@@ -1,0 +1,7 @@
+"""The cloud relay: models routed to an Azure OpenAI or OpenAI GA upstream (docs/relay.md).
+
+:mod:`.upstream` opens the upstream socket (URL, credential, limits, connect faults);
+:mod:`.session` joins it to the client socket and decides how the session ends;
+:mod:`.preview` speaks Preview to old clients in front of it; :mod:`.endpoint` is the
+branch of the Realtime WebSocket endpoint that runs it.
+"""

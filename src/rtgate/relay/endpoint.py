@@ -1,0 +1,109 @@
+"""The relay branch of the Realtime WebSocket endpoint (``server/realtime_ws.py``).
+
+Called after authentication and model routing, when the model routes to an upstream: the
+session skips the local core entirely. A Preview client gets the Preview dialect on both
+edges; an ephemeral key's bound session is applied upstream first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.preview import PreviewState
+from ..server.config import UpstreamConfig
+from .preview import PreviewDialect
+from .session import ClientGone, Ending, RelaySession
+from .upstream import RelayLimits
+
+log = logging.getLogger("rtgate.relay")
+
+
+class StarletteClient:
+    """:class:`~rtgate.relay.session.ClientSocket` over a Starlette WebSocket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._gone = False
+
+    async def receive(self) -> str | bytes | None:
+        if self._gone:
+            return None
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            message = {"type": "websocket.disconnect"}
+        if message["type"] == "websocket.disconnect":
+            self._gone = True
+            return None
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def send_text(self, text: str) -> None:
+        if self._gone:
+            raise ClientGone
+        try:
+            await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._gone = True
+            raise ClientGone from None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await self._ws.close(code, reason)
+
+
+def relay_limits(settings: Any) -> RelayLimits:
+    """The relay limits: defaults, overridden by ``settings.extra["relay"]`` (a mapping)."""
+    return RelayLimits.from_mapping(getattr(settings, "extra", {}).get("relay"))
+
+
+async def relay_endpoint(
+    ws: WebSocket,
+    state: Any,
+    upstream: UpstreamConfig,
+    model: str,
+    *,
+    bound_session: dict[str, Any] | None,
+    transcription: bool,
+    preview: bool,
+) -> None:
+    """Relay one accepted, authenticated client socket to ``upstream`` until either side ends."""
+    client = StarletteClient(ws)
+    dialect = (
+        PreviewDialect(PreviewState(transcription=transcription, client_model=model)) if preview else None
+    )
+    settings = state.settings
+    metrics = getattr(state, "metrics", None)
+    session = RelaySession(
+        upstream=upstream,
+        model=model,
+        client=client,
+        limits=relay_limits(settings),
+        metrics=metrics.relay if metrics is not None else None,
+        intent="transcription" if transcription else None,
+        bound_session=bound_session,
+        dialect=dialect,
+    )
+    if state.active_sessions >= settings.max_sessions:
+        error = RealtimeError(
+            f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
+            "server_busy",
+            type=SERVER_ERROR,
+        )
+        await session.finish(Ending.fault(error, 1013))
+        return
+    state.active_sessions += 1
+    try:
+        await session.run()
+    finally:
+        state.active_sessions -= 1

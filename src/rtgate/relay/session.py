@@ -1,0 +1,300 @@
+"""One relayed session: a client socket joined to an upstream GA WebSocket.
+
+Contract:
+
+* Frames pass both ways as received: text stays text (the same string), binary stays
+  binary, audio payloads are never decoded or re-encoded. The upstream's first
+  ``session.created`` reaches the client as is. A Preview client's frames go through
+  :class:`~rtgate.relay.preview.PreviewDialect` instead.
+* A session bound to an ephemeral key starts with a ``session.update`` carrying the bound
+  config (without ``model``), so the upstream applies what the key promised.
+* One :class:`asyncio.TaskGroup` per session holds both pumps; whichever ends first
+  decides the ending and cancels the other; the upstream socket is closed on every path.
+
+Endings (the client gets an ``error`` event first where one is listed):
+
+=============================================  ==========================  ============
+what happened                                   error code                  close
+=============================================  ==========================  ============
+upstream refused / unreachable / not resolved   ``upstream_unavailable``    1013
+/ timed out / HTTP 429 or 5xx
+no credential in the environment                ``upstream_misconfigured``  1011
+upstream HTTP 4xx on the upgrade                ``upstream_rejected``       1011
+upstream silent past ``answer_deadline_s``      ``upstream_timeout``        1011
+upstream missed a keepalive pong                ``upstream_timeout``        1011
+upstream connection reset / lost mid-session    ``upstream_connection_lost``  1011
+upstream closed with code C (e.g. 4000, 3000)   (upstream's own frames)     C
+client disconnected                             —                           upstream
+                                                                            closed 1000
+=============================================  ==========================  ============
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..core.ids import IdFactory
+from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..server.config import UpstreamConfig
+from ..server.metrics import RelayMetrics, event_type_label
+from .preview import PreviewDialect
+from .upstream import RelayLimits, UpstreamUnavailable, open_upstream
+
+log = logging.getLogger("rtgate.relay")
+
+TO_UPSTREAM = "client_to_upstream"
+TO_CLIENT = "upstream_to_client"
+_NO_ANSWER = "input_audio_buffer.append"
+_UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
+
+
+class ClientGone(Exception):
+    """The client socket is closed; nothing more can be sent to it."""
+
+
+class ClientSocket(Protocol):
+    """The client's side of a relayed session (the transport adapts its socket to this)."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next frame (text as ``str``, binary as ``bytes``); ``None`` once disconnected."""
+        ...
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame; raises :class:`ClientGone` when the client is closed."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+def frame_type(frame: str | bytes) -> str | None:
+    """The top-level ``type`` of a JSON event without parsing the whole frame.
+
+    Audio frames are large; the type is found by a scan that stops at the first ``"type"``
+    key and is trusted only when no nested object opens before it, else the frame is parsed.
+    """
+    if isinstance(frame, bytes):
+        return None
+    at = frame.find('"type"')
+    if at > 0 and frame.find("{", 1, at) == -1:
+        start = frame.find('"', at + 6)
+        end = frame.find('"', start + 1)
+        if 0 < start < at + 10 and end > start:
+            return frame[start + 1 : end]
+    try:
+        event = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    kind = event.get("type") if isinstance(event, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _size(frame: str | bytes) -> int:
+    if isinstance(frame, bytes) or frame.isascii():
+        return len(frame)
+    return len(frame.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a relayed session ends: the close sent to the client, and an error before it."""
+
+    close_code: int
+    reason: str
+    error: RealtimeError | None = None
+    by_client: bool = False
+
+    @classmethod
+    def fault(cls, error: RealtimeError, close_code: int) -> Ending:
+        return cls(close_code, f"{error.type}.{error.code}", error)
+
+
+class _Ended(Exception):
+    def __init__(self, ending: Ending) -> None:
+        super().__init__(ending.reason)
+        self.ending = ending
+
+
+@dataclass
+class RelaySession:
+    """Relays one client session to ``upstream``; :meth:`run` returns when it has ended."""
+
+    upstream: UpstreamConfig
+    model: str
+    client: ClientSocket
+    limits: RelayLimits
+    metrics: RelayMetrics | None = None
+    intent: str | None = None
+    bound_session: Mapping[str, Any] | None = None
+    dialect: PreviewDialect | None = None
+    environ: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        self.id = f"relay_{secrets.token_hex(8)}"
+        self._deadline: asyncio.Timeout | None = None
+        self._loop = asyncio.get_running_loop()
+        self.frames = {TO_UPSTREAM: 0, TO_CLIENT: 0}
+        self.bytes = {TO_UPSTREAM: 0, TO_CLIENT: 0}
+        self.ending: Ending | None = None
+
+    async def run(self) -> None:
+        name = self.upstream.name
+        m = self.metrics
+        if m is not None:
+            m.sessions.inc(name)
+        started = time.perf_counter()
+        try:
+            upstream = await open_upstream(
+                self.upstream, self.model, self.limits, intent=self.intent, environ=self.environ
+            )
+        except UpstreamUnavailable as exc:
+            error = RealtimeError(exc.message, exc.code, type=SERVER_ERROR)
+            await self.finish(Ending.fault(error, exc.close_code))
+            return
+        if m is not None:
+            m.connect_seconds.observe(time.perf_counter() - started, name)
+            m.active.inc(name)
+        log.info("%s: relaying model %s to upstream %s", self.id, self.model, name)
+        ending = Ending(1011, "relay ended", by_client=True)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._upstream_to_client(upstream))
+                group.create_task(self._client_to_upstream(upstream))
+        except* _Ended as ended:
+            first = ended.exceptions[0]
+            ending = first.ending if isinstance(first, _Ended) else ending
+        except* ClientGone:
+            ending = Ending(1000, "client disconnected", by_client=True)
+        finally:
+            if m is not None:
+                m.active.dec(name)
+            if ending.by_client:
+                await upstream.close(1000, "client disconnected")
+        await self.finish(ending)
+        await upstream.close(1000, "relay ended")
+
+    async def finish(self, ending: Ending) -> None:
+        self.ending = ending
+        m = self.metrics
+        if ending.error is not None:
+            log.warning("%s: %s (close %d)", self.id, ending.error.message, ending.close_code)
+            if m is not None:
+                m.faults.inc(self.upstream.name, ending.error.code or "unknown")
+        if not ending.by_client:
+            if m is not None:
+                m.closes.inc(self.upstream.name, str(ending.close_code))
+            try:
+                if ending.error is not None:
+                    await self._send_error(ending.error)
+                await self.client.close(ending.close_code, ending.reason[:120])
+            except ClientGone:
+                pass
+        log.info(
+            "%s closed: %d frames / %d bytes to upstream, %d frames / %d bytes to client, close %s%s",
+            self.id, self.frames[TO_UPSTREAM], self.bytes[TO_UPSTREAM], self.frames[TO_CLIENT],
+            self.bytes[TO_CLIENT], "by client" if ending.by_client else ending.close_code,
+            f"; {self.dialect.summary()}" if self.dialect is not None else "",
+        )
+
+    async def _send_error(self, error: RealtimeError) -> None:
+        event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
+        text = orjson.dumps(event).decode()
+        for out in self.dialect.to_client(text) if self.dialect is not None else [text]:
+            await self.client.send_text(out)
+
+    def _arm(self) -> None:
+        deadline = self._deadline
+        if deadline is not None and deadline.when() is None:
+            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
+
+    async def _client_to_upstream(self, upstream: ClientConnection) -> None:
+        if self.bound_session:
+            session = {k: v for k, v in self.bound_session.items() if k != "model"}
+            self._arm()
+            await upstream.send(orjson.dumps({"type": "session.update", "session": session}).decode())
+        name, m, dialect = self.upstream.name, self.metrics, self.dialect
+        while True:
+            frame = await self.client.receive()
+            if frame is None:
+                raise _Ended(Ending(1000, "client disconnected", by_client=True))
+            received = time.perf_counter_ns()
+            kind = frame_type(frame)
+            if kind != _NO_ANSWER:
+                self._arm()
+            size = _size(frame)
+            self.frames[TO_UPSTREAM] += 1
+            self.bytes[TO_UPSTREAM] += size
+            if dialect is None:
+                forward: list[str | bytes] = [frame]
+            else:
+                forward, error = dialect.to_upstream(frame)
+                if error is not None:
+                    await self._send_error(error)
+            try:
+                for out in forward:
+                    await upstream.send(out)
+            except ConnectionClosed:
+                return  # the other pump sees the same close and decides the ending
+            if m is not None:
+                m.events.inc(name, TO_UPSTREAM, event_type_label(kind))
+                m.bytes.inc(name, TO_UPSTREAM, amount=size)
+                m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, TO_UPSTREAM)
+
+    async def _upstream_to_client(self, upstream: ClientConnection) -> None:
+        name, m, dialect, client = self.upstream.name, self.metrics, self.dialect, self.client
+        try:
+            async with asyncio.timeout_at(self._loop.time() + self.limits.answer_deadline_s) as deadline:
+                self._deadline = deadline
+                async for frame in upstream:
+                    received = time.perf_counter_ns()
+                    deadline.reschedule(None)
+                    size = _size(frame)
+                    self.frames[TO_CLIENT] += 1
+                    self.bytes[TO_CLIENT] += size
+                    try:
+                        if isinstance(frame, bytes):
+                            continue  # the GA protocol has no binary server frames
+                        if dialect is None:
+                            await client.send_text(frame)
+                        else:
+                            for out in dialect.to_client(frame):
+                                await client.send_text(out)
+                    except ClientGone:
+                        raise _Ended(Ending(1000, "client disconnected", by_client=True)) from None
+                    if m is not None:
+                        m.events.inc(name, TO_CLIENT, event_type_label(frame_type(frame)))
+                        m.bytes.inc(name, TO_CLIENT, amount=size)
+                        m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, TO_CLIENT)
+        except TimeoutError:
+            raise _Ended(Ending.fault(RealtimeError(
+                f"The relay upstream '{name}' stalled: no event within "
+                f"{self.limits.answer_deadline_s:g} s of a client event that needs an answer.",
+                "upstream_timeout", type=SERVER_ERROR), 1011)) from None
+        except ConnectionClosed:
+            pass
+        raise _Ended(self._upstream_closed(upstream))
+
+    def _upstream_closed(self, upstream: ClientConnection) -> Ending:
+        name = self.upstream.name
+        received, sent = upstream.protocol.close_rcvd, upstream.protocol.close_sent
+        if received is not None:
+            code = 1000 if received.code == 1005 else received.code
+            if code not in _UNSENDABLE_CLOSE_CODES:
+                return Ending(code, received.reason)
+        if sent is not None and sent.code == 1011 and "ping" in sent.reason:
+            return Ending.fault(RealtimeError(
+                f"The relay upstream '{name}' stopped answering keepalive pings "
+                f"({self.limits.ping_timeout_s:g} s).", "upstream_timeout", type=SERVER_ERROR), 1011)
+        return Ending.fault(RealtimeError(
+            f"The connection to the relay upstream '{name}' was lost mid-session "
+            "(reset or closed without a close frame).", "upstream_connection_lost",
+            type=SERVER_ERROR), 1011)
