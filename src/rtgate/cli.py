@@ -56,6 +56,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--session-lifetime", type=float, dest="session_lifetime_s", metavar="SECONDS",
                    help="maximum session duration (default 3600)")
     p.add_argument("--max-sessions", type=int, help="concurrent sessions (default 1000)")
+    p.add_argument("--ice-server", action="append", dest="webrtc_ice_servers", metavar="URL",
+                   help="STUN or TURN server for WebRTC calls, e.g. stun:stun.example.org:3478 or "
+                   "turn:turn.example.org:3478?transport=udp (repeatable; default: host "
+                   "candidates only, see docs/webrtc.md)")
+    p.add_argument("--turn-username", dest="webrtc_turn_username", metavar="NAME",
+                   help="username for the turn: servers; give the credential in "
+                   "RTGATE_WEBRTC_TURN_CREDENTIAL (flags show in `ps`)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
 
@@ -81,8 +88,10 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k, None)
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
-                  "max_sessions", "log_level", "config_file")
+                  "max_sessions", "log_level", "config_file", "webrtc_turn_username")
     }
+    if args.webrtc_ice_servers:
+        overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)
     if args.api_keys:
         overrides["api_keys"] = tuple(args.api_keys)
     try:

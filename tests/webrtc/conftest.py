@@ -16,14 +16,13 @@ from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server
 from rtgate.testing.validate import validate_server_event
-from rtgate.transport.webrtc import WebRTCSettings, live_peer_connections
-
-WEBRTC = WebRTCSettings(media_timeout_s=2.0, ice_connect_timeout_s=10.0)
+from rtgate.transport.webrtc import live_peer_connections
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerHandle]:
-    settings = Settings(api_keys=("sk-test",), extra={"webrtc": WEBRTC})
+    settings = Settings(api_keys=("sk-test",), webrtc_media_timeout_s=2.0,
+                        webrtc_ice_connect_timeout_s=10.0)
     with running_server(
         settings,
         profiles=fake_profiles(FakeLLM("It is noon."), FakeTTS(ms_per_word=600), FakeSTT("what time is it")),

@@ -46,15 +46,27 @@ MAX_SDP_BYTES = 64 * 1024
 """Largest SDP offer accepted, in bytes."""
 
 
+def webrtc_settings(settings: Settings) -> WebRTCSettings:
+    """The transport's view of the server's ``webrtc_*`` settings."""
+    return WebRTCSettings(
+        ice_servers=settings.webrtc_ice_servers,
+        turn_username=settings.webrtc_turn_username,
+        turn_credential=settings.webrtc_turn_credential,
+        ice_connect_timeout_s=settings.webrtc_ice_connect_timeout_s,
+        media_timeout_s=settings.webrtc_media_timeout_s,
+        max_output_audio_s=settings.webrtc_max_output_audio_s,
+        max_pending_events=settings.webrtc_max_pending_events,
+        max_inbound_events=settings.webrtc_max_inbound_events,
+        max_data_channel_buffer_bytes=settings.webrtc_max_data_channel_buffer_bytes,
+    )
+
+
 class CallRegistry:
     """The live calls of this process, by id."""
 
-    def __init__(self, settings: Settings, webrtc: WebRTCSettings | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        extra = settings.extra.get("webrtc")
-        self.webrtc = webrtc or (extra if isinstance(extra, WebRTCSettings) else None) or (
-            WebRTCSettings.from_env()
-        )
+        self.webrtc = webrtc_settings(settings)
         self.calls: dict[str, WebRTCCall] = {}
 
     def get(self, call_id: str) -> WebRTCCall | None:

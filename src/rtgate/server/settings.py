@@ -64,6 +64,25 @@ class Settings:
     log_level: str = "info"
     config_file: str | None = None
     """TOML file with pipeline profiles, cloud upstreams and model routes (docs/configuration.md)."""
+    webrtc_ice_servers: tuple[str, ...] = ()
+    """WebRTC STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``), comma-separated
+    in the environment; empty: the SDP answer offers host candidates only (docs/webrtc.md)."""
+    webrtc_turn_username: str | None = None
+    """Username for the ``turn:`` URLs."""
+    webrtc_turn_credential: str | None = None
+    """Credential for the ``turn:`` URLs (masked when printed)."""
+    webrtc_ice_connect_timeout_s: float = 30.0
+    """Seconds from the SDP answer until the call's peer connection must be connected."""
+    webrtc_media_timeout_s: float = 20.0
+    """Seconds without inbound call audio after which the peer counts as gone."""
+    webrtc_max_output_audio_s: float = 600.0
+    """Output audio queued for playback per call, in seconds; beyond it audio is dropped."""
+    webrtc_max_pending_events: int = 1024
+    """Events held per call until its data channel opens; beyond it the oldest go."""
+    webrtc_max_inbound_events: int = 1024
+    """Client events queued per call from its data channel before the call counts as flooding."""
+    webrtc_max_data_channel_buffer_bytes: int = 8 * MIB
+    """Bytes unsent on a call's data channel before the client counts as not reading."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,6 +110,8 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "api_keys":
                 value = f"{len(value)} configured" if value else "none (any key accepted)"
+            elif f.name.endswith("_credential") and value:
+                value = "***"
             lines.append(f"  {f.name:<30} {value}")
         return "\n".join(lines)
 
@@ -111,7 +132,7 @@ class Settings:
 def _parse(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
     try:
-        if name == "api_keys":
+        if kind.startswith("tuple"):
             return tuple(k.strip() for k in raw.split(",") if k.strip())
         if kind == "bool":
             return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -29,7 +29,6 @@ import base64
 import contextlib
 import fractions
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -59,7 +58,11 @@ FRAME_MS = 20
 
 @dataclass(frozen=True, slots=True)
 class WebRTCSettings:
-    """WebRTC limits and network settings; env ``RTGATE_WEBRTC_<FIELD>`` (see docs/webrtc.md)."""
+    """WebRTC limits and network settings of calls.
+
+    The server fills them from its :class:`~rtgate.server.settings.Settings` (the
+    ``webrtc_*`` fields, env ``RTGATE_WEBRTC_<FIELD>``; see docs/webrtc.md).
+    """
 
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``); empty: host only."""
@@ -77,28 +80,6 @@ class WebRTCSettings:
     """Client events queued from the data channel before the call counts as flooding."""
     max_data_channel_buffer_bytes: int = 8 * 1024 * 1024
     """Bytes unsent on the data channel before the client counts as not reading."""
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> WebRTCSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        defaults = cls()
-        for name in cls.__dataclass_fields__:
-            raw = env.get(f"RTGATE_WEBRTC_{name.upper()}")
-            if raw is None:
-                continue
-            default = getattr(defaults, name)
-            if name == "ice_servers":
-                values[name] = tuple(u.strip() for u in raw.split(",") if u.strip())
-            elif isinstance(default, bool):
-                values[name] = raw.lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, int):
-                values[name] = int(raw)
-            elif isinstance(default, float):
-                values[name] = float(raw)
-            else:
-                values[name] = raw
-        return cls(**values)
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = [
