@@ -55,6 +55,12 @@ class InputAudioBuffer:
         self.clear()
         return data
 
+    def peek(self, from_ms: float, to_ms: float | None = None) -> bytes:
+        """A copy of the audio in [from_ms, to_ms) (to the end by default); nothing is removed."""
+        begin = self._offset(max(0.0, from_ms - self.start_ms))
+        end = len(self._data) if to_ms is None else self._offset(max(0.0, to_ms - self.start_ms))
+        return bytes(self._data[begin:end])
+
     def take_range(self, from_ms: float, to_ms: float) -> bytes:
         """Remove and return audio in [from_ms, to_ms); earlier audio is discarded."""
         begin = self._offset(max(0.0, from_ms - self.start_ms))

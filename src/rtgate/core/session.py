@@ -13,6 +13,7 @@ is fixed once audio was produced; the session expires after its lifetime.
 from __future__ import annotations
 
 import binascii
+import fnmatch
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -37,6 +38,9 @@ from .responses import ActiveResponse, ResponseEmitter
 from .turn_detection import SpeechStarted, SpeechStopped, TurnDetector, VadParams, VadState
 
 Output = dict[str, Any] | fx.Effect
+
+LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
+"""Transcription models that stream deltas while audio is appended (SPEC §10.4, live mode)."""
 TransportKind = Literal["websocket", "webrtc"]
 
 DEFAULT_RATE_LIMITS = [{"name": "tokens", "limit": 1_000_000, "remaining": 1_000_000, "reset_seconds": 0.0}]
@@ -94,6 +98,29 @@ class Session:
     @property
     def vad_enabled(self) -> bool:
         return self.detector is not None
+
+    @property
+    def live_transcription(self) -> bool:
+        """SPEC §10.4 live mode: a live transcription model with ``turn_detection: null``.
+
+        Deltas then stream while audio is appended, under :meth:`reserve_input_item_id`.
+        """
+        transcription = self.config.audio.input.transcription
+        model = transcription.model if transcription is not None else None
+        return (
+            self.detector is None
+            and model is not None
+            and any(fnmatch.fnmatchcase(model, p) for p in LIVE_TRANSCRIPTION_MODELS)
+        )
+
+    def reserve_input_item_id(self) -> str:
+        """The id the next commit of the input buffer will use (reserved now if needed).
+
+        Cleared with the buffer (``input_audio_buffer.clear``): the next call reserves a new one.
+        """
+        if self._speech_item_id is None:
+            self._speech_item_id = self.ids.item()
+        return self._speech_item_id
 
     @property
     def active_response_id(self) -> str | None:
@@ -607,7 +634,9 @@ class Session:
         self._idle_deadline = now + playback_s + idle / 1000
 
     def on_transcription_delta(self, item_id: str, delta: str) -> list[Output]:
-        if delta and item_id in self.conversation:
+        """A transcript delta of a committed item, or (live mode) of the reserved input id."""
+        live = self.live_transcription and item_id == self._speech_item_id
+        if delta and (item_id in self.conversation or live):
             self._emit(
                 "conversation.item.input_audio_transcription.delta",
                 item_id=item_id,

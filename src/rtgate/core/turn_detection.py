@@ -80,6 +80,11 @@ class TurnDetector:
     def reset(self) -> None:
         self.state = VadState.SILENT
 
+    @property
+    def last_speech_end_ms(self) -> float:
+        """End of the last frame that counted as speech (the true end of speech so far)."""
+        return self._last_speech_end
+
     def feed(
         self, probability: float, frame_start_ms: float, frame_end_ms: float, floor_ms: float
     ) -> Transition | None:

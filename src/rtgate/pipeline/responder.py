@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..audio import decode_to_pcm16, format_rate, pcm16_to_float, resample
-from ..core.effects import ResponsePlan
+from ..core.effects import ContextItem, ResponsePlan
 from .base import (
     LLM,
     MODEL_SAMPLE_RATE,
@@ -69,6 +69,9 @@ class DoneOut:
 
 PipelineOut = TextOut | AudioOut | ToolCallOut | UsageOut | DoneOut
 
+TranscriptSource = Callable[[ContextItem], Awaitable[str]]
+"""The transcript of a user audio item, from the session (which transcribes each item once)."""
+
 _END = object()
 
 
@@ -81,11 +84,21 @@ def wire_audio_to_model(audio: bytes, audio_format: str) -> np.ndarray:
 class Pipeline:
     """One profile's engines; shared by every session that uses the profile."""
 
-    def __init__(self, name: str, llm: LLM, tts: TTS | None = None, stt: STT | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        llm: LLM,
+        tts: TTS | None = None,
+        stt: STT | None = None,
+        *,
+        incremental_stt: bool = True,
+    ) -> None:
         self.name = name
         self.llm = llm
         self.tts = tts
         self.stt = stt
+        self.incremental_stt = incremental_stt
+        """Transcribe while the user speaks (``transport/incremental_stt.py``)."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
@@ -103,12 +116,23 @@ class Pipeline:
         samples = wire_audio_to_model(audio, audio_format)
         return await self.stt.transcribe(samples, options)
 
-    async def respond(self, plan: ResponsePlan) -> AsyncIterator[PipelineOut]:
+    async def respond(
+        self, plan: ResponsePlan, transcripts_from: TranscriptSource | None = None
+    ) -> AsyncIterator[PipelineOut]:
+        """Stream the response; user audio without a transcript is transcribed first.
+
+        ``transcripts_from`` supplies those transcripts (a session reuses what it already
+        transcribed while the user spoke); without it the pipeline's STT runs here.
+        """
         transcripts: dict[str, str] = {}
         for ctx in audio_items_needing_transcripts(plan):
-            if self.stt is not None and ctx.audio:
-                result = await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())
-                transcripts[str(ctx.wire.get("id"))] = result.text
+            if self.stt is None or not ctx.audio:
+                continue
+            if transcripts_from is not None:
+                text = await transcripts_from(ctx)
+            else:
+                text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
+            transcripts[str(ctx.wire.get("id"))] = text
         request = build_request(plan, transcripts)
         stream = self.llm.stream(request)
         if "audio" in plan.output_modalities and self.tts is not None:

@@ -21,11 +21,13 @@ import orjson
 
 from ..audio import Resampler, decode_to_pcm16, encode_from_pcm16, format_rate
 from ..core import effects as fx
+from ..core.effects import ContextItem
 from ..core.session import Output, Session
 from ..pipeline.base import WIRE_SAMPLE_RATE, BackendError, TranscriptionOptions
 from ..pipeline.responder import AudioOut, DoneOut, Pipeline, TextOut, ToolCallOut, UsageOut
 from ..protocol.client_events import DecodeLimits, InputAudioAppend, decode_client_event
 from ..protocol.errors import RealtimeError
+from .incremental_stt import IncrementalTranscriber
 from .vad import VadFeed, VadService
 
 log = logging.getLogger("rtgate.session")
@@ -71,10 +73,12 @@ class SessionRunner:
         self._observer = observer
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
-        self._transcriptions = asyncio.Semaphore(2)
         self._wake_timer = asyncio.Event()
         self._closing: tuple[int, str] | None = None
         self._done = asyncio.Event()
+        self._stt = IncrementalTranscriber(
+            session, pipeline, spawn=self._spawn, apply=self.apply, enabled=pipeline.incremental_stt
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -83,6 +87,7 @@ class SessionRunner:
         self._spawn(self._timer(), "timer")
         self.apply(self.session.start())
         self._sync_vad()
+        self._stt.start()
 
     async def stop(self) -> None:
         """End the session: cancel every task it owns and wait for them."""
@@ -198,7 +203,9 @@ class SessionRunner:
             log.warning("session %s: VAD is falling behind; audio dropped from VAD", self.session.id)
 
     def _on_vad(self, frame_start_ms: float, frame_ms: float, probabilities: Any) -> None:
-        self.apply(self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock()))
+        outputs = self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock())
+        self._stt.on_vad(outputs)
+        self.apply(outputs)
         self._wake_timer.set()
 
     # ------------------------------------------------------------------ outputs and effects
@@ -269,7 +276,7 @@ class SessionRunner:
         resampler = None if fmt == "audio/pcm" else Resampler(WIRE_SAMPLE_RATE, format_rate(fmt))
         reason = "stop"
         try:
-            async for out in self.pipeline.respond(plan):
+            async for out in self.pipeline.respond(plan, self._transcript_of):
                 if isinstance(out, TextOut):
                     self.apply(self.session.on_response_text(rid, out.text))
                 elif isinstance(out, AudioOut):
@@ -308,30 +315,11 @@ class SessionRunner:
         self._wake_timer.set()
 
     async def _transcribe(self, effect: fx.StartTranscription) -> None:
-        options = TranscriptionOptions(
-            model=effect.options.get("model"),
-            language=effect.options.get("language"),
-            prompt=effect.options.get("prompt"),
+        await self._stt.run_transcription(effect)
+
+    async def _transcript_of(self, ctx: ContextItem) -> str:
+        """A user audio item's transcript for the LLM: the one the session already has."""
+        result = await self._stt.transcript(
+            str(ctx.wire.get("id")), ctx.audio or b"", ctx.audio_format, TranscriptionOptions()
         )
-        async with self._transcriptions:
-            try:
-                result = await self.pipeline.transcribe(effect.audio, effect.audio_format, options)
-            except BackendError as exc:
-                self.apply(self.session.on_transcription_failed(effect.item_id, exc.code, exc.message))
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("session %s: transcription crashed", self.session.id)
-                self.apply(
-                    self.session.on_transcription_failed(
-                        effect.item_id, "server_error", f"Internal error: {type(exc).__name__}"
-                    )
-                )
-                return
-        seconds = result.audio_seconds or len(decode_to_pcm16(effect.audio, effect.audio_format)) / (  # type: ignore[arg-type]
-            2 * format_rate(effect.audio_format)  # type: ignore[arg-type]
-        )
-        if result.text:
-            self.apply(self.session.on_transcription_delta(effect.item_id, result.text))
-        self.apply(self.session.on_transcription_completed(effect.item_id, result.text, seconds))
+        return result.text

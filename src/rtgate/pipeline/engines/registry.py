@@ -11,7 +11,7 @@ kind        stage options
 =========== ===== =====================================================================
 faster-whisper stt ``model_dir`` (CTranslate2 dir; default tiny.en) or ``model: "base"``
                   (Whisper base from the ``engines`` extra), ``device``,
-                  ``compute_type``, ``cpu_threads``, ``beam_size``
+                  ``compute_type``, ``cpu_threads``, ``beam_size``, ``short_context``
 llamacpp    llm   ``model_path`` (GGUF; default SmolLM2-135M), ``n_ctx``, ``n_parallel``,
                   ``n_threads``, ``max_output_tokens``, ``temperature``, ``auto_tools``
 espeak      tts   (none)
@@ -53,6 +53,7 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "compute_type",
         "cpu_threads",
         "beam_size",
+        "short_context",
     },
     ("llm", "llamacpp"): {
         "model_path",

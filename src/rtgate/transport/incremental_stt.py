@@ -1,0 +1,298 @@
+"""Transcribe input audio while the user speaks (SPEC §10.4, both transcription modes).
+
+One :class:`IncrementalTranscriber` per session, owned by its ``SessionRunner``.
+
+*Turn mode* (a VAD, or manual commits with a turn-based model). From
+``input_audio_buffer.speech_started`` on, background passes transcribe the growing
+utterance: one every ``interval_ms`` of new audio, and one as soon as the VAD has heard
+``pause_ms`` of quiet after speech — the moment the utterance may be over, before the
+silence window commits it. When the turn commits, a pass that covered the audio up to the
+true end of speech (``TurnDetector.last_speech_end_ms``) is the transcript: nothing is
+left to do. Otherwise the pass in flight is awaited if it covers that end, else one
+final pass runs on the committed audio. Nothing is published before the commit: deltas
+and ``completed`` follow ``conversation.item.added``.
+
+*Live mode* (a live model with ``turn_detection: null``, :attr:`Session.live_transcription`).
+Passes run every ``interval_ms`` of appended audio; words two consecutive passes agree on
+(all but the last) are published at once as deltas under the id the next commit will
+use (:meth:`Session.reserve_input_item_id`). The commit's final pass publishes the rest.
+
+Rules: at most one pass in flight per session (passes are sequential in one task, and
+final passes share the same lock); passes run off the event loop (the STT engine's
+``run_blocking``); every task is spawned through the runner, which cancels them at the
+end of the session; each item is transcribed once and the result is shared by the
+input-transcription events and the responder (which feeds it to the LLM); results of the
+last ``cache_items`` items are kept, so later responses never re-transcribe old turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from ..audio import bytes_per_ms
+from ..core import effects as fx
+from ..core.session import Output, Session
+from ..core.turn_detection import VadState
+from ..pipeline.base import BackendError, Transcript, TranscriptionOptions
+from ..pipeline.responder import Pipeline
+
+log = logging.getLogger("rtgate.session")
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+Apply = Callable[[list[Output]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IncrementalLimits:
+    interval_ms: float = 1000.0
+    """New audio between two passes while the user speaks."""
+    pause_ms: float = 64.0
+    """Quiet after speech that starts a pass on the whole utterance (turn mode)."""
+    live_poll_s: float = 0.1
+    """How often live mode looks for new audio (no VAD events drive it)."""
+    idle_poll_s: float = 0.5
+    """How often an idle session checks whether a ``session.update`` turned live mode on."""
+    max_utterance_ms: float = 15_000.0
+    """Longer utterances get no background passes, only the final one."""
+    cache_items: int = 256
+    """Finished transcripts kept per session."""
+
+
+@dataclass(slots=True)
+class _Pass:
+    end_ms: float
+    text: str
+
+
+@dataclass(slots=True)
+class _Utterance:
+    item_id: str
+    start_ms: float
+    done: _Pass | None = None
+    running_end_ms: float | None = None
+    running: asyncio.Future[_Pass | None] | None = None
+    speech_end_ms: float | None = None
+    published: str = ""
+
+
+class IncrementalTranscriber:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        session: Session,
+        pipeline: Pipeline,
+        *,
+        spawn: Spawn,
+        apply: Apply,
+        enabled: bool = True,
+        limits: IncrementalLimits | None = None,
+    ) -> None:
+        self.session = session
+        self.pipeline = pipeline
+        self.enabled = enabled and pipeline.stt is not None
+        self.limits = limits or IncrementalLimits()
+        self._spawn = spawn
+        self._apply = apply
+        self._utterance: _Utterance | None = None
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._final: OrderedDict[str, asyncio.Future[Transcript]] = OrderedDict()
+        self._loop: asyncio.Task[None] | None = None
+        self.passes = 0
+        """Background passes run (for tests and benchmarks)."""
+
+    # ------------------------------------------------------------------ hooks
+
+    def start(self) -> None:
+        if self.enabled and self._loop is None:
+            self._loop = self._spawn(self._run(), "incremental-stt")
+
+    def on_vad(self, outputs: list[Output]) -> None:
+        """Look at what one VAD batch produced, before the runner applies it."""
+        if not self.enabled:
+            return
+        for out in outputs:
+            if not isinstance(out, dict):
+                continue
+            if out["type"] == "input_audio_buffer.speech_started":
+                self._utterance = _Utterance(out["item_id"], float(out["audio_start_ms"]))
+            elif out["type"] == "input_audio_buffer.speech_stopped":
+                u = self._utterance
+                if u is not None and u.item_id == out["item_id"] and self.session.detector:
+                    u.speech_end_ms = self.session.detector.last_speech_end_ms
+        if self._utterance is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ final transcripts
+
+    async def transcript(
+        self, item_id: str, audio: bytes, audio_format: str, options: TranscriptionOptions
+    ) -> Transcript:
+        """The transcript of committed item ``item_id``: reused, awaited, or computed once."""
+        future = self._final.get(item_id)
+        if future is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self._final[item_id] = future
+            while len(self._final) > self.limits.cache_items:
+                self._final.popitem(last=False)
+            self._spawn(self._finish(future, item_id, audio, audio_format, options), f"stt:{item_id}")
+        return await asyncio.shield(future)
+
+    async def run_transcription(self, effect: fx.StartTranscription) -> None:
+        """``conversation.item.input_audio_transcription.*`` for one committed item."""
+        options = TranscriptionOptions(
+            model=effect.options.get("model"),
+            language=effect.options.get("language"),
+            prompt=effect.options.get("prompt"),
+        )
+        try:
+            result = await self.transcript(effect.item_id, effect.audio, effect.audio_format, options)
+        except BackendError as exc:
+            self._apply(self.session.on_transcription_failed(effect.item_id, exc.code, exc.message))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("session %s: transcription crashed", self.session.id)
+            self._apply(
+                self.session.on_transcription_failed(
+                    effect.item_id, "server_error", f"Internal error: {type(exc).__name__}"
+                )
+            )
+            return
+        u = self._utterance
+        published = u.published if u is not None and u.item_id == effect.item_id else ""
+        if u is not None and u.item_id == effect.item_id:
+            self._utterance = None
+        rest = result.text[len(published):] if result.text.startswith(published) else ""
+        if rest:
+            self._apply(self.session.on_transcription_delta(effect.item_id, rest))
+        seconds = result.audio_seconds or len(effect.audio) / bytes_per_ms(effect.audio_format) / 1000  # type: ignore[arg-type]
+        self._apply(self.session.on_transcription_completed(effect.item_id, result.text, seconds))
+
+    async def _finish(
+        self,
+        future: asyncio.Future[Transcript],
+        item_id: str,
+        audio: bytes,
+        audio_format: str,
+        options: TranscriptionOptions,
+    ) -> None:
+        try:
+            result = await self._reuse(item_id, audio, audio_format)
+            if result is None:
+                async with self._lock:
+                    result = await self.pipeline.transcribe(audio, audio_format, options)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            self._final.pop(item_id, None)  # a later request may retry
+            future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(result)
+
+    async def _reuse(self, item_id: str, audio: bytes, audio_format: str) -> Transcript | None:
+        u = self._utterance
+        if u is None or u.item_id != item_id or u.speech_end_ms is None:
+            return None
+        seconds = len(audio) / bytes_per_ms(audio_format) / 1000  # type: ignore[arg-type]
+        if u.done is not None and u.done.end_ms >= u.speech_end_ms:
+            return Transcript(text=u.done.text, audio_seconds=seconds)
+        if u.running is not None and (u.running_end_ms or 0.0) >= u.speech_end_ms:
+            result = await asyncio.shield(u.running)
+            if result is not None:
+                return Transcript(text=result.text, audio_seconds=seconds)
+        return None
+
+    # ------------------------------------------------------------------ background passes
+
+    async def _run(self) -> None:
+        while True:
+            live = self.session.live_transcription
+            timeout = self.limits.live_poll_s if live else self.limits.idle_poll_s
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            self._wake.clear()
+            target = self._next_pass()
+            if target is not None:
+                await self._pass(*target)
+
+    def _next_pass(self) -> tuple[_Utterance, float] | None:
+        """The utterance and audio end of the pass due now, if any."""
+        session, limits = self.session, self.limits
+        buffer = session.buffer
+        if session.live_transcription:
+            u = self._utterance
+            item_id = session.reserve_input_item_id()
+            if u is None or u.item_id != item_id or u.start_ms < buffer.start_ms:
+                u = self._utterance = _Utterance(item_id, buffer.start_ms)
+            last = u.done.end_ms if u.done else u.start_ms
+            return (u, buffer.end_ms) if buffer.end_ms - last >= limits.interval_ms else None
+        u, detector = self._utterance, session.detector
+        if u is None or detector is None or detector.state is not VadState.SPEAKING:
+            return None
+        if u.start_ms < buffer.start_ms or buffer.end_ms - u.start_ms > limits.max_utterance_ms:
+            return None  # cleared, or too long to be worth passes
+        last = u.done.end_ms if u.done else u.start_ms
+        speech_end = detector.last_speech_end_ms
+        paused = buffer.end_ms - speech_end >= limits.pause_ms and last < speech_end
+        if paused or buffer.end_ms - last >= limits.interval_ms:
+            return u, buffer.end_ms
+        return None
+
+    async def _pass(self, u: _Utterance, end_ms: float) -> None:
+        audio = self.session.buffer.peek(u.start_ms, end_ms)
+        fmt = self.session.buffer.format
+        loop = asyncio.get_running_loop()
+        u.running, u.running_end_ms = loop.create_future(), end_ms
+        result: _Pass | None = None
+        try:
+            async with self._lock:
+                transcript = await self.pipeline.transcribe(audio, fmt, self._options())
+            result = _Pass(end_ms, transcript.text)
+            self.passes += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the final pass reports failures; a partial one is advisory
+            log.debug("session %s: incremental pass failed: %r", self.session.id, exc)
+        finally:
+            if not u.running.done():
+                u.running.set_result(result)
+            u.running = u.running_end_ms = None
+        if result is None:
+            return
+        previous, u.done = u.done, result
+        if self.session.live_transcription:
+            self._publish_stable(u, previous.text if previous else "", result.text)
+
+    def _publish_stable(self, u: _Utterance, previous: str, current: str) -> None:
+        """Live mode: publish the words two passes agree on, except the last one."""
+        agreed: list[str] = []
+        for a, b in zip(previous.split(), current.split(), strict=False):
+            if a != b:
+                break
+            agreed.append(b)
+        stable = " ".join(agreed[:-1])
+        if len(stable) > len(u.published) and stable.startswith(u.published):
+            delta = stable[len(u.published):]
+            u.published = stable
+            self._apply(self.session.on_transcription_delta(u.item_id, delta))
+
+    def _options(self) -> TranscriptionOptions:
+        transcription = self.session.config.audio.input.transcription
+        if transcription is None:
+            return TranscriptionOptions()
+        return TranscriptionOptions(
+            model=transcription.model, language=transcription.language, prompt=transcription.prompt
+        )
