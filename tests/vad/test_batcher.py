@@ -224,3 +224,78 @@ def test_the_queue_is_bounded():
             await asyncio.gather(first, *more)
 
     asyncio.run(main())
+
+
+def _wire(signal: np.ndarray) -> bytes:
+    from rtgate.audio import float_to_pcm16
+
+    return float_to_pcm16(signal)
+
+
+@pytest.mark.parametrize("inline_tick_frames", [0, 64])
+def test_feeds_match_direct_calls_in_order(vad, speech, inline_tick_frames):
+    """Audio pushed in 20 ms chunks to 8 feeds (on the pool or inline) gives the direct results."""
+    from rtgate.pipeline.vad_batcher import VADInput
+
+    wire = _wire(speech[: 24_000 * 2])
+    chunks = [wire[i : i + 960] for i in range(0, len(wire), 960)]
+    direct = SileroVAD()
+    source, stream = VADInput(), direct.new_stream()
+    expected = direct.infer_frames(stream, np.concatenate([source.feed(c) for c in chunks]))
+
+    async def main() -> list[np.ndarray]:
+        got: list[dict[int, np.ndarray]] = [{} for _ in range(8)]
+        complete = asyncio.Event()
+
+        def on_result(k: int, first: int, probs: np.ndarray) -> None:
+            got[k][first] = probs
+            if sum(len(p) for parts in got for p in parts.values()) == 8 * len(expected):
+                complete.set()
+
+        async with VADBatcher(
+            vad, tick_interval_s=0.005, inline_tick_frames=inline_tick_frames
+        ) as batcher:
+            feeds = [
+                batcher.open_feed(lambda first, probs, k=k: on_result(k, first, probs))
+                for k in range(8)
+            ]
+            for chunk in chunks:
+                for feed in feeds:
+                    assert feed.push(chunk)
+                await asyncio.sleep(0.001)
+            await asyncio.wait_for(complete.wait(), 10)
+            for feed in feeds:
+                feed.close()
+        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in got]
+
+    for result in asyncio.run(main()):
+        np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_a_feed_past_its_bound_gets_silence_and_keeps_its_clock():
+    """Audio pushed while a feed holds max_pending_s is replaced by silence, not lost."""
+    gated = GatedVAD()
+    second = bytes(48_000)  # 1 s of 24 kHz PCM16
+
+    async def main() -> tuple[list[tuple[int, int]], int, list[bool]]:
+        results: list[tuple[int, int]] = []
+        complete = asyncio.Event()
+
+        def on_result(first: int, probs: np.ndarray) -> None:
+            results.append((first, len(probs)))
+            if sum(n for _, n in results) >= 63:  # 2.04 s at 16 kHz: 63 whole frames
+                complete.set()
+
+        async with VADBatcher(gated, max_frames_per_request=1000) as batcher:
+            feed = batcher.open_feed(on_result, max_pending_s=1.0)
+            feed.push(second)
+            await asyncio.to_thread(gated.entered.wait, 10)  # tick 1 holds the first second
+            kept = [feed.push(second), feed.push(bytes(960)), feed.push(bytes(960))]
+            gated.gate.set()
+            await asyncio.wait_for(complete.wait(), 10)
+            return results, feed.dropped_bytes, kept
+
+    results, dropped, kept = asyncio.run(main())
+    assert kept == [True, False, False] and dropped == 1920
+    assert results[0] == (0, 31)
+    assert [first for first, _ in results] == list(itertools.accumulate([0] + [n for _, n in results[:-1]]))

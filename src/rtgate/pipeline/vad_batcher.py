@@ -1,18 +1,31 @@
 """Serve many sessions' VAD with one batched model call per tick.
 
-Sessions turn wire audio into 512-sample frames with :class:`VADInput` and
-``await batcher.infer(stream, frames)``. One worker task collects every request waiting
-when it wakes up, merges the requests of each stream, and runs them as one blocking call
-on the inference pool (:func:`rtgate.pipeline.base.run_blocking`): streams with the same
-number of frames share one ``SileroVAD.infer_batch`` call; any other :class:`VAD` gets one
-``infer`` call per frame position. Ticks run one after another, so a stream is never
-advanced by two calls at once.
+Two ways in:
+
+* ``await batcher.infer(stream, frames)`` with 512-sample frames the caller made (with
+  :class:`VADInput`);
+* :meth:`VADBatcher.open_feed`: an :class:`AudioFeed` that takes wire PCM16 as it arrives
+  (``push`` only queues the bytes) and reports probabilities through a callback. The
+  resampling and framing of every feed happen on the worker thread, inside the tick, so
+  the event loop's per-chunk cost is one list append, and a tick is one thread hop for
+  all streams instead of one per chunk.
+
+One worker task collects everything waiting when it wakes up (at most one tick per
+``tick_interval_s``, so that a tick gathers the chunks of many sessions), merges the
+requests of each stream, and runs them as one blocking call on the inference pool
+(:func:`rtgate.pipeline.base.run_blocking`): streams with the same number of frames share
+one ``SileroVAD.infer_batch`` call; any other :class:`VAD` gets one ``infer`` call per
+frame position. Ticks run one after another, so a stream is never advanced by two calls
+at once.
 
 Contracts:
 
 * bounded: at most ``max_pending`` requests wait; ``infer`` awaits room (backpressure),
   and a request longer than ``max_frames_per_request`` is split so that one long
-  ``input_audio_buffer.append`` cannot starve other sessions;
+  ``input_audio_buffer.append`` cannot starve other sessions (a feed likewise hands at
+  most that much audio to one tick); a feed holds at most ``max_pending_s`` of audio not
+  yet run: past that, pushed audio is replaced by silence (counted in ``dropped_bytes``)
+  so that the feed's frame clock stays aligned with its audio;
 * lifecycle: ``start()``/``stop()`` or ``async with``; ``stop()`` lets a model call in
   flight finish and deliver its results, then fails every request still waiting with
   :class:`BackendError` (code ``vad_stopped``); no task outlives ``stop()``;
@@ -24,7 +37,9 @@ Contracts:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -34,6 +49,8 @@ from ..audio import Resampler, pcm16_to_float
 from .base import VAD, WIRE_SAMPLE_RATE, BackendError, FloatAudio, VADStream, run_blocking
 from .vad_silero import FRAME_SAMPLES, SileroStream, SileroVAD
 
+log = logging.getLogger("rtgate.vad")
+
 DEFAULT_MAX_PENDING = 4096
 """Requests that may wait for a tick before ``infer`` applies backpressure."""
 
@@ -42,6 +59,99 @@ DEFAULT_MAX_TICK_FRAMES = 2048
 
 DEFAULT_MAX_FRAMES_PER_REQUEST = 32
 """Frames (32 ms each) one request carries into a tick; longer ones are split."""
+
+DEFAULT_TICK_INTERVAL_S = 0.0
+"""Least time between the starts of two ticks (0: a tick starts as soon as work waits)."""
+
+DEFAULT_MAX_FEED_PENDING_S = 10.0
+"""Audio one :class:`AudioFeed` may hold before pushed audio is replaced by silence."""
+
+FeedCallback = Callable[[int, FloatAudio], None]
+"""``(index of the first frame, probabilities [n])``, called on the event loop."""
+
+
+class PolyphaseResampler:
+    """Streaming rational resampler (``out/in = up/down``) with a short, fixed delay.
+
+    A Kaiser-windowed sinc low-pass (``taps_per_phase`` input samples per output sample,
+    stop band ≈ 80 dB from ``stop`` × the lower Nyquist frequency, pass band to ``pass_``
+    × it) applied in polyphase form: ``up`` output samples per ``down`` input samples, each
+    a dot product with one of ``up`` fixed kernels, all computed as one matrix product.
+    Output sample ``m`` is the signal at input time ``m · down / up`` (the filter's delay is
+    compensated), as with soxr. Unlike soxr's streaming mode, which holds back up to
+    ~36 ms of output at 24 → 16 kHz (it works in blocks), an output sample here waits only
+    for the filter's look-ahead: ``taps_per_phase / 2`` input samples (≈ 1 ms at 24 kHz).
+    """
+
+    def __init__(
+        self,
+        in_rate: int,
+        out_rate: int,
+        *,
+        taps_per_phase: int = 48,
+        pass_: float = 0.9,
+        stop: float = 1.08,
+    ) -> None:
+        g = math.gcd(in_rate, out_rate)
+        self.up, self.down = out_rate // g, in_rate // g
+        up, down = self.up, self.down
+        half = taps_per_phase * up // 2  # prototype half-length, at in_rate × up
+        n = np.arange(-half, half + 1, dtype=np.float64)
+        nyquist = 0.5 / max(up, down)  # of the lower rate, in cycles per prototype sample
+        cutoff = nyquist * (pass_ + stop) / 2
+        proto = 2 * cutoff * np.sinc(2 * cutoff * n) * np.kaiser(len(n), 7.86)
+        proto *= up / proto.sum()  # unity gain at DC after zero-stuffing by `up`
+        # Output j·up + r = Σ_i kernel[r][i] · x[j·down + lo + i], i in [0, span).
+        self._lo = -(half // up) - 1
+        self._span = ((up - 1) * down + half) // up - self._lo + 1
+        kernels = np.zeros((self._span, up), dtype=np.float64)
+        for r in range(up):
+            for i in range(self._span):
+                k = r * down + half - (self._lo + i) * up  # prototype index
+                if 0 <= k < len(proto):
+                    kernels[i, r] = proto[k]
+        while not kernels[-1].any():  # trim unused look-ahead
+            kernels = kernels[:-1]
+            self._span -= 1
+        self._kernels = kernels.astype(np.float32)
+        self._buf = np.zeros(-self._lo, dtype=np.float32)  # input from x[_base] on
+        self._base = self._lo
+        self._received = 0
+        self._next = 0  # next output block j
+        self.delay_samples = self._span + self._lo - 1
+        """Input samples an output sample waits for past its own time (look-ahead)."""
+
+    def process(self, samples: FloatAudio, *, last: bool = False) -> FloatAudio:
+        """Resample the next ``samples``; ``last`` pads the look-ahead with zeros."""
+        samples = np.asarray(samples, dtype=np.float32)
+        received = self._received + len(samples)
+        self._received = received
+        buf = np.concatenate([self._buf, samples]) if len(self._buf) else np.ascontiguousarray(samples)
+        if last:
+            buf = np.concatenate([buf, np.zeros(self._span, dtype=np.float32)])
+            end = -(-received * self.up // self.down)  # outputs for the real input
+            count = -(-end // self.up) - self._next
+        else:
+            # Block j needs x up to j·down + lo + span - 1 < received.
+            count = (received - self._lo - self._span) // self.down + 1 - self._next
+        out: FloatAudio
+        if count <= 0:
+            out = np.zeros(0, dtype=np.float32)
+        else:
+            start = self._next * self.down + self._lo - self._base
+            # Rows j: x[start + j·down : … + span], a strided view of `buf` (no copy).
+            item = buf.itemsize
+            windows = np.ndarray(
+                (count, self._span), np.float32, buf, start * item, (self.down * item, item)
+            )
+            out = (np.ascontiguousarray(windows) @ self._kernels).reshape(-1)
+            self._next += count
+            if last:
+                out = out[: end - (self._next - count) * self.up]
+        keep_from = self._next * self.down + self._lo
+        self._buf = buf[keep_from - self._base :].copy()
+        self._base = keep_from
+        return out
 
 
 class VADInput:
@@ -59,11 +169,20 @@ class VADInput:
         out_rate: int = 16_000,
         frame_samples: int = FRAME_SAMPLES,
         quality: str = "HQ",
+        resampler: str = "polyphase",
     ) -> None:
         self.in_rate = in_rate
         self.out_rate = out_rate
         self.frame_samples = frame_samples
-        self._resampler = Resampler(in_rate, out_rate, quality=quality)
+        self._resampler: Resampler | PolyphaseResampler | None
+        if in_rate == out_rate:
+            self._resampler = None
+        elif resampler == "polyphase":
+            self._resampler = PolyphaseResampler(in_rate, out_rate)
+        elif resampler == "soxr":
+            self._resampler = Resampler(in_rate, out_rate, quality=quality)
+        else:
+            raise ValueError(f"resampler must be 'polyphase' or 'soxr', got {resampler!r}")
         self._odd = b""
         self._pending = np.zeros(0, dtype=np.float32)
         self.samples_in = 0
@@ -77,16 +196,16 @@ class VADInput:
         usable = len(data) - (len(data) % 2)
         self._odd = data[usable:]
         self.samples_in += usable // 2
-        return self._frames(self._resampler.process(pcm16_to_float(data[:usable])))
+        return self._frames(self._resample(pcm16_to_float(data[:usable])))
 
     def feed_float(self, samples: FloatAudio) -> FloatAudio:
         """Like :meth:`feed` for float32 samples at ``in_rate``."""
         self.samples_in += len(samples)
-        return self._frames(self._resampler.process(np.asarray(samples, dtype=np.float32)))
+        return self._frames(self._resample(np.asarray(samples, dtype=np.float32)))
 
     def flush(self, *, pad: bool = True) -> FloatAudio:
         """End of stream: drain the resampler; with ``pad``, zero-pad the last partial frame."""
-        out = self._frames(self._resampler.process(np.zeros(0, dtype=np.float32), last=True))
+        out = self._frames(self._resample(np.zeros(0, dtype=np.float32), last=True))
         if pad and self._pending.size:
             last = np.zeros((1, self.frame_samples), dtype=np.float32)
             last[0, : self._pending.size] = self._pending
@@ -94,6 +213,11 @@ class VADInput:
             self.frames_out += 1
             out = np.concatenate([out, last])
         return out
+
+    def _resample(self, samples: FloatAudio, *, last: bool = False) -> FloatAudio:
+        if self._resampler is None:
+            return samples
+        return self._resampler.process(samples, last=last)
 
     def _frames(self, samples: FloatAudio) -> FloatAudio:
         joined = np.concatenate([self._pending, samples]) if self._pending.size else samples
@@ -103,6 +227,83 @@ class VADInput:
         self.frames_out += count
         frames: FloatAudio = joined[:cut].reshape(count, self.frame_samples)
         return frames
+
+
+class AudioFeed:
+    """One stream of wire PCM16 whose resampling, framing and VAD run inside the ticks.
+
+    Made by :meth:`VADBatcher.open_feed`. :meth:`push` (event loop) only queues the bytes;
+    the next tick turns them into frames (:class:`VADInput`, on the worker thread) and
+    runs them, then calls ``on_result(first_frame_index, probabilities)`` on the event
+    loop. Frame ``i`` covers ``[i, i + 1) × 32 ms`` of the stream's audio, counted from
+    its first pushed sample.
+    """
+
+    __slots__ = ("_batcher", "_pending", "_pending_bytes", "closed", "dropped_bytes",
+                 "input", "max_pending_bytes", "next_frame", "on_result", "stream")
+
+    def __init__(
+        self, batcher: VADBatcher, in_rate: int, on_result: FeedCallback, max_pending_s: float
+    ) -> None:
+        self._batcher = batcher
+        self.input = VADInput(in_rate=in_rate)
+        self.stream = batcher.vad.new_stream()
+        self.on_result = on_result
+        self.max_pending_bytes = max(2, int(max_pending_s * in_rate) * 2)
+        self._pending: list[bytes | int] = []  # an int: that many bytes of silence
+        self._pending_bytes = 0
+        self.next_frame = 0
+        """Index of the next frame (advanced on the worker thread, inside a tick)."""
+        self.closed = False
+        self.dropped_bytes = 0
+        """Bytes replaced by silence because the feed held ``max_pending_s`` already."""
+
+    def push(self, pcm16: bytes) -> bool:
+        """Queue PCM16 for the next tick; ``False`` if it had to be replaced by silence."""
+        if self.closed or not pcm16:
+            return True
+        size = len(pcm16)
+        kept = self._pending_bytes + size <= self.max_pending_bytes
+        self._pending_bytes += size
+        if kept:
+            self._pending.append(pcm16)
+        else:
+            self.dropped_bytes += size
+            pending = self._pending
+            if pending and isinstance(pending[-1], int):
+                pending[-1] += size
+            else:
+                pending.append(size)
+        if len(self._pending) == 1:
+            self._batcher._audio_ready(self)
+        return kept
+
+    def close(self) -> None:
+        """Stop: drop queued audio; results of a tick in flight are discarded."""
+        self.closed = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._batcher._feeds.pop(self, None)
+
+    def _take(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes (even) of the queued audio, on the event loop."""
+        data = b"".join(bytes(p) if isinstance(p, int) else p for p in self._pending)
+        if len(data) > limit:
+            limit -= limit % 2
+            rest, data = data[limit:], data[:limit]
+            self._pending = [rest]
+        else:
+            self._pending = []
+        self._pending_bytes -= len(data)
+        return data
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    feed: AudioFeed
+    data: bytes
+    first: int = 0
+    probs: FloatAudio | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -122,13 +323,21 @@ class VADBatcher:
         max_pending: int = DEFAULT_MAX_PENDING,
         max_tick_frames: int = DEFAULT_MAX_TICK_FRAMES,
         max_frames_per_request: int = DEFAULT_MAX_FRAMES_PER_REQUEST,
+        tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+        inline_tick_frames: int = 0,
     ) -> None:
         if max_pending < 1 or max_tick_frames < 1 or max_frames_per_request < 1:
             raise ValueError("max_pending, max_tick_frames and max_frames_per_request must be ≥ 1")
+        if tick_interval_s < 0:
+            raise ValueError("tick_interval_s must be ≥ 0")
         self.vad = vad
+        self.tick_interval_s = tick_interval_s
+        self.inline_tick_frames = inline_tick_frames
         self.max_tick_frames = max_tick_frames
         self.max_frames_per_request = max_frames_per_request
         self._queue: asyncio.Queue[_Request] = asyncio.Queue(max_pending)
+        self._feeds: dict[AudioFeed, None] = {}  # feeds with queued audio, in arrival order
+        self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self.ticks = 0
@@ -156,6 +365,22 @@ class VADBatcher:
             await asyncio.gather(worker, return_exceptions=True)
         while not self._queue.empty():
             _fail(self._queue.get_nowait(), _stopped())
+        for feed in list(self._feeds):
+            feed.close()
+
+    def open_feed(
+        self,
+        on_result: FeedCallback,
+        *,
+        in_rate: int = WIRE_SAMPLE_RATE,
+        max_pending_s: float = DEFAULT_MAX_FEED_PENDING_S,
+    ) -> AudioFeed:
+        """A new stream fed with PCM16 at ``in_rate``; see :class:`AudioFeed`."""
+        return AudioFeed(self, in_rate, on_result, max_pending_s)
+
+    def _audio_ready(self, feed: AudioFeed) -> None:
+        self._feeds[feed] = None
+        self._wake.set()
 
     async def __aenter__(self) -> VADBatcher:
         await self.start()
@@ -196,6 +421,7 @@ class VADBatcher:
                     await self._queue.put(request)
                 else:
                     self._queue.put_nowait(request)  # no coroutine frame on the common path
+                self._wake.set()
             parts = [await request.future for request in requests]
         except BaseException:
             for request in requests:
@@ -204,41 +430,96 @@ class VADBatcher:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = 0.0
         while True:
-            batch = [await self._queue.get()]
-            frames = batch[0].frames.shape[0]
+            while self._queue.empty() and not self._feeds:
+                self._wake.clear()
+                await self._wake.wait()
+            if self.tick_interval_s:
+                # Pace ticks so that one gathers the chunks of many sessions.
+                delay = next_tick - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_tick = loop.time() + self.tick_interval_s
+            batch: list[_Request] = []
+            frames = 0
             while frames < self.max_tick_frames and not self._queue.empty():
                 request = self._queue.get_nowait()
                 batch.append(request)
                 frames += request.frames.shape[0]
             live = [r for r in batch if not r.future.done()]
-            if live:
-                await self._tick(live)
+            jobs = self._take_jobs()
+            if live or jobs:
+                await self._tick(live, jobs)
 
-    async def _tick(self, batch: list[_Request]) -> None:
-        call = asyncio.ensure_future(run_blocking(_run_tick, self.vad, batch))
+    def _take_jobs(self) -> list[_Job]:
+        """The queued audio of every feed (at most one request's worth each)."""
+        if not self._feeds:
+            return []
+        limit = 2 * int(
+            self.max_frames_per_request * self.vad.frame_samples * WIRE_SAMPLE_RATE / 16_000
+        )
+        jobs: list[_Job] = []
+        feeds, self._feeds = self._feeds, {}
+        for feed in feeds:
+            jobs.append(_Job(feed, feed._take(limit * feed.input.in_rate // WIRE_SAMPLE_RATE)))
+            if feed._pending:
+                self._feeds[feed] = None  # the rest goes to the next tick
+        return jobs
+
+    def _inline(self, batch: list[_Request], jobs: list[_Job]) -> bool:
+        """Whether this tick is small enough to run on the event loop thread itself."""
+        if not self.inline_tick_frames:
+            return False
+        frames = 0
+        for request in batch:
+            frames += int(request.frames.shape[0])
+        for job in jobs:
+            frames += len(job.data) * 8_000 // (job.feed.input.in_rate * self.vad.frame_samples)
+        return frames <= self.inline_tick_frames
+
+    async def _tick(self, batch: list[_Request], jobs: list[_Job]) -> None:
+        call: asyncio.Future[list[FloatAudio]]
+        if self._inline(batch, jobs):
+            # A small tick costs less than the thread hop and GIL hand-offs it would need.
+            call = asyncio.get_running_loop().create_future()
+            try:
+                call.set_result(_run_tick(self.vad, batch, jobs))
+            except Exception as exc:
+                call.set_exception(exc)
+        else:
+            call = asyncio.ensure_future(run_blocking(_run_tick, self.vad, batch, jobs))
         try:
             results = await asyncio.shield(call)
         except asyncio.CancelledError:
             # stop(): the thread keeps running anyway; wait so that no stream changes
             # after stop() returns, and hand over what it computed.
             await asyncio.wait([call])
-            _deliver(batch, call)
+            _deliver(batch, jobs, call)
             raise
         except Exception as exc:
             error = self.vad._map_error(exc)
             for request in batch:
                 _fail(request, error)
+            if jobs:
+                log.warning("VAD failed: %s", error.message)
             return
         self.ticks += 1
         self.frames += sum(r.frames.shape[0] for r in batch)
+        self.frames += sum(0 if job.probs is None else len(job.probs) for job in jobs)
         for request, probs in zip(batch, results, strict=True):
             if not request.future.done():
                 request.future.set_result(probs)
+        _report(jobs)
 
 
-def _run_tick(vad: VAD, batch: Sequence[_Request]) -> list[FloatAudio]:
-    """Blocking: run every request of one tick; results in request order."""
+def _run_tick(vad: VAD, batch: Sequence[_Request], jobs: Sequence[_Job] = ()) -> list[FloatAudio]:
+    """Blocking: run every request and feed job of one tick; request results in order.
+
+    A job's audio is resampled and framed here (off the event loop); its first frame
+    index and probabilities are stored on the job.
+    """
     # Merge the requests of each stream, in submission order, into one row.
     rows: dict[int, list[_Request]] = {}
     for request in batch:
@@ -250,7 +531,18 @@ def _run_tick(vad: VAD, batch: Sequence[_Request]) -> list[FloatAudio]:
         )
         for group in rows.values()
     ]
+    framed: list[_Job] = []
+    for job in jobs:
+        feed = job.feed
+        frames = feed.input.feed(job.data)
+        job.first = feed.next_frame
+        feed.next_frame += len(frames)
+        if len(frames):
+            merged.append((feed.stream, frames))
+            framed.append(job)
     probs = _infer_rows(vad, merged)
+    for job in framed:
+        job.probs = probs[id(job.feed.stream)]
     results: list[FloatAudio] = []
     offsets: dict[int, int] = {}
     for request in batch:
@@ -282,7 +574,9 @@ def _infer_rows(vad: VAD, rows: list[tuple[VADStream, FloatAudio]]) -> dict[int,
     return out
 
 
-def _deliver(batch: Sequence[_Request], call: asyncio.Future[list[FloatAudio]]) -> None:
+def _deliver(
+    batch: Sequence[_Request], jobs: Sequence[_Job], call: asyncio.Future[list[FloatAudio]]
+) -> None:
     if call.cancelled() or call.exception() is not None:
         for request in batch:
             _fail(request, _stopped())
@@ -290,6 +584,17 @@ def _deliver(batch: Sequence[_Request], call: asyncio.Future[list[FloatAudio]]) 
     for request, probs in zip(batch, call.result(), strict=True):
         if not request.future.done():
             request.future.set_result(probs)
+    _report(jobs)
+
+
+def _report(jobs: Sequence[_Job]) -> None:
+    for job in jobs:
+        if job.probs is None or job.feed.closed:
+            continue
+        try:
+            job.feed.on_result(job.first, job.probs)
+        except Exception:  # one session's bug must not stop every session's VAD
+            log.exception("VAD result callback failed")
 
 
 def _fail(request: _Request, error: BaseException) -> None:
@@ -301,4 +606,4 @@ def _stopped() -> BackendError:
     return BackendError("the VAD batcher was stopped", code="vad_stopped", backend="vad")
 
 
-__all__ = ["VADBatcher", "VADInput"]
+__all__ = ["AudioFeed", "VADBatcher", "VADInput"]

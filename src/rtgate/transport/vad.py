@@ -1,37 +1,57 @@
 """VAD for sessions: one shared model and batcher per process, one ordered feed per session.
 
-A :class:`VadFeed` turns a session's input audio into 32 ms frames, sends them through the
-process-wide :class:`~rtgate.pipeline.vad_batcher.VADBatcher` in order, and reports each
-result with its position on the session's audio clock (``origin_ms`` + frames × 32 ms).
-Its queue is bounded; if the VAD falls that far behind, frames are dropped (and counted,
-so the clock stays aligned) rather than letting memory grow.
+A :class:`VadFeed` hands a session's input audio to the process-wide
+:class:`~rtgate.pipeline.vad_batcher.VADBatcher` as it arrives (one list append on the
+event loop); the batcher's ticks resample it to 32 ms frames and run the model off the
+loop, and the feed reports each result with its position on the session's audio clock
+(``origin_ms`` + frames × 32 ms). The audio a feed holds is bounded; if the VAD falls that
+far behind, the excess is replaced by silence (and counted, so the clock stays aligned)
+rather than letting memory grow.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from ..audio import format_rate
-from ..pipeline.base import VAD, BackendError
-from ..pipeline.vad_batcher import VADBatcher, VADInput
+from ..pipeline.base import VAD
+from ..pipeline.vad_batcher import VADBatcher
 
 log = logging.getLogger("rtgate.vad")
 
 ResultCallback = Callable[[float, float, np.ndarray], None]
 
+DEFAULT_TICK_INTERVAL_S = 0.01
+"""Least time between two VAD ticks: each gathers ~10 ms of every session's audio."""
+
+DEFAULT_INLINE_TICK_FRAMES = 64
+"""Ticks of at most this many frames (~4 ms of model time) run on the event loop."""
+
 
 class VadService:
-    """The process-wide VAD model and batcher."""
+    """The process-wide VAD model and batcher.
 
-    def __init__(self, vad: VAD, *, max_queued_chunks: int = 512) -> None:
+    ``tick_interval_s`` trades latency (a chunk waits up to that long for its tick) for
+    larger batches and fewer thread hops; ``max_pending_s`` bounds each session's audio
+    waiting for the VAD.
+    """
+
+    def __init__(
+        self,
+        vad: VAD,
+        *,
+        tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
+        max_pending_s: float = 10.0,
+        inline_tick_frames: int = DEFAULT_INLINE_TICK_FRAMES,
+    ) -> None:
         self.vad = vad
-        self.batcher = VADBatcher(vad)
-        self.max_queued_chunks = max_queued_chunks
+        self.batcher = VADBatcher(
+            vad, tick_interval_s=tick_interval_s, inline_tick_frames=inline_tick_frames
+        )
+        self.max_pending_s = max_pending_s
 
     async def start(self) -> None:
         await self.batcher.start()
@@ -44,57 +64,30 @@ class VadService:
 
 
 class VadFeed:
+    """One session's VAD input; results come back through ``on_result`` on the event loop."""
+
     def __init__(
         self, service: VadService, audio_format: str, origin_ms: float, on_result: ResultCallback
     ) -> None:
         self.audio_format = audio_format
-        self._service = service
-        self._input = VADInput(in_rate=format_rate(audio_format))  # type: ignore[arg-type]
-        self._frame_ms = 1000.0 * self._input.frame_samples / self._input.out_rate
-        self._stream = service.vad.new_stream()
         self._origin_ms = origin_ms
-        self._next_frame = 0
         self._on_result = on_result
-        self._queue: asyncio.Queue[tuple[int, np.ndarray]] = asyncio.Queue(service.max_queued_chunks)
-        self._task = asyncio.create_task(self._run(), name="vad-feed")
-        self.dropped_frames = 0
+        self._feed = service.batcher.open_feed(
+            self._deliver,
+            in_rate=format_rate(audio_format),  # type: ignore[arg-type]
+            max_pending_s=service.max_pending_s,
+        )
+        source = self._feed.input
+        self._frame_ms = 1000.0 * source.frame_samples / source.out_rate
+        self.feed = self._feed.push
+        """``feed(pcm16) -> bool``: queue PCM16 for the VAD; ``False`` if it was dropped."""
 
-    def feed(self, pcm16: bytes) -> bool:
-        """Queue the frames this PCM16 chunk completes; ``False`` if they had to be dropped."""
-        frames = self._input.feed(pcm16)
-        if not len(frames):
-            return True
-        index = self._next_frame
-        self._next_frame += len(frames)
-        try:
-            self._queue.put_nowait((index, frames))
-        except asyncio.QueueFull:
-            self.dropped_frames += len(frames)
-            return False
-        return True
+    @property
+    def dropped_bytes(self) -> int:
+        return self._feed.dropped_bytes
 
-    async def _run(self) -> None:
-        carry: tuple[int, np.ndarray] | None = None
-        while True:
-            index, frames = carry if carry is not None else await self._queue.get()
-            carry = None
-            # Merge what queued up meanwhile (contiguous frames) so a stream that fell
-            # behind catches up in one batched call instead of one frame per tick.
-            while not self._queue.empty():
-                following = self._queue.get_nowait()
-                if following[0] != index + len(frames):
-                    carry = following  # frames were dropped in between: keep them apart
-                    break
-                frames = np.concatenate([frames, following[1]])
-            start = self._origin_ms + index * self._frame_ms
-            try:
-                probabilities = await self._service.batcher.infer(self._stream, frames)
-            except BackendError as exc:
-                log.warning("VAD failed: %s", exc.message)
-                continue
-            self._on_result(start, self._frame_ms, probabilities)
+    def _deliver(self, first: int, probabilities: np.ndarray) -> None:
+        self._on_result(self._origin_ms + first * self._frame_ms, self._frame_ms, probabilities)
 
     async def aclose(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task
+        self._feed.close()
