@@ -101,18 +101,24 @@ class SentenceChunker:
     """Cuts a token stream into speakable chunks.
 
     A chunk ends at a sentence end (``. ! ?``), ``; :`` or a newline; a clause comma ends
-    one too once the chunk is ``clause_chars`` long, so the first audio comes early and
-    long sentences do not wait for their full stop.
+    one too once the chunk is ``clause_chars`` long, so long sentences do not wait for
+    their full stop. The *first* chunk of a response ends even sooner — at any comma, or
+    after ``first_words`` words — because time to first audio is what the user hears
+    (speech of a short head then a longer tail sounds natural enough).
     """
 
-    def __init__(self, *, clause_chars: int = 40, max_chars: int = 200) -> None:
+    def __init__(self, *, clause_chars: int = 40, max_chars: int = 200, first_words: int = 5) -> None:
         self._buffer = ""
         self._clause_chars = clause_chars
         self._max_chars = max_chars
+        self._first_words = first_words
+        self._first = True
 
     def feed(self, text: str) -> list[str]:
         self._buffer += text
         chunks: list[str] = []
+        if self._first and (head := self._first_chunk()) is not None:
+            chunks.append(head)
         while True:
             match = _BOUNDARY.search(self._buffer)
             if match is None and len(self._buffer) >= self._clause_chars:
@@ -127,6 +133,21 @@ class SentenceChunker:
                 return [c for c in chunks if c.strip()]
             chunks.append(self._buffer[: match.end()])
             self._buffer = self._buffer[match.end() :]
+
+    def _first_chunk(self) -> str | None:
+        """The early first chunk: up to a boundary, a comma, or ``first_words`` words."""
+        if not self._buffer.strip():
+            return None
+        match = _BOUNDARY.search(self._buffer) or _CLAUSE.search(self._buffer)
+        words = list(re.finditer(r"\S+\s+", self._buffer))
+        if match is None and len(words) < self._first_words:
+            return None
+        cut = match.end() if match is not None else words[self._first_words - 1].end()
+        if match is not None and len(words) >= self._first_words:
+            cut = min(cut, words[self._first_words - 1].end())
+        self._first = False
+        head, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return head
 
     def flush(self) -> list[str]:
         rest, self._buffer = self._buffer, ""
