@@ -200,3 +200,29 @@ async def test_playground_page_is_served_at_root(server: ServerHandle) -> None:
     for needle in ("Connect", "/v1/realtime/client_secrets", "/v1/realtime/calls",
                    "oai-events", "Push to talk", "<meter"):
         assert needle in page.text, needle
+
+
+async def test_sideband_opens_with_session_created_for_the_calls_session(
+    server: ServerHandle,
+) -> None:
+    """A sideband's first event is session.created with the call's current session; the
+    browser's data channel does not get a second one."""
+    client = client_for(server)
+    peer = BrowserPeer()
+    try:
+        raw = await client.realtime.calls.with_raw_response.create(sdp=await peer.offer(),
+                                                                   session=SESSION)  # type: ignore[arg-type]
+        call_id = raw.headers["location"].rsplit("/", 1)[-1]
+        await peer.accept(raw.http_response.text)
+        on_peer = (await peer.until("session.created"))[-1]
+        async with client.realtime.connect(call_id=call_id) as sideband:
+            first = await Events(sideband).next()
+            assert first["type"] == "session.created"
+            assert first["session"]["id"] == on_peer["session"]["id"]
+            assert first["session"]["instructions"] == "Answer briefly."
+            await sideband.session.update(session={"type": "realtime", "instructions": "Terse."})
+            await peer.until("session.updated")
+        assert types(peer.seen).count("session.created") == 1
+    finally:
+        await peer.close()
+    await wait_for(lambda: no_calls_left(server))

@@ -3,7 +3,8 @@
 Credentials are read from, in order: ``Authorization: Bearer``, the ``api-key`` header,
 the ``openai-insecure-api-key.<key>`` subprotocol, and the ``api-key`` query parameter.
 Keys are compared in constant time against every configured key. Ephemeral keys
-(``ek_…``) are checked by the key store that minted them.
+(``ek_…``) are checked by the key store that minted them — also in open mode (no keys
+configured, any other key accepted): an expired, altered or foreign ``ek_`` key is refused.
 """
 
 from __future__ import annotations
@@ -71,9 +72,10 @@ class Authenticator:
         if credential is None:
             return None
         if credential.value.startswith("ek_") and self.ephemeral is not None:
-            grant = self.ephemeral.check(credential.value)
-            if grant is not None:
-                return grant
+            # An ephemeral key stands or falls by its own signature and expiry, even in
+            # open mode: accepting an expired key there would hide the expiry from the
+            # developer until the first deployment with keys.
+            return self.ephemeral.check(credential.value)
         if self.open_access:
             if not self._warned:
                 log.warning("no API keys configured: accepting any key (local development mode)")

@@ -7,8 +7,9 @@
   with the SDP answer (``Content-Type: application/sdp``) and
   ``Location: /v1/realtime/calls/rtc_…``.
 * ``POST …/realtime/calls/{call_id}/hangup`` — ends the call; ``200``, empty body.
-* ``GET …/realtime?call_id=rtc_…`` (WebSocket, standard key) — a sideband socket: it gets
-  every event of the call and may send client events (``session.update``,
+* ``GET …/realtime?call_id=rtc_…`` (WebSocket, standard key) — a sideband socket: it opens
+  with ``session.created`` (the call's current session), then gets every event of the call
+  and may send client events (``session.update``,
   ``response.create``, tool outputs), so a backend keeps tools and secrets off the browser.
 
 Errors use the cloud's REST body ``{"error": {"message", "type", "param", "code"}}``.
@@ -34,7 +35,8 @@ from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
 from ..protocol.errors import RealtimeError
 from ..protocol.session import SessionConfig, validate_session
-from ..transport.webrtc import CallChannel, CallRunner, WebRTCCall, WebRTCSettings
+from ..transport.connection import OutputHook, SessionRunner
+from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .settings import Settings
@@ -169,7 +171,7 @@ async def create_call(request: Request) -> Response:
     call_id = f"rtc_{secrets.token_hex(16)}"
     transcription = config is not None and config.type == "transcription"
 
-    def runner_factory(channel: CallChannel) -> CallRunner:
+    def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
         session = Session(
             session_id=f"sess_{secrets.token_hex(11)}",
             kind="transcription" if transcription else "realtime",
@@ -179,8 +181,8 @@ async def create_call(request: Request) -> Response:
             now=time.time(),
             transport="webrtc",
         )
-        return CallRunner(
-            session, channel, pipeline, vad=state.vad,
+        return SessionRunner(
+            session, channel, pipeline, vad=state.vad, output_hook=output_hook,
             decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
                                        max_json_depth=settings.max_json_depth),
             queue_events=settings.outbound_queue_events,
@@ -270,7 +272,21 @@ async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
             f"No live call with id '{call_id}'.", "call_not_found", "call_id"), 4000)
         return
     channel = StarletteChannel(ws)
-    call.channel.sidebands.add(channel)
+    session = call.runner.session
+
+    def created() -> str:
+        # The sideband behaves like a session's own socket (SPEC §1.3): it opens with
+        # session.created, carrying the call's session as it is now, and is sent to this
+        # socket only — the data channel and other sidebands do not see it again.
+        event = {"type": "session.created", "event_id": session.ids.event(),
+                 "session": session.wire_session()}
+        return orjson.dumps(event).decode()
+
+    try:
+        await call.channel.attach_sideband(channel, created)
+    except Exception:
+        log.info("call %s: sideband went away while attaching", call_id)
+        return
     log.info("call %s: sideband attached", call_id)
     try:
         while not call.closed.is_set():

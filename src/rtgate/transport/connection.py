@@ -41,6 +41,10 @@ class Channel(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+OutputHook = Callable[[Output], "list[Output]"]
+"""Sees each output of the core before the runner sends or runs it; see :meth:`SessionRunner.apply`."""
+
+
 class ClientGone(Exception):
     """The client closed the connection or stopped reading."""
 
@@ -60,6 +64,7 @@ class SessionRunner:
         send_deadline_s: float,
         clock: Clock = time.time,
         observer: Callable[[dict[str, Any]], None] | None = None,
+        output_hook: OutputHook | None = None,
     ) -> None:
         self.session = session
         self.channel = channel
@@ -71,6 +76,7 @@ class SessionRunner:
         self._send_deadline_s = send_deadline_s
         self._clock = clock
         self._observer = observer
+        self._output_hook = output_hook
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake_timer = asyncio.Event()
@@ -211,11 +217,19 @@ class SessionRunner:
     # ------------------------------------------------------------------ outputs and effects
 
     def apply(self, outputs: list[Output]) -> None:
+        """Send the core's events and run its effects, in order.
+
+        An ``output_hook`` sees each output first and returns what happens in its place:
+        ``[out]`` to go on as usual, ``[]`` when it handled the output itself (a WebRTC
+        call plays audio deltas instead of sending them), or more outputs around it. What
+        the hook returns does not pass through it again.
+        """
         for out in outputs:
-            if isinstance(out, dict):
-                self._send(out)
-            else:
-                self._run_effect(out)
+            for final in self._output_hook(out) if self._output_hook is not None else (out,):
+                if isinstance(final, dict):
+                    self._send(final)
+                else:
+                    self._run_effect(final)
 
     def _send(self, event: dict[str, Any]) -> None:
         if self._closing is not None:

@@ -11,10 +11,12 @@ only the edges differ:
   ``response.output_audio.delta`` events; the server owns playback, so it emits
   ``output_audio_buffer.started`` when a response's first audio is played and
   ``output_audio_buffer.stopped`` when the last has been (SPEC §8). Barge-in and
-  ``output_audio_buffer.clear`` drop queued audio at once and emit
-  ``output_audio_buffer.cleared``.
+  ``output_audio_buffer.clear`` drop queued audio at once, emit
+  ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played
+  (:mod:`.webrtc_playback`, the runner's output hook).
 * **Events** travel as JSON text on the data channel the client created (any label), and
-  fan out to sideband WebSockets attached with ``?call_id=`` (which may also send events).
+  fan out to sideband WebSockets attached with ``?call_id=`` (which may also send events);
+  a sideband first gets a ``session.created`` with the call's current session.
 
 A call ends on hangup, when the peer connection fails or closes, when ICE does not connect
 within ``ice_connect_timeout_s``, when no inbound audio arrives for ``media_timeout_s``
@@ -25,9 +27,7 @@ connection and the sidebands; every task belongs to the call and is awaited.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import fractions
 import logging
 import time
 from collections import deque
@@ -47,13 +47,13 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ..audio import encode_from_pcm16, format_rate
-from ..core import effects as fx
-from ..pipeline.base import WIRE_SAMPLE_RATE
-from .connection import Channel, SessionRunner
+from .connection import Channel, OutputHook, SessionRunner
+from .webrtc_playback import CallPlayback, OutputAudioTrack
+
+__all__ = ["CallChannel", "OutputAudioTrack", "WebRTCCall", "WebRTCSettings",
+           "live_peer_connections"]
 
 log = logging.getLogger("rtgate.webrtc")
-
-FRAME_MS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,118 +93,6 @@ class WebRTCSettings:
         return RTCConfiguration(iceServers=servers)
 
 
-# --------------------------------------------------------------------------- output audio
-
-
-class OutputAudioTrack(MediaStreamTrack):
-    """The call's outbound audio: queued response audio, paced as 20 ms PCM16 frames.
-
-    ``on_event(type, response_id)`` reports ``output_audio_buffer.started`` when a
-    response's first audio goes out and ``…stopped`` when its end marker is reached.
-    Silence is sent between responses so the RTP clock keeps running.
-    """
-
-    kind = "audio"
-
-    def __init__(
-        self,
-        on_event: Callable[[str, str], None],
-        *,
-        sample_rate: int = WIRE_SAMPLE_RATE,
-        max_queued_s: float = 600.0,
-    ) -> None:
-        super().__init__()
-        self._on_event = on_event
-        self.sample_rate = sample_rate
-        self._samples = sample_rate * FRAME_MS // 1000
-        self._max_bytes = int(max_queued_s * sample_rate) * 2
-        self._queue: deque[tuple[str, bytes | None]] = deque()
-        self._queued_bytes = 0
-        self._playing: str | None = None
-        self._ended: set[str] = set()
-        self._start: float | None = None
-        self._timestamp = 0
-        self.frames_with_audio = 0
-
-    @property
-    def playing(self) -> str | None:
-        """The response whose audio is playing or queued, if any."""
-        if self._playing is not None:
-            return self._playing
-        return self._queue[0][0] if self._queue else None
-
-    def push(self, response_id: str, pcm: bytes) -> None:
-        if self._queued_bytes + len(pcm) > self._max_bytes:
-            log.warning("output audio queue full (%d bytes); audio dropped", self._queued_bytes)
-            return
-        self._queue.append((response_id, pcm))
-        self._queued_bytes += len(pcm)
-
-    def end(self, response_id: str) -> None:
-        """No more audio will come for ``response_id``: ``stopped`` once it has played."""
-        if response_id in self._ended:
-            return
-        self._ended.add(response_id)
-        if self._playing == response_id or any(r == response_id for r, _ in self._queue):
-            self._queue.append((response_id, None))
-
-    def clear(self) -> str | None:
-        """Drop all queued audio now; returns the response that was playing, if any."""
-        playing = self.playing
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._playing = None
-        return playing
-
-    def _take(self, nbytes: int) -> bytes:
-        out = bytearray()
-        while len(out) < nbytes and self._queue:
-            rid, pcm = self._queue[0]
-            if pcm is None:
-                self._queue.popleft()
-                self._playing = None
-                self._on_event("output_audio_buffer.stopped", rid)
-                continue
-            if self._playing != rid:
-                self._playing = rid
-                self._on_event("output_audio_buffer.started", rid)
-            need = nbytes - len(out)
-            out += pcm[:need]
-            if len(pcm) > need:
-                self._queue[0] = (rid, pcm[need:])
-            else:
-                self._queue.popleft()
-            self._queued_bytes -= min(len(pcm), need)
-        # An end marker right behind the last audio: report it with this frame.
-        if self._queue and self._queue[0][1] is None:
-            rid = self._queue.popleft()[0]
-            self._playing = None
-            self._on_event("output_audio_buffer.stopped", rid)
-        return bytes(out)
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._timestamp += self._samples
-            # Real-time pacing: this sleep keeps the RTP clock, it orders nothing.
-            wait = self._start + self._timestamp / self.sample_rate - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        pcm = self._take(self._samples * 2)
-        if pcm:
-            self.frames_with_audio += 1
-        pcm = pcm.ljust(self._samples * 2, b"\0")
-        frame = av.AudioFrame(format="s16", layout="mono", samples=self._samples)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = self.sample_rate
-        frame.pts = self._timestamp
-        frame.time_base = fractions.Fraction(1, self.sample_rate)
-        return frame
-
-
 # --------------------------------------------------------------------------- events
 
 
@@ -220,6 +108,7 @@ class CallChannel:
         self.data_channel: RTCDataChannel | None = None
         self._pending: deque[str] = deque(maxlen=settings.max_pending_events)
         self.sidebands: set[Channel] = set()
+        self._sending = asyncio.Lock()
 
     def attach_data_channel(self, dc: RTCDataChannel) -> None:
         self.data_channel = dc
@@ -233,7 +122,19 @@ class CallChannel:
         else:
             dc.on("open", flush)
 
+    async def attach_sideband(self, sideband: Channel, first: Callable[[], str]) -> None:
+        """Add a sideband socket; ``first()`` is sent to it alone before any call event, so
+        it sees no event twice and misses none from then on."""
+        async with self._sending:
+            async with asyncio.timeout(self._send_deadline_s):
+                await sideband.send_text(first())
+            self.sidebands.add(sideband)
+
     async def send_text(self, text: str) -> None:
+        async with self._sending:
+            await self._send_text(text)
+
+    async def _send_text(self, text: str) -> None:
         dc = self.data_channel
         if dc is not None and dc.readyState == "open":
             if dc.bufferedAmount > self._settings.max_data_channel_buffer_bytes:
@@ -253,64 +154,6 @@ class CallChannel:
         self._on_close(reason or f"session closed ({code})")
 
 
-class CallRunner(SessionRunner):
-    """A :class:`SessionRunner` whose response audio goes to the call's audio track."""
-
-    track: OutputAudioTrack
-
-    def _send(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "response.output_audio.delta":
-            self._play(event["response_id"], base64.b64decode(event["delta"]))
-            return
-        if kind == "response.done":
-            self.track.end(event["response"]["id"])
-        elif kind == "output_audio_buffer.cleared":
-            playing = self.track.clear()
-            if not event.get("response_id") and playing is not None:
-                event = {**event, "response_id": playing}
-        elif kind == "input_audio_buffer.speech_started":
-            self._barge_in_after_response()
-        super()._send(event)
-
-    def _run_effect(self, effect: fx.Effect) -> None:
-        if isinstance(effect, fx.ClearOutputAudio):
-            self.track.clear()
-            return
-        super()._run_effect(effect)
-
-    def _play(self, response_id: str, wire: bytes) -> None:
-        from ..audio import decode_to_pcm16, resample_pcm16
-
-        fmt = self.session.config.audio.output.format.type  # type: ignore[union-attr]
-        pcm = decode_to_pcm16(wire, fmt)
-        rate = format_rate(fmt)
-        if rate != self.track.sample_rate:
-            pcm = resample_pcm16(pcm, rate, self.track.sample_rate)
-        self.track.push(response_id, pcm)
-
-    def _barge_in_after_response(self) -> None:
-        """The user speaks while a finished response's audio still plays: cut it off.
-
-        The core handles an active response itself (cancel + ``cleared``); this covers
-        audio the server is still playing after ``response.done``.
-        """
-        playing = self.track.playing
-        if playing is None or playing == self.session.active_response_id:
-            return
-        td = self.session.config.audio.input.turn_detection
-        if td is None or not getattr(td, "interrupt_response", True):
-            return
-        self.track.clear()
-        super()._send(
-            {"type": "output_audio_buffer.cleared", "event_id": self.session.ids.event(),
-             "response_id": playing}
-        )
-
-    def on_playback(self, kind: str, response_id: str) -> None:
-        self.apply([{"type": kind, "event_id": self.session.ids.event(), "response_id": response_id}])
-
-
 # --------------------------------------------------------------------------- the call
 
 
@@ -328,7 +171,7 @@ class WebRTCCall:
     def __init__(
         self,
         call_id: str,
-        runner_factory: Callable[[CallChannel], CallRunner],
+        runner_factory: Callable[[CallChannel, OutputHook], SessionRunner],
         *,
         settings: WebRTCSettings,
         send_deadline_s: float,
@@ -337,11 +180,10 @@ class WebRTCCall:
         self.id = call_id
         self.settings = settings
         self.channel = CallChannel(settings, send_deadline_s, self.request_close)
-        self.runner = runner_factory(self.channel)
-        self.track = OutputAudioTrack(
-            self.runner.on_playback, max_queued_s=settings.max_output_audio_s
-        )
-        self.runner.track = self.track
+        self.playback = CallPlayback(max_queued_s=settings.max_output_audio_s)
+        self.runner = runner_factory(self.channel, self.playback)
+        self.playback.bind(self.runner)
+        self.track = self.playback.track
         self.pc = RTCPeerConnection(settings.rtc_configuration())
         _live_peers.add(self.pc)
         self._on_closed = on_closed
