@@ -63,3 +63,69 @@ async def test_transcription_session_with_whisper(default_stack: ServerHandle) -
         text = events[-1]["transcript"].lower()
         assert "quick brown fox" in text
         assert not any(t.startswith("response.") for t in types(events))
+
+
+async def test_barge_in_cancels_the_answer_and_truncation_trims_it(default_stack: ServerHandle) -> None:
+    """SPEC §10.5: speech during the answer cancels it (turn_detected); a truncate from the
+    client trims the assistant transcript to the audio it played."""
+    interruption = await speech_pcm("Stop, please.")
+    async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.session.update(session={"type": "realtime", "max_output_tokens": 200})
+        await ev.expect("session.updated")
+        await conn.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "Tell me a long story about a dragon."}],
+        })
+        await conn.response.create()
+        added = await ev.until("response.output_audio.delta")
+        item_id = added[-1]["item_id"]
+        for chunk in chunks(silence_pcm(200) + interruption + silence_pcm(600), 100):
+            await conn.input_audio_buffer.append(audio=chunk)
+        done = (await ev.until("response.done"))[-1]["response"]
+        assert done["status"] == "cancelled"
+        assert done["status_details"]["reason"] == "turn_detected"
+        spoken = done["output"][0]["content"][0]["transcript"]
+        assert spoken
+        await conn.conversation.item.truncate(item_id=item_id, content_index=0, audio_end_ms=0)
+        await ev.until("conversation.item.truncated")
+        await conn.conversation.item.retrieve(item_id=item_id)
+        retrieved = (await ev.until("conversation.item.retrieved"))[-1]["item"]
+        assert retrieved["content"][0]["transcript"] == ""
+
+
+async def test_tool_call_round_trip_with_the_real_llm(default_stack: ServerHandle) -> None:
+    """SPEC §10.3: a function_call with valid JSON arguments, then an answer using its output."""
+    import json
+
+    weather = {
+        "type": "function", "name": "get_weather", "description": "Get the current weather for a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+    async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.session.update(session={
+            "type": "realtime", "output_modalities": ["text"], "tools": [weather],
+            "tool_choice": "auto", "max_output_tokens": 60,
+        })
+        await ev.expect("session.updated")
+        await conn.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "What is the weather in Paris?"}],
+        })
+        await conn.response.create()
+        first = (await ev.until("response.done"))[-1]["response"]
+        call = next(o for o in first["output"] if o["type"] == "function_call")
+        assert call["name"] == "get_weather"
+        assert isinstance(json.loads(call["arguments"]).get("city"), str)
+        await conn.conversation.item.create(item={
+            "type": "function_call_output", "call_id": call["call_id"],
+            "output": json.dumps({"temperature_c": 21, "sky": "sunny"}),
+        })
+        await conn.response.create()
+        answer = (await ev.until("response.done"))[-1]["response"]
+        assert answer["status"] in ("completed", "incomplete")
+        message = next(o for o in answer["output"] if o["type"] == "message")
+        assert message["content"][0]["text"].strip()

@@ -241,6 +241,8 @@ class LlamaCppLLM(LLM):
             return tools[choice]
         if choice == "required" and len(tools) == 1:
             return next(iter(tools.values()))
+        if choice == "auto" and request.messages and request.messages[-1].get("role") == "tool":
+            return None  # a tool just answered: the model now speaks its result
         if choice == "auto" and self.auto_tools == "keywords":
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
