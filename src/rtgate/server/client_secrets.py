@@ -8,6 +8,11 @@ response is ``{value, expires_at, session}`` where ``session`` carries ``id``, `
 ``type``, ``expires_at: 0`` and a redundant ``client_secret`` so it validates on every SDK
 version from 1.107 on. Errors use the cloud's REST body
 ``{"error": {"message", "type", "param", "code"}}``.
+
+A model routed to a cloud upstream (the relay) gets an rtgate key too, never an upstream
+one: the client then talks to rtgate, which relays with the upstream key. An upstream
+ephemeral key would let the client connect to the cloud directly, bypassing rtgate's
+routing, limits and metrics (docs/relay.md).
 """
 
 from __future__ import annotations

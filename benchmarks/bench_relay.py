@@ -1,0 +1,358 @@
+"""Relay benchmark: latency the relay adds per event, and relayed sessions per core.
+
+    python benchmarks/bench_relay.py [--quick] [--latency-sessions 10] [--sessions 50,100,200] [--seconds 10]
+
+Three processes on loopback:
+
+* an **echo upstream** (this script with ``--echo-upstream PORT``): a minimal GA-shaped
+  WebSocket server that sends ``session.created``, then answers every
+  ``input_audio_buffer.append`` with a ``response.output_audio.delta`` carrying the same
+  audio and the append's ``event_id`` — 24 kHz audio streams both ways at the same rate;
+* the **gateway**: ``rtgate serve --pipeline builtin --config …`` whose config routes
+  ``bench-*`` to the echo upstream (``kind = "openai"``);
+* the **client** (this process): N sessions, each streaming 20 ms chunks of 24 kHz PCM16
+  (1,920 bytes, 2,560 base64 characters) on an absolute real-time schedule (phases spread
+  over the 20 ms), and timing each chunk's echo.
+
+**Added latency.** The same client runs against the echo upstream *directly* and *through
+the relay* in the same run; an event's round trip through the relay crosses the relay
+twice (append in, delta out), so added per event ≈ (relayed RTT − direct RTT) / 2, reported
+at p50 and p99 (each quantile of the difference of distributions). The gateway's own
+histogram (``rtgate_relay_added_latency_seconds``: frame received on one side → handed to
+the other side's socket) is reported too, as bucket bounds.
+
+**Sessions per core.** The gateway's utime+stime from ``/proc/<pid>/stat`` over the
+streaming window (after a 1 s warm-up) ÷ wall time = cores used; sessions per core =
+N ÷ cores used. The client and echo upstream run on the same machine and compete for its
+cores; their lateness (chunks sent behind schedule) is reported so an overloaded client is
+visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+CHUNK_S = 0.020
+CHUNK_BYTES = 24_000 * 2 * 20 // 1000
+CLIENT_KEY = "sk-bench-client"
+UPSTREAM_KEY = "sk-bench-upstream"
+KEY_ENV = "RTGATE_BENCH_UPSTREAM_KEY"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+WARMUP_S = 1.0
+TARGET_ADDED_P99_MS = 1.0
+TARGET_PER_CORE = 500
+GATEWAY_PYTHONPATH = ""
+"""Prepended to the gateway's PYTHONPATH (``--gateway-pythonpath``), e.g. a uvloop install."""
+
+CREATED = ('{"type":"session.created","event_id":"event_bench","session":{"type":"realtime",'
+           '"object":"realtime.session","id":"sess_bench"}}')
+
+
+# ------------------------------------------------------------------ echo upstream
+
+
+async def echo_handler(ws: ServerConnection) -> None:
+    await ws.send(CREATED)
+    async for message in ws:
+        if not isinstance(message, str):
+            continue
+        i = message.find('"event_id":"')
+        a = message.find('"audio":"')
+        if i < 0 or a < 0:
+            continue
+        event_id = message[i + 12 : message.find('"', i + 12)]
+        audio = message[a + 9 : message.find('"', a + 9)]
+        await ws.send(
+            '{"type":"response.output_audio.delta","event_id":"' + event_id + '","response_id":"resp_b",'
+            '"item_id":"item_b","output_index":0,"content_index":0,"delta":"' + audio + '"}'
+        )
+
+
+async def echo_upstream(port: int) -> None:
+    async with serve(echo_handler, "127.0.0.1", port, compression=None, max_size=None):
+        await asyncio.get_running_loop().create_future()
+
+
+# ------------------------------------------------------------------ processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+    return opener.open(urllib.request.Request(url, headers=headers or {}), timeout=2).read()
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start")
+
+
+@contextlib.contextmanager
+def processes(workdir: Path) -> Iterator[tuple[int, int, int]]:
+    """Yields (echo port, gateway port, gateway pid)."""
+    echo_port, gw_port = free_port(), free_port()
+    config = workdir / "relay.toml"
+    config.write_text(
+        f'[upstreams.echo]\nkind = "openai"\nbase_url = "http://127.0.0.1:{echo_port}/v1"\n'
+        f'api_key_env = "{KEY_ENV}"\n\n[[routes]]\nmodel = "bench-*"\nupstream = "echo"\n'
+    )
+    env = {**os.environ, KEY_ENV: UPSTREAM_KEY, "RTGATE_API_KEYS": CLIENT_KEY, "OMP_NUM_THREADS": "1"}
+    if GATEWAY_PYTHONPATH:
+        env["PYTHONPATH"] = os.pathsep.join([GATEWAY_PYTHONPATH, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    echo = subprocess.Popen([sys.executable, __file__, "--echo-upstream", str(echo_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(workdir / "gateway.log", "wb") as log:
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "rtgate", "serve", "--pipeline", "builtin", "--port", str(gw_port),
+             "--config", str(config), "--log-level", "warning", "--max-sessions", "5000"],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_port(echo_port, echo, "echo upstream")
+        deadline = time.monotonic() + 120
+        while True:
+            if gateway.poll() is not None:
+                raise RuntimeError((workdir / "gateway.log").read_text()[-2000:])
+            with contextlib.suppress(OSError):
+                _get(f"http://127.0.0.1:{gw_port}/healthz")
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("gateway did not start")
+            time.sleep(0.2)
+        yield echo_port, gw_port, gateway.pid
+    finally:
+        for proc in (gateway, echo):
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# ------------------------------------------------------------------ client
+
+
+@dataclass
+class Run:
+    sessions: int
+    rtts: list[float] = field(default_factory=list)
+    lateness: list[float] = field(default_factory=list)
+    lost: int = 0
+    cores: float | None = None
+    cpu_s: float = 0.0
+
+    def cpu_us_per_frame(self) -> float:
+        """Gateway CPU per relayed frame (appends in + deltas out, in the measured window)."""
+        frames = len(self.lateness) + len(self.rtts)
+        return self.cpu_s / frames * 1e6 if frames else float("nan")
+
+
+AUDIO = base64.b64encode((np.random.default_rng(0).integers(-3000, 3000, CHUNK_BYTES // 2, dtype=np.int16))
+                         .tobytes()).decode()
+
+
+async def one_session(url: str, headers: dict[str, str], clock: dict[str, float], phase: float,
+                      run: Run, ready: asyncio.Barrier) -> None:
+    async with connect(url, additional_headers=headers, compression=None, proxy=None, max_size=None,
+                       open_timeout=60) as ws:
+        await ws.recv()  # session.created
+        sent: dict[int, float] = {}
+        await ready.wait()  # every session is connected; clock["t0"] is set
+        t0, end = clock["t0"], clock["end"]
+
+        async def reader() -> None:
+            async for message in ws:
+                now = time.perf_counter()
+                i = message.find('"event_id":"b')
+                if i < 0:
+                    continue
+                seq = int(message[i + 13 : message.find('"', i + 13)])
+                at = sent.pop(seq, None)
+                if at is not None and at >= t0 + WARMUP_S:
+                    run.rtts.append(now - at)
+
+        task = asyncio.create_task(reader())
+        k = 0
+        while True:
+            due = t0 + phase + k * CHUNK_S
+            if due >= end:
+                break
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            if due >= t0 + WARMUP_S:
+                run.lateness.append(now - due)
+            sent[k] = now
+            await ws.send(f'{{"type":"input_audio_buffer.append","event_id":"b{k}","audio":"{AUDIO}"}}')
+            k += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                while sent:  # noqa: ASYNC110 (a bounded drain wait at the end of a run)
+                    await asyncio.sleep(0.01)
+        run.lost += len(sent)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def measure(url: str, headers: dict[str, str], n: int, seconds: float, pid: int | None) -> Run:
+    """Connect ``n`` sessions, then stream for ``seconds``; gateway CPU when ``pid`` is given."""
+    run = Run(n)
+    ready = asyncio.Barrier(n + 1)
+    clock: dict[str, float] = {}
+    tasks = [asyncio.create_task(one_session(url, headers, clock, (i % 10) * CHUNK_S / 10, run, ready))
+             for i in range(n)]
+    # Set the schedule before the barrier releases the sessions.
+    while ready.n_waiting < n and not any(t.done() for t in tasks):  # noqa: ASYNC110 (start-up poll)
+        await asyncio.sleep(0.05)
+    for t in tasks:
+        if t.done() and t.exception() is not None:
+            raise RuntimeError("a session failed to connect") from t.exception()
+    t0 = time.perf_counter() + 0.2
+    clock["t0"], clock["end"] = t0, t0 + seconds
+    await ready.wait()
+    if pid is not None:
+        await asyncio.sleep(max(0.0, t0 + WARMUP_S - time.perf_counter()))
+        cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
+        await asyncio.sleep(max(0.0, t0 + seconds - time.perf_counter()))
+        run.cpu_s = cpu_seconds(pid) - cpu0
+        run.cores = run.cpu_s / (time.perf_counter() - wall0)
+    await asyncio.gather(*tasks)
+    return run
+
+
+def q(values: list[float], p: float) -> float:
+    return float(np.quantile(np.asarray(values), p)) * 1000 if values else float("nan")
+
+
+def histogram_quantiles(metrics: str, direction: str) -> tuple[str, str]:
+    """p50/p99 upper bucket bounds (ms) of the gateway's added-latency histogram."""
+    rows = []
+    for line in metrics.splitlines():
+        if line.startswith("rtgate_relay_added_latency_seconds_bucket") and f'direction="{direction}"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            rows.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not rows or rows[-1][1] == 0:
+        return "n/a", "n/a"
+    total = rows[-1][1]
+
+    def bound(p: float) -> str:
+        for le, count in rows:
+            if count >= p * total:
+                return f"≤ {le * 1000:g}"
+        return "n/a"
+
+    return bound(0.5), bound(0.99)
+
+
+async def bench(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp, processes(Path(tmp)) as (echo_port, gw_port, pid):
+        direct_url = f"ws://127.0.0.1:{echo_port}/v1/realtime?model=bench-echo"
+        relay_url = f"ws://127.0.0.1:{gw_port}/v1/realtime?model=bench-echo"
+        direct_h = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
+        relay_h = {"Authorization": f"Bearer {CLIENT_KEY}"}
+        n = args.latency_sessions
+        await measure(relay_url, relay_h, 2, 1.5, None)  # warm the gateway's code paths
+        direct = await measure(direct_url, direct_h, n, args.seconds, None)
+        relayed = await measure(relay_url, relay_h, n, args.seconds, pid)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        loop = "uvloop" if GATEWAY_PYTHONPATH and (Path(GATEWAY_PYTHONPATH) / "uvloop").is_dir() else "asyncio"
+        print(f"# Relay benchmark ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+              f"Python {platform.python_version()}, gateway loop {loop}, load average {load})\n")
+        print(f"## Added latency: {n} sessions, 24 kHz PCM16 in 20 ms chunks both ways, {args.seconds:g} s\n")
+        print("| path | events | RTT p50 ms | RTT p99 ms | lost |")
+        print("|---|---|---|---|---|")
+        for name, r in (("direct", direct), ("relayed", relayed)):
+            print(f"| {name} | {len(r.rtts)} | {q(r.rtts, .5):.3f} | {q(r.rtts, .99):.3f} | {r.lost} |")
+        add50 = (q(relayed.rtts, .5) - q(direct.rtts, .5)) / 2
+        add99 = (q(relayed.rtts, .99) - q(direct.rtts, .99)) / 2
+        print(f"\nAdded per event (one relay crossing, half the RTT difference): p50 {add50:.3f} ms, "
+              f"p99 {add99:.3f} ms (target < {TARGET_ADDED_P99_MS:g} ms p99: "
+              f"{'met' if add99 < TARGET_ADDED_P99_MS else 'NOT met'}).")
+        metrics = _get(f"http://127.0.0.1:{gw_port}/metrics", {"Authorization": f"Bearer {CLIENT_KEY}"}).decode()
+        for direction in ("client_to_upstream", "upstream_to_client"):
+            p50, p99 = histogram_quantiles(metrics, direction)
+            print(f"Gateway histogram {direction}: p50 {p50} ms, p99 {p99} ms (cumulative over the run).")
+        print("\n## Relayed sessions per core\n")
+        cpu0 = cpu_seconds(pid)
+        await asyncio.sleep(3.0)
+        idle = (cpu_seconds(pid) - cpu0) / 3.0
+        print(f"Gateway idle (no session): {idle:.3f} cores.\n")
+        print("| sessions | gateway cores used | sessions per core | CPU µs per relayed frame | "
+              "sessions per core at that cost | RTT p50 ms | RTT p99 ms | client late p99 ms | lost |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        best = 0.0
+        for n in args.sessions:
+            r = await measure(relay_url, relay_h, n, args.seconds, pid)
+            per_core = n / r.cores if r.cores else float("nan")
+            per_frame = r.cpu_us_per_frame()
+            # 50 appends in and 50 deltas out per session-second.
+            at_cost = 1e6 / (per_frame * 2 / CHUNK_S) if per_frame == per_frame else float("nan")
+            best = max(best, per_core) if q(r.rtts, .99) < 50 else best
+            print(f"| {n} | {r.cores:.2f} | {per_core:.0f} | {per_frame:.0f} | {at_cost:.0f} | "
+                  f"{q(r.rtts, .5):.2f} | {q(r.rtts, .99):.2f} | {q(r.lateness, .99):.2f} | {r.lost} |",
+                  flush=True)
+        print(f"\nBest sessions per core with RTT p99 < 50 ms: {best:.0f} (target ≥ {TARGET_PER_CORE}: "
+              f"{'met' if best >= TARGET_PER_CORE else 'NOT met'}).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short run: 5 s windows, 50 and 100 sessions")
+    parser.add_argument("--latency-sessions", type=int, default=10)
+    parser.add_argument("--sessions", default="50,100,200,300")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--gateway-pythonpath", default="",
+                        help="prepend DIR to the gateway's PYTHONPATH, e.g. a directory holding uvloop "
+                             "(`pip install --target DIR uvloop`): uvicorn then runs on uvloop")
+    parser.add_argument("--echo-upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.echo_upstream:
+        asyncio.run(echo_upstream(args.echo_upstream))
+        return 0
+    global GATEWAY_PYTHONPATH
+    GATEWAY_PYTHONPATH = args.gateway_pythonpath
+    if args.quick:
+        args.seconds, args.sessions = 5.0, "50,100"
+    args.sessions = [int(x) for x in args.sessions.split(",") if x]
+    asyncio.run(bench(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
