@@ -13,6 +13,7 @@ selects the behaviour; every connection's request headers are recorded.
 * ``fault-error3000``: ``error`` ``invalid_api_key``, close 3000.
 * ``fault-http401``: the upgrade is refused with HTTP 401.
 * ``fault-watch``: ``session.created``, then records the close code the relay sends.
+* ``fault-deaf``: ``session.created``, then stops reading its socket: no pongs, no events.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class FaultUpstream:
             await ws.recv()
             ws.transport.abort()
             return
+        if model == "fault-deaf":
+            ws.transport.pause_reading()
+            await asyncio.sleep(5)  # deaf for longer than the relay's keepalive allows
+            ws.transport.abort()
+            return
         if model == "fault-stall-later":
             await ws.wait_closed()
             return
@@ -106,7 +112,7 @@ def fault_upstream() -> Iterator[FaultUpstream]:
 
     async def main() -> None:
         async with serve(fault.handler, "127.0.0.1", 0, process_request=fault._process_request,
-                         compression=None) as server:
+                         compression=None, close_timeout=1) as server:
             fault.port = next(iter(server.sockets)).getsockname()[1]
             future: asyncio.Future[Any] = loop.create_future()
             stop.append(future)

@@ -89,6 +89,16 @@ async def test_stall_after_a_client_event_is_detected(relay: Relay) -> None:
     assert outcome.elapsed_s < 5.0
 
 
+async def test_deaf_upstream_is_caught_by_the_keepalive(relay: Relay) -> None:
+    """Upstream stops answering pings while no answer is due: upstream_timeout after ping
+    interval + timeout (1 s + 1 s here), close 1011."""
+    outcome = await relay_until_closed(relay.gateway, "fault-deaf")
+    assert outcome.events[0]["type"] == "session.created"
+    assert_fault(outcome, "upstream_timeout", 1011)
+    assert "keepalive" in outcome.error()["message"]
+    assert outcome.elapsed_s < 6.0
+
+
 @pytest.mark.parametrize(
     ("model", "close_code", "code"),
     [("fault-error4000", 4000, "beta_api_shape_disabled"), ("fault-error3000", 3000, "invalid_api_key")],
