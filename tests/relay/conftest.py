@@ -70,6 +70,27 @@ kind = "openai"
 base_url = "http://127.0.0.1:{faults}/v1"
 api_key_env = "{unset_env}"
 
+[upstreams.direct]
+kind = "openai"
+base_url = "http://127.0.0.1:{upstream}/v1"
+api_key_env = "{key_env}"
+model = "gpt-realtime"
+client_secrets = "upstream"
+
+[upstreams.mintrefused]
+kind = "openai"
+base_url = "http://127.0.0.1:{refused}/v1"
+api_key_env = "{key_env}"
+client_secrets = "upstream"
+
+[[routes]]
+model = "direct-*"
+upstream = "direct"
+
+[[routes]]
+model = "mintrefused-*"
+upstream = "mintrefused"
+
 [[routes]]
 model = "fault-*"
 upstream = "faults"

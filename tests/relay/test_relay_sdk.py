@@ -125,3 +125,31 @@ async def test_relay_metrics_and_no_leaked_sessions(relay: Relay) -> None:
             'type="input_audio_buffer.append"}') in text
     assert 'rtgate_relay_added_latency_seconds_count{upstream="rtgate",direction="upstream_to_client"}' in text
     assert 'rtgate_relay_upstream_connect_seconds_count{upstream="rtgate"}' in text
+
+
+async def test_client_secrets_upstream_option_mints_at_the_upstream(relay: Relay) -> None:
+    """``client_secrets = "upstream"``: the request is forwarded with the upstream key and the
+    upstream's model; the key works at the upstream directly, not at the gateway."""
+    async with httpx.AsyncClient(base_url=relay.gateway.http_url) as http:
+        reply = await http.post("/v1/realtime/client_secrets", headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                json={"session": {"type": "realtime", "model": "direct-model",
+                                                  "instructions": "Minted upstream."}})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["session"]["model"] == "gpt-realtime" and UPSTREAM_KEY not in reply.text
+    upstream = AsyncOpenAI(base_url=relay.upstream.base_url, api_key=body["value"])
+    async with upstream.realtime.connect(model="gpt-realtime") as conn:
+        created = await Events(conn).next()
+        assert created["session"]["instructions"] == "Minted upstream."
+    async with client(relay, body["value"]).realtime.connect(model="gpt-realtime") as conn:
+        assert (await Events(conn).next())["error"]["code"] == "invalid_api_key"
+
+
+async def test_client_secrets_upstream_unreachable_is_502(relay: Relay) -> None:
+    """The upstream cannot be reached to mint: HTTP 502, code upstream_unavailable, no secrets."""
+    async with httpx.AsyncClient(base_url=relay.gateway.http_url) as http:
+        reply = await http.post("/v1/realtime/client_secrets", headers={"Authorization": f"Bearer {CLIENT_KEY}"},
+                                json={"session": {"type": "realtime", "model": "mintrefused-model"}})
+    assert reply.status_code == 502
+    assert reply.json()["error"]["code"] == "upstream_unavailable"
+    assert UPSTREAM_KEY not in reply.text

@@ -120,3 +120,15 @@ def test_exposition_format() -> None:
     assert lines[-1].endswith(" 1") and 'le="+Inf"' in lines[-1]
     assert 'le="0.0003"} 0' in text and 'le="0.0005"} 1' in text
     assert 'rtgate_relay_added_latency_seconds_count{upstream="az",direction="upstream_to_client"} 1' in text
+
+
+def test_client_secrets_option_is_validated() -> None:
+    """``client_secrets`` is ``rtgate`` (default) or ``upstream``; anything else names the key."""
+    from rtgate.server.config import ConfigError
+
+    upstream = {"kind": "openai", "base_url": "https://api.openai.com/v1", "api_key_env": "K"}
+    assert parse_config({"upstreams": {"u": upstream}}).upstreams["u"].client_secrets == "rtgate"
+    config = parse_config({"upstreams": {"u": {**upstream, "client_secrets": "upstream"}}})
+    assert config.upstreams["u"].client_secrets == "upstream"
+    with pytest.raises(ConfigError, match=r"upstreams\.u\.client_secrets"):
+        parse_config({"upstreams": {"u": {**upstream, "client_secrets": "cloud"}}})

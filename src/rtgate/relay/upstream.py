@@ -158,3 +158,54 @@ async def open_upstream(
             "upstream_rejected" if rejected else "upstream_unavailable",
             1011 if rejected else 1013,
         ) from None
+
+
+def upstream_rest_url(upstream: UpstreamConfig, path: str) -> str:
+    """``base_url`` as an ``http(s)://`` URL, plus ``path``."""
+    base = upstream.base_url.rstrip("/")
+    for ws, http in (("wss://", "https://"), ("ws://", "http://")):
+        if base.startswith(ws):
+            base = http + base[len(ws) :]
+    return base + path
+
+
+async def mint_upstream_client_secret(
+    upstream: UpstreamConfig,
+    body: dict[str, Any],
+    limits: RelayLimits,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to the upstream's ``/realtime/client_secrets``; ``(status, JSON body)``.
+
+    The session's ``model`` becomes the upstream's model when the config names one. Raises
+    :class:`UpstreamUnavailable` when the upstream cannot be reached or does not answer JSON.
+    """
+    import httpx
+
+    headers = upstream_headers(upstream, environ)
+    if upstream.model and isinstance(body.get("session"), dict):
+        body = {**body, "session": {**body["session"], "model": upstream.model}}
+    url = upstream_rest_url(upstream, "/realtime/client_secrets")
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=limits.connect_timeout_s) as http:
+            reply = await http.post(url, json=body, headers=headers)
+        payload = reply.json()
+    except Exception as exc:
+        host = urlsplit(url).hostname or "?"
+        if isinstance(exc, ValueError):
+            what = "the reply was not JSON"
+        elif isinstance(exc, httpx.TimeoutException):
+            what = f"timed out after {limits.connect_timeout_s:g} s"
+        elif isinstance(exc, httpx.ConnectError):
+            what = "connection refused or host unreachable"
+        else:
+            what = type(exc).__name__
+        raise UpstreamUnavailable(
+            f"The relay upstream '{upstream.name}' ({host}) could not mint a client secret: {what}."
+        ) from None
+    if not isinstance(payload, dict):
+        raise UpstreamUnavailable(
+            f"The relay upstream '{upstream.name}' answered client_secrets with non-object JSON."
+        )
+    return reply.status_code, payload

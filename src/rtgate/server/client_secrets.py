@@ -9,10 +9,11 @@ response is ``{value, expires_at, session}`` where ``session`` carries ``id``, `
 version from 1.107 on. Errors use the cloud's REST body
 ``{"error": {"message", "type", "param", "code"}}``.
 
-A model routed to a cloud upstream (the relay) gets an rtgate key too, never an upstream
-one: the client then talks to rtgate, which relays with the upstream key. An upstream
-ephemeral key would let the client connect to the cloud directly, bypassing rtgate's
-routing, limits and metrics (docs/relay.md).
+A model routed to a cloud upstream (the relay) gets an rtgate key too, by default: the
+client then talks to rtgate, which relays with the upstream key. An upstream ephemeral key
+would let the client connect to the cloud directly, bypassing rtgate's routing, limits and
+metrics; an upstream configured with ``client_secrets = "upstream"`` opts into exactly
+that, and the request is forwarded there (docs/relay.md).
 """
 
 from __future__ import annotations
@@ -144,6 +145,25 @@ def bound_session(config: SessionConfig) -> dict[str, Any]:
     return config.model_dump(mode="json", exclude_unset=True)
 
 
+async def _mint_upstream(request: Request, body: bytes, config: SessionConfig) -> Response | None:
+    """The upstream's own answer when the session's model is relayed to an upstream with
+    ``client_secrets = "upstream"``; ``None`` otherwise (rtgate mints the key)."""
+    model = getattr(config, "model", None)
+    upstream = request.app.state.rtgate.router.upstream_for(model) if model else None
+    if upstream is None or upstream.client_secrets != "upstream":
+        return None
+    from ..relay.endpoint import relay_limits
+    from ..relay.upstream import UpstreamUnavailable, mint_upstream_client_secret
+
+    try:
+        status, payload = await mint_upstream_client_secret(
+            upstream, orjson.loads(body), relay_limits(request.app.state.rtgate.settings))
+    except UpstreamUnavailable as exc:
+        raise RestError(502, RealtimeError(exc.message, exc.code, type="server_error")) from None
+    log.info("forwarded client_secrets to upstream %s (status %d)", upstream.name, status)
+    return JSONResponse(payload, status_code=status)
+
+
 async def create_client_secret(request: Request) -> Response:
     try:
         authenticate(request, allow_ephemeral=False)
@@ -152,6 +172,9 @@ async def create_client_secret(request: Request) -> Response:
             ttl, config = parse_request(body)
         except RealtimeError as error:
             raise RestError(400, error) from None
+        forwarded = await _mint_upstream(request, body, config)
+        if forwarded is not None:
+            return forwarded
         store = request.app.state.rtgate.ephemeral
         try:
             key, expires_at = store.mint(bound_session(config), ttl)

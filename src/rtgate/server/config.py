@@ -15,6 +15,7 @@ A TOML file given with ``rtgate serve --config FILE`` (or ``RTGATE_CONFIG_FILE``
     base_url = "https://my-resource.openai.azure.com/openai/v1"
     api_key_env = "AZURE_OPENAI_API_KEY"   # the credential is read from the environment
     model = "gpt-realtime"        # upstream model / deployment; default: the client's
+    client_secrets = "rtgate"     # or "upstream": client_secrets mints at the upstream (docs/relay.md)
 
     [[routes]]                    # checked in order, before the official model names
     model = "gpt-realtime-mini*"  # a model name or glob pattern
@@ -56,6 +57,7 @@ class UpstreamConfig:
     base_url: str
     api_key_env: str
     model: str | None = None
+    client_secrets: Literal["rtgate", "upstream"] = "rtgate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,13 @@ def _string(table: dict[str, Any], key: str, where: str, *, required: bool) -> s
     return value
 
 
+def _client_secrets(table: dict[str, Any], where: str) -> Literal["rtgate", "upstream"]:
+    value = _string(table, "client_secrets", where, required=False) or "rtgate"
+    if value not in ("rtgate", "upstream"):
+        raise ConfigError(f"{where}.client_secrets: {value!r} is not one of rtgate, upstream")
+    return value  # type: ignore[return-value]
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> GatewayConfig:
     """Validate a parsed TOML document; raises :class:`ConfigError` naming the bad key."""
     _unknown(data, ("profiles", "upstreams", "routes"), source)
@@ -114,7 +123,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> GatewayConfig:
     for name, raw in _table(data.get("upstreams", {}), f"{source}: upstreams").items():
         where = f"{source}: upstreams.{name}"
         table = _table(raw, where)
-        _unknown(table, ("kind", "base_url", "api_key_env", "model"), where)
+        _unknown(table, ("kind", "base_url", "api_key_env", "model", "client_secrets"), where)
         kind = _string(table, "kind", where, required=True)
         if kind not in UPSTREAM_KINDS:
             raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(UPSTREAM_KINDS)}")
@@ -127,6 +136,7 @@ def parse_config(data: dict[str, Any], source: str = "config") -> GatewayConfig:
             base_url=base_url.rstrip("/"),
             api_key_env=_string(table, "api_key_env", where, required=True) or "",
             model=_string(table, "model", where, required=False),
+            client_secrets=_client_secrets(table, where),
         )
     routes: list[RouteConfig] = []
     raw_routes = data.get("routes", [])
