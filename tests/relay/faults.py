@@ -3,7 +3,8 @@
 The client's ``model`` (which the relay forwards when the upstream config names none)
 selects the behaviour; every connection's request headers are recorded.
 
-* ``fault-ok``: ``session.created``, then one ``error`` reply per client event (an echo).
+* ``fault-ok``: ``session.created``, then one ``error`` reply per client frame whose message is
+  the frame's type and the SHA-256 of its bytes as received.
 * ``fault-close``: accepts the upgrade and closes at once with 1011.
 * ``fault-reset``: ``session.created``, then on the first client event the TCP connection
   is aborted (no close frame).
@@ -19,6 +20,7 @@ selects the behaviour; every connection's request headers are recorded.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import socket
 import threading
@@ -98,8 +100,9 @@ class FaultUpstream:
             self.watch_closed.set()
             return
         async for message in ws:
+            raw = message.encode() if isinstance(message, str) else message
             kind = json.loads(message).get("type") if isinstance(message, str) else "binary"
-            await ws.send(_error("echo", str(kind)))
+            await ws.send(_error("echo", f"{kind} {hashlib.sha256(raw).hexdigest()}"))
 
 
 @contextmanager

@@ -4,6 +4,8 @@ and the right close, promptly (bounded time, no sleeps)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 
 import httpx
@@ -15,6 +17,10 @@ from .conftest import AZURE_KEY, CLIENT_KEY, PROMPT_S, UPSTREAM_KEY, Relay, rela
 pytestmark = pytest.mark.e2e
 
 RESPONSE_CREATE = json.dumps({"type": "response.create"})
+
+
+def sha256(frame: str | bytes) -> str:
+    return hashlib.sha256(frame.encode() if isinstance(frame, str) else frame).hexdigest()
 
 
 def assert_fault(outcome, code: str, close_code: int) -> None:  # type: ignore[no-untyped-def]
@@ -125,14 +131,23 @@ async def test_client_disconnect_closes_the_upstream(relay: Relay) -> None:
 
 
 async def test_frames_pass_verbatim_with_the_upstream_key(relay: Relay) -> None:
-    """OpenAI kind: Bearer <upstream key>, the client's model, frames byte-for-byte both ways."""
+    """OpenAI kind: Bearer <upstream key>, the client's model; text and binary frames reach
+    the upstream byte for byte (audio not re-encoded, key order and spacing kept)."""
     frame = '{"type":"conversation.item.create",  "item": {"type":"message","role":"user","content":[]}}'
     async with connect(f"{relay.gateway.ws_url}/v1/realtime?model=fault-ok",
                        additional_headers={"Authorization": f"Bearer {CLIENT_KEY}"}, proxy=None) as ws:
         await asyncio.wait_for(ws.recv(), PROMPT_S)
         await ws.send(frame)
         echo = json.loads(await asyncio.wait_for(ws.recv(), PROMPT_S))
-        assert echo["error"]["message"] == "conversation.item.create"
+        assert echo["error"]["message"] == f"conversation.item.create {sha256(frame)}"
+        audio = '{"audio": "' + base64.b64encode(bytes(range(256)) * 40).decode() + '", "type":"input_audio_buffer.append"}'
+        await ws.send(audio)
+        echo = json.loads(await asyncio.wait_for(ws.recv(), PROMPT_S))
+        assert echo["error"]["message"] == f"input_audio_buffer.append {sha256(audio)}"
+        binary = b"\x00binary\xff"
+        await ws.send(binary)
+        echo = json.loads(await asyncio.wait_for(ws.recv(), PROMPT_S))
+        assert echo["error"]["message"] == f"binary {sha256(binary)}"
     headers, path = relay.faults.headers[-1], relay.faults.paths[-1]
     assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert CLIENT_KEY not in json.dumps(headers)

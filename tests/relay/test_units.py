@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from rtgate.pipeline.responder import Pipeline
-from rtgate.relay.session import frame_type
+from rtgate.relay.frames import frame_type
 from rtgate.relay.upstream import RelayLimits, UpstreamUnavailable, _describe, upstream_headers, upstream_url
 from rtgate.server.config import parse_config
 from rtgate.server.metrics import MAX_SERIES_PER_METRIC, Metrics, event_type_label

@@ -29,6 +29,7 @@ from ..protocol.preview import (
     preview_client_to_ga,
 )
 from ..transport.preview_bridge import MAX_LOGGED_NOTICES, BridgeStats
+from .frames import frame_type
 
 log = logging.getLogger("rtgate.relay.preview")
 
@@ -46,6 +47,8 @@ class PreviewDialect:
     def to_upstream(self, frame: str | bytes) -> tuple[list[str | bytes], RealtimeError | None]:
         """GA frames to forward for one Preview client frame, or the error to answer it with."""
         self.stats.events_in += 1
+        if frame_type(frame) == _APPEND:
+            return [frame], None  # the bulk of the traffic: not parsed, not re-encoded
         try:
             event: Any = orjson.loads(frame)
         except orjson.JSONDecodeError:

@@ -36,11 +36,20 @@ _TYPE_RE = re.compile(r"[a-z_]{1,40}(\.[a-z_0-9]{1,40}){0,6}")
 Labels = tuple[str, ...]
 
 
+_LABEL_CACHE: dict[str, str] = {}
+_LABEL_CACHE_MAX = 1024
+
+
 def event_type_label(kind: object) -> str:
     """An event ``type`` usable as a label: a dotted lower-case name, else ``other``."""
-    if isinstance(kind, str) and len(kind) <= 96 and _TYPE_RE.fullmatch(kind):
-        return kind
-    return "other"
+    if not isinstance(kind, str):
+        return "other"
+    label = _LABEL_CACHE.get(kind)
+    if label is None:
+        label = kind if len(kind) <= 96 and _TYPE_RE.fullmatch(kind) else "other"
+        if len(_LABEL_CACHE) < _LABEL_CACHE_MAX:
+            _LABEL_CACHE[kind] = label
+    return label
 
 
 def _escape(value: str) -> str:
