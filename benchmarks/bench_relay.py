@@ -26,6 +26,11 @@ streaming window (after a 1 s warm-up) ÷ wall time = cores used; sessions per c
 N ÷ cores used. The client and echo upstream run on the same machine and compete for its
 cores; their lateness (chunks sent behind schedule) is reported so an overloaded client is
 visible.
+
+**Floor.** The same load through a *bare forwarder* (this script with ``--bare-forwarder``:
+a ``websockets`` server whose handler copies frames to and from a ``websockets`` client —
+no ASGI, no metrics, no deadlines) gives the CPU per frame of the leanest Python relay, so
+the relay's own overhead can be told apart from the cost of Python WebSockets themselves.
 """
 
 from __future__ import annotations
@@ -91,6 +96,27 @@ async def echo_upstream(port: int) -> None:
         await asyncio.get_running_loop().create_future()
 
 
+async def bare_forwarder(port: int, upstream_port: int) -> None:
+    """The floor for a Python relay: ``websockets`` server → ``websockets`` client, no ASGI,
+    no metrics, no deadlines — frames copied both ways."""
+
+    async def handler(client: ServerConnection) -> None:
+        async with connect(f"ws://127.0.0.1:{upstream_port}/v1/realtime?model=bench", compression=None,
+                           proxy=None, max_size=None) as upstream:
+
+            async def pump(src, dst) -> None:  # type: ignore[no-untyped-def]
+                async for message in src:
+                    await dst.send(message)
+
+            tasks = [asyncio.create_task(pump(client, upstream)), asyncio.create_task(pump(upstream, client))]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+
+    async with serve(handler, "127.0.0.1", port, compression=None, max_size=None):
+        await asyncio.get_running_loop().create_future()
+
+
 # ------------------------------------------------------------------ processes
 
 
@@ -122,8 +148,8 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextlib.contextmanager
-def processes(workdir: Path) -> Iterator[tuple[int, int, int]]:
-    """Yields (echo port, gateway port, gateway pid)."""
+def processes(workdir: Path) -> Iterator[tuple[int, int, int, int, int]]:
+    """Yields (echo port, gateway port, gateway pid, bare forwarder port, its pid)."""
     echo_port, gw_port = free_port(), free_port()
     config = workdir / "relay.toml"
     config.write_text(
@@ -135,6 +161,9 @@ def processes(workdir: Path) -> Iterator[tuple[int, int, int]]:
         env["PYTHONPATH"] = os.pathsep.join([GATEWAY_PYTHONPATH, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     echo = subprocess.Popen([sys.executable, __file__, "--echo-upstream", str(echo_port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare_port = free_port()
+    bare = subprocess.Popen([sys.executable, __file__, "--bare-forwarder", str(bare_port), str(echo_port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(workdir / "gateway.log", "wb") as log:
         gateway = subprocess.Popen(
             [sys.executable, "-m", "rtgate", "serve", "--pipeline", "builtin", "--port", str(gw_port),
@@ -142,6 +171,7 @@ def processes(workdir: Path) -> Iterator[tuple[int, int, int]]:
             stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         _wait_port(echo_port, echo, "echo upstream")
+        _wait_port(bare_port, bare, "bare forwarder")
         deadline = time.monotonic() + 120
         while True:
             if gateway.poll() is not None:
@@ -152,9 +182,9 @@ def processes(workdir: Path) -> Iterator[tuple[int, int, int]]:
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.2)
-        yield echo_port, gw_port, gateway.pid
+        yield echo_port, gw_port, gateway.pid, bare_port, bare.pid
     finally:
-        for proc in (gateway, echo):
+        for proc in (gateway, bare, echo):
             proc.terminate()
             try:
                 proc.wait(15)
@@ -281,7 +311,7 @@ def histogram_quantiles(metrics: str, direction: str) -> tuple[str, str]:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp, processes(Path(tmp)) as (echo_port, gw_port, pid):
+    with tempfile.TemporaryDirectory() as tmp, processes(Path(tmp)) as (echo_port, gw_port, pid, bare_port, bare_pid):
         direct_url = f"ws://127.0.0.1:{echo_port}/v1/realtime?model=bench-echo"
         relay_url = f"ws://127.0.0.1:{gw_port}/v1/realtime?model=bench-echo"
         direct_h = {"Authorization": f"Bearer {UPSTREAM_KEY}"}
@@ -314,21 +344,29 @@ async def bench(args: argparse.Namespace) -> None:
         idle = (cpu_seconds(pid) - cpu0) / 3.0
         print(f"Gateway idle (no session): {idle:.3f} cores.\n")
         print("| sessions | gateway cores used | sessions per core | CPU µs per relayed frame | "
-              "sessions per core at that cost | RTT p50 ms | RTT p99 ms | client late p99 ms | lost |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "RTT p50 ms | RTT p99 ms | client late p99 ms | lost |")
+        print("|---|---|---|---|---|---|---|---|")
         best = 0.0
         for n in args.sessions:
             r = await measure(relay_url, relay_h, n, args.seconds, pid)
             per_core = n / r.cores if r.cores else float("nan")
             per_frame = r.cpu_us_per_frame()
-            # 50 appends in and 50 deltas out per session-second.
-            at_cost = 1e6 / (per_frame * 2 / CHUNK_S) if per_frame == per_frame else float("nan")
             best = max(best, per_core) if q(r.rtts, .99) < 50 else best
-            print(f"| {n} | {r.cores:.2f} | {per_core:.0f} | {per_frame:.0f} | {at_cost:.0f} | "
+            print(f"| {n} | {r.cores:.2f} | {per_core:.0f} | {per_frame:.0f} | "
                   f"{q(r.rtts, .5):.2f} | {q(r.rtts, .99):.2f} | {q(r.lateness, .99):.2f} | {r.lost} |",
                   flush=True)
         print(f"\nBest sessions per core with RTT p99 < 50 ms: {best:.0f} (target ≥ {TARGET_PER_CORE}: "
               f"{'met' if best >= TARGET_PER_CORE else 'NOT met'}).")
+        print("\n## Floor: a bare websockets → websockets forwarder (no ASGI, no metrics, no deadlines)\n")
+        print("| sessions | forwarder cores used | sessions per core | CPU µs per relayed frame | "
+              "RTT p50 ms | RTT p99 ms | client late p99 ms |")
+        print("|---|---|---|---|---|---|---|")
+        bare_url = f"ws://127.0.0.1:{bare_port}/v1/realtime?model=bench-echo"
+        for n in args.sessions:
+            r = await measure(bare_url, direct_h, n, args.seconds, bare_pid)
+            per_core = n / r.cores if r.cores else float("nan")
+            print(f"| {n} | {r.cores:.2f} | {per_core:.0f} | {r.cpu_us_per_frame():.0f} | "
+                  f"{q(r.rtts, .5):.2f} | {q(r.rtts, .99):.2f} | {q(r.lateness, .99):.2f} |", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -341,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="prepend DIR to the gateway's PYTHONPATH, e.g. a directory holding uvloop "
                              "(`pip install --target DIR uvloop`): uvicorn then runs on uvloop")
     parser.add_argument("--echo-upstream", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-forwarder", type=int, nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bare_forwarder:
+        asyncio.run(bare_forwarder(*args.bare_forwarder))
+        return 0
     if args.echo_upstream:
         asyncio.run(echo_upstream(args.echo_upstream))
         return 0
