@@ -10,6 +10,8 @@ selects the behaviour; every connection's request headers are recorded.
   is aborted (no close frame).
 * ``fault-stall``: accepts the upgrade and never sends anything.
 * ``fault-stall-later``: ``session.created``, then silence whatever the client sends.
+* ``fault-created-late``: waits for the client's first event, answers ``session.created``
+  only, then silence (the event is never answered).
 * ``fault-error4000``: the cloud's refusal — ``error`` ``beta_api_shape_disabled``, close 4000.
 * ``fault-error3000``: ``error`` ``invalid_api_key``, close 3000.
 * ``fault-http401``: the upgrade is refused with HTTP 401.
@@ -80,6 +82,11 @@ class FaultUpstream:
         if model == "fault-error3000":
             await ws.send(_error("invalid_api_key", "Incorrect API key provided."))
             await ws.close(3000, "invalid_request_error.invalid_api_key")
+            return
+        if model == "fault-created-late":
+            await ws.recv()  # the client's event is upstream before session.created
+            await ws.send(_created())
+            await ws.wait_closed()
             return
         await ws.send(_created())
         if model == "fault-reset":

@@ -105,6 +105,15 @@ async def test_deaf_upstream_is_caught_by_the_keepalive(relay: Relay) -> None:
     assert outcome.elapsed_s < 6.0
 
 
+async def test_session_created_does_not_answer_an_earlier_client_event(relay: Relay) -> None:
+    """response.create reaches the upstream before session.created: session.created pays
+    only the connect, the response.create is still owed, the stall is detected."""
+    outcome = await relay_until_closed(relay.gateway, "fault-created-late", send=(RESPONSE_CREATE,))
+    assert outcome.events[0]["type"] == "session.created"
+    assert_fault(outcome, "upstream_timeout", 1011)
+    assert outcome.elapsed_s < 5.0
+
+
 @pytest.mark.parametrize(
     ("model", "close_code", "code"),
     [("fault-error4000", 4000, "beta_api_shape_disabled"), ("fault-error3000", 3000, "invalid_api_key")],

@@ -21,6 +21,7 @@ upstream refused / unreachable / not resolved   ``upstream_unavailable``    1013
 no credential in the environment                ``upstream_misconfigured``  1011
 upstream HTTP 4xx on the upgrade                ``upstream_rejected``       1011
 upstream silent past ``answer_deadline_s``      ``upstream_timeout``        1011
+while an answer is owed (see ``_answered``)
 upstream missed a keepalive pong                ``upstream_timeout``        1011
 upstream connection reset / lost mid-session    ``upstream_connection_lost``  1011
 upstream closed with code C (e.g. 4000, 3000)   (upstream's own frames)     C
@@ -120,6 +121,7 @@ class RelaySession:
     def __post_init__(self) -> None:
         self.id = f"relay_{secrets.token_hex(8)}"
         self._deadline: asyncio.Timeout | None = None
+        self._owed = 1  # the upstream owes session.created
         self._loop = asyncio.get_running_loop()
         self.frames = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.bytes = {TO_UPSTREAM: 0, TO_CLIENT: 0}
@@ -191,9 +193,24 @@ class RelaySession:
             await self.client.send_text(out)
 
     def _arm(self) -> None:
+        """A frame that needs an answer went upstream: one more answer is owed."""
+        self._owed += 1
         deadline = self._deadline
         if deadline is not None and deadline.when() is None:
             deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
+
+    def _answered(self, deadline: asyncio.Timeout) -> None:
+        """An upstream frame arrived: it pays one owed answer; the rest get a fresh deadline.
+
+        Upstream frames are not tied to the client event they answer, so each counts as the
+        answer to one event, oldest first. Unprompted frames (VAD events, audio deltas) can
+        only pay answers early — a stall may then go unnoticed by this rule (the keepalive
+        still applies) — never make a healthy upstream look stalled: while answers are owed,
+        every upstream frame is progress and pushes the deadline back.
+        """
+        if self._owed:
+            self._owed -= 1
+            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s if self._owed else None)
 
     async def _client_to_upstream(self, upstream: ClientConnection) -> None:
         if self.bound_session:
@@ -207,17 +224,20 @@ class RelaySession:
                 raise _Ended(Ending(1000, "client disconnected", by_client=True))
             received = time.perf_counter_ns()
             kind = frame_type(frame)
-            if kind != _NO_ANSWER:
-                self._arm()
             size = _size(frame)
             self.frames[TO_UPSTREAM] += 1
             self.bytes[TO_UPSTREAM] += size
             if dialect is None:
                 forward: list[str | bytes] = [frame]
+                if kind != _NO_ANSWER:
+                    self._arm()
             else:
                 forward, error = dialect.to_upstream(frame)
                 if error is not None:
                     await self._send_error(error)
+                for out in forward:
+                    if out is not frame or kind != _NO_ANSWER:
+                        self._arm()
             try:
                 for out in forward:
                     await upstream.send(out)
@@ -235,7 +255,8 @@ class RelaySession:
                 self._deadline = deadline
                 async for frame in upstream:
                     received = time.perf_counter_ns()
-                    deadline.reschedule(None)
+                    if self._owed:
+                        self._answered(deadline)
                     size = _size(frame)
                     self.frames[TO_CLIENT] += 1
                     self.bytes[TO_CLIENT] += size
