@@ -47,3 +47,19 @@ def test_serve_help_teaches_the_stun_turn_flags(capsys: pytest.CaptureFixture[st
     assert "--ice-server URL" in out
     assert "--turn-username NAME" in out
     assert "RTGATE_WEBRTC_TURN_CREDENTIAL" in out
+
+
+async def test_input_jitter_frames_resizes_the_inbound_audio_jitter_buffer() -> None:
+    """webrtc_input_jitter_frames sets how many frames aiortc's audio receiver prefetches."""
+    from aiortc import RTCPeerConnection
+
+    from rtgate.transport.webrtc import _set_input_jitter
+
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("audio").receiver
+        _set_input_jitter(receiver, 1)
+        assert receiver._RTCRtpReceiver__jitter_buffer._prefetch == 1  # type: ignore[attr-defined]
+        assert webrtc_settings(Settings(webrtc_input_jitter_frames=2)).input_jitter_frames == 2
+    finally:
+        await pc.close()

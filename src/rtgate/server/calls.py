@@ -60,6 +60,7 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
         max_pending_events=settings.webrtc_max_pending_events,
         max_inbound_events=settings.webrtc_max_inbound_events,
         max_data_channel_buffer_bytes=settings.webrtc_max_data_channel_buffer_bytes,
+        input_jitter_frames=settings.webrtc_input_jitter_frames,
     )
 
 

@@ -83,6 +83,9 @@ class Settings:
     """Client events queued per call from its data channel before the call counts as flooding."""
     webrtc_max_data_channel_buffer_bytes: int = 8 * MIB
     """Bytes unsent on a call's data channel before the client counts as not reading."""
+    webrtc_input_jitter_frames: int = 1
+    """20 ms frames a call's inbound audio jitter buffer holds back (1–15); aiortc's default
+    of 4 only delays the end of speech by ~60 ms more (docs/webrtc.md)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

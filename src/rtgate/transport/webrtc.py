@@ -79,6 +79,12 @@ class WebRTCSettings:
     max_inbound_events: int = 1024
     """Client events queued from the data channel before the call counts as flooding."""
     max_data_channel_buffer_bytes: int = 8 * 1024 * 1024
+    input_jitter_frames: int = 1
+    """Complete 20 ms frames that must follow an inbound audio frame before aiortc's jitter
+    buffer releases it. aiortc's default, 4, smooths playback at a cost of ~80 ms; the
+    server does not play the input (VAD and STT take it as it comes) and the buffer waits
+    for a missing packet whatever the value, so 1 loses no robustness and hears the end of
+    speech ~60 ms sooner (docs/benchmarks.md, WebRTC)."""
     """Bytes unsent on the data channel before the client counts as not reading."""
 
     def rtc_configuration(self) -> RTCConfiguration:
@@ -160,6 +166,21 @@ class CallChannel:
 _live_peers: set[RTCPeerConnection] = set()
 
 
+def _set_input_jitter(receiver: Any, frames: int) -> None:
+    """Size the receiver's audio jitter buffer. aiortc has no public knob for it, so this
+    replaces its (name-mangled) buffer before any packet arrives; on an aiortc without
+    that attribute the default stays and a warning says so."""
+    from aiortc.jitterbuffer import JitterBuffer
+
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    if frames == 4:
+        return  # aiortc's own default
+    if not isinstance(getattr(receiver, attribute, None), JitterBuffer):
+        log.warning("this aiortc has no audio jitter buffer to resize; input_jitter_frames ignored")
+        return
+    setattr(receiver, attribute, JitterBuffer(capacity=16, prefetch=max(1, min(frames, 15))))
+
+
 def live_peer_connections() -> int:
     """Peer connections opened by calls and not yet closed (for leak checks)."""
     return len(_live_peers)
@@ -231,6 +252,7 @@ class WebRTCCall:
                 transceiver.sender.replaceTrack(self.track)
                 if transceiver.direction == "recvonly":
                     transceiver.direction = "sendrecv"
+                _set_input_jitter(transceiver.receiver, self.settings.input_jitter_frames)
                 break
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
