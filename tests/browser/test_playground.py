@@ -54,6 +54,11 @@ def write_microphone_wav(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerHandle]:
+    from aioice.ice import get_host_addresses
+
+    if not get_host_addresses(use_ipv4=True, use_ipv6=True):
+        pytest.skip("WebRTC calls need a non-loopback network interface (aioice gathers no "
+                    "127.0.0.1 host candidates)")
     settings = Settings(api_keys=("sk-browser",))
     profiles = fake_profiles(FakeLLM(ASSISTANT_SAYS), FakeTTS(ms_per_word=300), FakeSTT(USER_SAYS))
     with running_server(settings, profiles=profiles, vad_factory=FakeVAD) as handle:

@@ -13,7 +13,7 @@ from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD, Faults
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server
 
-from .conftest import client_for, no_calls_left, wait_for
+from .conftest import client_for, no_calls_left, require_ice_host, wait_for
 from .peer import BrowserPeer
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +26,7 @@ SESSION = {"type": "realtime", "model": "gpt-realtime"}
 def slow_server() -> Iterator[ServerHandle]:
     """A sentence takes 0.9 s to generate and 1.35 s to play: the response is still
     generating while its first sentences play."""
+    require_ice_host()
     settings = Settings(api_keys=("sk-test",), webrtc_media_timeout_s=5.0)
     llm = FakeLLM(ANSWER, faults=Faults(slow_at=1, delay_s=0.1))
     with running_server(settings, profiles=fake_profiles(llm, FakeTTS(ms_per_word=150), FakeSTT("stop")),
