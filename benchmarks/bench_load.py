@@ -39,7 +39,9 @@ server; client lateness is reported separately.
 **Server CPU.** utime+stime of the server process over the measured window (after
 ``--warmup-seconds``), divided by wall time = cores used; CPU per session-second =
 CPU seconds ÷ (N × window seconds). "Sessions per core" = N ÷ cores used. The pass
-criterion is p99 lag < 50 ms, with no VAD frames dropped (server log).
+criterion is p99 lag < 50 ms, with no VAD frames dropped (server log). "Other
+processes' CPU" (from ``/proc/stat``, minus server and client) shows how busy the
+machine was with anything else: on a shared machine, compare runs only alongside it.
 """
 
 from __future__ import annotations
@@ -152,6 +154,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used (``/proc/stat``, all CPUs)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of every thread of ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -217,6 +227,8 @@ class StepResult:
     late_ms: list[float]
     dropped_warnings: int
     connect_s: float
+    other_cpu_s: float = 0.0
+    """CPU used by every other process on the machine in the window (the shared-machine noise)."""
 
     def pct(self, values: list[float], q: float) -> float:
         return float(np.percentile(values, q)) if values else float("nan")
@@ -329,8 +341,10 @@ async def run_step(port: int, server_pid: int, n: int, frames: list[str], second
     ]
     await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
     cpu0, own0, wall0 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    all0 = machine_busy_seconds()
     await asyncio.sleep(max(0.0, stop - time.monotonic()))
     cpu1, own1, wall1 = cpu_seconds(server_pid), time.process_time(), time.monotonic()
+    all1 = machine_busy_seconds()
     await asyncio.gather(*pacers)
     await asyncio.sleep(0.5)  # let events for the last chunks of the window arrive
     for task in receivers:
@@ -344,6 +358,7 @@ async def run_step(port: int, server_pid: int, n: int, frames: list[str], second
         server_cpu_s=cpu1 - cpu0, client_cpu_s=own1 - own0, late_ms=late_in_window,
         dropped_warnings=vad_drop_warnings(log_path) - warnings_before,
         connect_s=connect_s,
+        other_cpu_s=max(0.0, (all1 - all0) - (cpu1 - cpu0) - (own1 - own0)),
     )
 
 
@@ -368,8 +383,8 @@ def markdown(results: list[StepResult], source: str, seconds: float, warmup: flo
         "",
         "| sessions | speech events | p50 lag ms | p99 lag ms | max lag ms | server cores used "
         "| server CPU ms per session-s | sessions per core | client CPU cores | client late p99 ms "
-        "| VAD drop warnings | errors | p99 < 50 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| VAD drop warnings | errors | p99 < 50 ms | other processes' CPU cores |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---:|",
     ]
     for r in results:
         lines.append(
@@ -378,7 +393,8 @@ def markdown(results: list[StepResult], source: str, seconds: float, warmup: flo
             f"| {1000 * r.server_cpu_s / (r.sessions * r.window_s):.2f} "
             f"| {r.sessions / r.cores if r.cores else float('nan'):.0f} "
             f"| {r.client_cpu_s / r.window_s:.2f} | {r.pct(r.late_ms, 99):.1f} "
-            f"| {r.dropped_warnings} | {r.errors} | {'yes' if r.passed else 'no'} |"
+            f"| {r.dropped_warnings} | {r.errors} | {'yes' if r.passed else 'no'} "
+            f"| {r.other_cpu_s / r.window_s:.2f} |"
         )
     passing = [r for r in results if r.passed]
     lines.append("")

@@ -84,6 +84,7 @@ def serve(args: argparse.Namespace) -> int:
     from .server.auth import install_log_redaction
     from .server.config import ConfigError
     from .server.settings import Settings
+    from .server.ws_protocol import uvicorn_ws_options
 
     overrides = {
         k: getattr(args, k, None)
@@ -126,11 +127,7 @@ def serve(args: argparse.Namespace) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_timeout_s,
-        ws_per_message_deflate=False,
+        **uvicorn_ws_options(settings),
         log_level=settings.log_level,
         access_log=False,
         lifespan="on",

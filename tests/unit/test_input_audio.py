@@ -155,3 +155,14 @@ def test_buffer_keeps_at_most_max_ms() -> None:
         h.append(silence(100))
     assert h.session.buffer.duration_ms == pytest.approx(1000)
     assert h.session.buffer.start_ms == pytest.approx(500)
+
+
+def test_buffer_limit_follows_a_format_change() -> None:
+    """After a switch to G.711 the limit is still ``max_ms`` of audio, not of PCM bytes."""
+    from rtgate.core.input_audio import InputAudioBuffer
+
+    buffer = InputAudioBuffer("audio/pcm", max_ms=1000)
+    buffer.set_format("audio/pcmu")
+    for _ in range(15):
+        buffer.append(b"\xff" * 800)  # 100 ms at 8 bytes per ms
+    assert buffer.duration_ms == pytest.approx(1000)

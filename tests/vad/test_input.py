@@ -45,3 +45,17 @@ def test_an_odd_byte_is_kept_for_the_next_chunk():
 def test_short_chunks_yield_no_frame_until_one_is_complete():
     source = VADInput()
     assert source.feed(wire_audio(0.02)).shape == (0, 512)
+
+
+def test_bytes_to_next_frame_is_exact():
+    """One byte fewer than ``bytes_to_next_frame`` yields no frame; exactly that many yields one."""
+    audio = wire_audio(1.0)
+    for in_rate in (24_000, 8_000, 16_000):
+        source, pos = VADInput(in_rate=in_rate), 0
+        for _ in range(12):
+            need = source.bytes_to_next_frame()
+            probe = VADInput(in_rate=in_rate)
+            probe.feed(audio[:pos])
+            assert len(probe.feed(audio[pos : pos + need - 1])) == 0
+            assert len(source.feed(audio[pos : pos + need])) == 1
+            pos += need

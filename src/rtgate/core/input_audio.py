@@ -16,6 +16,8 @@ class InputAudioBuffer:
         self.start_ms = 0.0
         self._format: AudioFormatType = audio_format
         self._max_ms = max_ms
+        self._max_bytes = int(max_ms * bytes_per_ms(audio_format))
+        """Buffered bytes below which no overflow check is needed (floor of ``max_ms``)."""
 
     @property
     def format(self) -> AudioFormatType:
@@ -27,6 +29,7 @@ class InputAudioBuffer:
             self.start_ms = self.end_ms
             self._data.clear()
             self._format = audio_format
+            self._max_bytes = int(self._max_ms * bytes_per_ms(audio_format))
 
     @property
     def _sample_bytes(self) -> int:
@@ -42,9 +45,11 @@ class InputAudioBuffer:
 
     def append(self, data: bytes) -> None:
         self._data += data
-        overflow = self.duration_ms - self._max_ms
-        if overflow > 0:
-            self._drop_front(self._offset(overflow))
+        # A length check first: the duration (two divisions) only matters near the limit.
+        if len(self._data) > self._max_bytes:
+            overflow = self.duration_ms - self._max_ms
+            if overflow > 0:
+                self._drop_front(self._offset(overflow))
 
     def clear(self) -> None:
         self.start_ms = self.end_ms

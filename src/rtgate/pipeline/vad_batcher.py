@@ -6,17 +6,19 @@ Two ways in:
   :class:`VADInput`);
 * :meth:`VADBatcher.open_feed`: an :class:`AudioFeed` that takes wire PCM16 as it arrives
   (``push`` only queues the bytes) and reports probabilities through a callback. The
-  resampling and framing of every feed happen on the worker thread, inside the tick, so
-  the event loop's per-chunk cost is one list append, and a tick is one thread hop for
-  all streams instead of one per chunk.
+  resampling and framing of every feed happen once per tick for all streams, so the
+  event loop's per-chunk cost is one list append, and a tick is at most one thread hop
+  for all streams instead of one per chunk.
 
 One worker task collects everything waiting when it wakes up (at most one tick per
 ``tick_interval_s``, so that a tick gathers the chunks of many sessions), merges the
-requests of each stream, and runs them as one blocking call on the inference pool
-(:func:`rtgate.pipeline.base.run_blocking`): streams with the same number of frames share
-one ``SileroVAD.infer_batch`` call; any other :class:`VAD` gets one ``infer`` call per
-frame position. Ticks run one after another, so a stream is never advanced by two calls
-at once.
+requests of each stream, resamples and frames the feeds' audio on the loop (a feed joins
+a tick only once its audio completes a frame), and runs the model as one blocking call on
+the inference pool (:func:`rtgate.pipeline.base.run_blocking`; a tick of at most
+``inline_tick_frames`` runs it on the loop instead): streams with the same number of
+frames share one ``SileroVAD.infer_batch`` call; any other :class:`VAD` gets one ``infer``
+call per frame position. Ticks run one after another, so a stream is never advanced by
+two calls at once.
 
 Contracts:
 
@@ -121,6 +123,12 @@ class PolyphaseResampler:
         self.delay_samples = self._span + self._lo - 1
         """Input samples an output sample waits for past its own time (look-ahead)."""
 
+    def inputs_for(self, outputs: int) -> int:
+        """Input samples (counted from the start) after which :meth:`process` has returned
+        at least ``outputs`` samples."""
+        blocks = -(-outputs // self.up)
+        return max(0, (blocks - 1) * self.down + self._lo + self._span) if blocks else 0
+
     def process(self, samples: FloatAudio, *, last: bool = False) -> FloatAudio:
         """Resample the next ``samples``; ``last`` pads the look-ahead with zeros."""
         samples = np.asarray(samples, dtype=np.float32)
@@ -198,6 +206,21 @@ class VADInput:
         self.samples_in += usable // 2
         return self._frames(self._resample(pcm16_to_float(data[:usable])))
 
+    def bytes_to_next_frame(self) -> int:
+        """PCM16 bytes :meth:`feed` still needs before it returns another frame (≥ 1).
+
+        Audio that completes no frame yields no VAD result, so a feed need not be
+        resampled before this much has arrived.
+        """
+        target = (self.frames_out + 1) * self.frame_samples
+        if self._resampler is None:
+            inputs = target
+        elif isinstance(self._resampler, PolyphaseResampler):
+            inputs = self._resampler.inputs_for(target)
+        else:
+            return 1  # soxr: its buffering is not predictable here
+        return max(1, 2 * (inputs - self.samples_in) - len(self._odd))
+
     def feed_float(self, samples: FloatAudio) -> FloatAudio:
         """Like :meth:`feed` for float32 samples at ``in_rate``."""
         self.samples_in += len(samples)
@@ -233,14 +256,15 @@ class AudioFeed:
     """One stream of wire PCM16 whose resampling, framing and VAD run inside the ticks.
 
     Made by :meth:`VADBatcher.open_feed`. :meth:`push` (event loop) only queues the bytes;
-    the next tick turns them into frames (:class:`VADInput`, on the worker thread) and
-    runs them, then calls ``on_result(first_frame_index, probabilities)`` on the event
+    once they complete a frame, the next tick turns them into frames (:class:`VADInput`)
+    and runs them, then calls ``on_result(first_frame_index, probabilities)`` on the event
     loop. Frame ``i`` covers ``[i, i + 1) × 32 ms`` of the stream's audio, counted from
     its first pushed sample.
     """
 
-    __slots__ = ("_batcher", "_pending", "_pending_bytes", "closed", "dropped_bytes",
-                 "input", "max_pending_bytes", "next_frame", "on_result", "stream")
+    __slots__ = ("_batcher", "_pending", "_pending_bytes", "_ready_bytes", "closed",
+                 "dropped_bytes", "input", "max_pending_bytes", "next_frame", "on_result",
+                 "stream")
 
     def __init__(
         self, batcher: VADBatcher, in_rate: int, on_result: FeedCallback, max_pending_s: float
@@ -252,8 +276,11 @@ class AudioFeed:
         self.max_pending_bytes = max(2, int(max_pending_s * in_rate) * 2)
         self._pending: list[bytes | int] = []  # an int: that many bytes of silence
         self._pending_bytes = 0
+        self._ready_bytes = self.input.bytes_to_next_frame()
+        """Queued bytes that complete the next frame: less waits for more audio (no result
+        could come of it), which saves resampling every chunk that completes no frame."""
         self.next_frame = 0
-        """Index of the next frame (advanced on the worker thread, inside a tick)."""
+        """Index of the next frame (advanced inside a tick)."""
         self.closed = False
         self.dropped_bytes = 0
         """Bytes replaced by silence because the feed held ``max_pending_s`` already."""
@@ -274,7 +301,7 @@ class AudioFeed:
                 pending[-1] += size
             else:
                 pending.append(size)
-        if len(self._pending) == 1:
+        if self._pending_bytes >= self._ready_bytes:
             self._batcher._audio_ready(self)
         return kept
 
@@ -480,18 +507,28 @@ class VADBatcher:
         return frames <= self.inline_tick_frames
 
     async def _tick(self, batch: list[_Request], jobs: list[_Job]) -> None:
-        call: asyncio.Future[list[FloatAudio]]
+        call: asyncio.Future[dict[int, FloatAudio]]
+        try:
+            # Resampling and framing run here, on the loop, in both cases: on the pool
+            # thread their many small numpy calls each need the GIL, which the busy loop
+            # hands over only every switch interval (5 ms), so a large tick used to
+            # stretch by several intervals (the p99 bursts). The thread now gets one
+            # model call, which releases the GIL while it runs.
+            rows = _tick_rows(batch, jobs)
+        except Exception as exc:
+            self._failed(batch, jobs, exc)
+            return
         if self._inline(batch, jobs):
             # A small tick costs less than the thread hop and GIL hand-offs it would need.
             call = asyncio.get_running_loop().create_future()
             try:
-                call.set_result(_run_tick(self.vad, batch, jobs))
+                call.set_result(_infer_rows(self.vad, rows))
             except Exception as exc:
                 call.set_exception(exc)
         else:
-            call = asyncio.ensure_future(run_blocking(_run_tick, self.vad, batch, jobs))
+            call = asyncio.ensure_future(run_blocking(_infer_rows, self.vad, rows))
         try:
-            results = await asyncio.shield(call)
+            probs = await asyncio.shield(call)
         except asyncio.CancelledError:
             # stop(): the thread keeps running anyway; wait so that no stream changes
             # after stop() returns, and hand over what it computed.
@@ -499,28 +536,25 @@ class VADBatcher:
             _deliver(batch, jobs, call)
             raise
         except Exception as exc:
-            error = self.vad._map_error(exc)
-            for request in batch:
-                _fail(request, error)
-            if jobs:
-                log.warning("VAD failed: %s", error.message)
+            self._failed(batch, jobs, exc)
             return
         self.ticks += 1
-        self.frames += sum(r.frames.shape[0] for r in batch)
-        self.frames += sum(0 if job.probs is None else len(job.probs) for job in jobs)
-        for request, probs in zip(batch, results, strict=True):
-            if not request.future.done():
-                request.future.set_result(probs)
-        _report(jobs)
+        self.frames += sum(len(p) for p in probs.values())
+        _deliver(batch, jobs, call)
+
+    def _failed(self, batch: list[_Request], jobs: list[_Job], exc: Exception) -> None:
+        error = self.vad._map_error(exc)
+        for request in batch:
+            _fail(request, error)
+        if jobs:
+            log.warning("VAD failed: %s", error.message)
 
 
-def _run_tick(vad: VAD, batch: Sequence[_Request], jobs: Sequence[_Job] = ()) -> list[FloatAudio]:
-    """Blocking: run every request and feed job of one tick; request results in order.
-
-    A job's audio is resampled and framed here (off the event loop); its first frame
-    index and probabilities are stored on the job.
-    """
-    # Merge the requests of each stream, in submission order, into one row.
+def _tick_rows(
+    batch: Sequence[_Request], jobs: Sequence[_Job]
+) -> list[tuple[VADStream, FloatAudio]]:
+    """One row of frames per stream: its requests merged in submission order, or its feed's
+    audio resampled and framed (the job's first frame index is set here)."""
     rows: dict[int, list[_Request]] = {}
     for request in batch:
         rows.setdefault(id(request.stream), []).append(request)
@@ -531,18 +565,23 @@ def _run_tick(vad: VAD, batch: Sequence[_Request], jobs: Sequence[_Job] = ()) ->
         )
         for group in rows.values()
     ]
-    framed: list[_Job] = []
     for job in jobs:
         feed = job.feed
         frames = feed.input.feed(job.data)
+        feed._ready_bytes = feed.input.bytes_to_next_frame()
         job.first = feed.next_frame
         feed.next_frame += len(frames)
         if len(frames):
             merged.append((feed.stream, frames))
-            framed.append(job)
-    probs = _infer_rows(vad, merged)
-    for job in framed:
-        job.probs = probs[id(job.feed.stream)]
+    return merged
+
+
+def _set_job_probs(jobs: Sequence[_Job], probs: dict[int, FloatAudio]) -> None:
+    for job in jobs:
+        job.probs = probs.get(id(job.feed.stream))
+
+
+def _request_results(batch: Sequence[_Request], probs: dict[int, FloatAudio]) -> list[FloatAudio]:
     results: list[FloatAudio] = []
     offsets: dict[int, int] = {}
     for request in batch:
@@ -575,15 +614,17 @@ def _infer_rows(vad: VAD, rows: list[tuple[VADStream, FloatAudio]]) -> dict[int,
 
 
 def _deliver(
-    batch: Sequence[_Request], jobs: Sequence[_Job], call: asyncio.Future[list[FloatAudio]]
+    batch: Sequence[_Request], jobs: Sequence[_Job], call: asyncio.Future[dict[int, FloatAudio]]
 ) -> None:
     if call.cancelled() or call.exception() is not None:
         for request in batch:
             _fail(request, _stopped())
         return
-    for request, probs in zip(batch, call.result(), strict=True):
+    probs = call.result()
+    _set_job_probs(jobs, probs)
+    for request, result in zip(batch, _request_results(batch, probs), strict=True):
         if not request.future.done():
-            request.future.set_result(probs)
+            request.future.set_result(result)
     _report(jobs)
 
 

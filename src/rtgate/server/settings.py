@@ -53,6 +53,9 @@ class Settings:
     """WebSocket keepalive ping interval (the cloud pings every ~20 s)."""
     ping_timeout_s: float = 20.0
     """Seconds to wait for a pong before closing."""
+    ws_read_buffer_bytes: int = 256 * 1024
+    """Received WebSocket message bytes held for a session before reading from its socket
+    pauses (flow control without two system calls per message; see server/ws_protocol.py)."""
     min_commit_ms: float = 100.0
     """Audio needed for a manual commit."""
     max_input_buffer_ms: float = 15 * 60 * 1000.0

@@ -18,6 +18,7 @@ from ..pipeline.base import STT, VAD
 from ..pipeline.responder import Pipeline
 from ..server.app import create_app, default_vad
 from ..server.settings import Settings
+from ..server.ws_protocol import uvicorn_ws_options
 from .fakes import FakeLLM, FakeTTS
 
 
@@ -69,11 +70,7 @@ def running_server(
         app,
         host="127.0.0.1",
         port=0,
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.ping_interval_s,
-        ws_ping_timeout=settings.ping_timeout_s,
-        ws_per_message_deflate=False,
+        **uvicorn_ws_options(settings),
         log_level="warning",
         lifespan="on",
     )

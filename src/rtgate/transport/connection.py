@@ -163,11 +163,12 @@ class SessionRunner:
         self._append(InputAudioAppend(audio=audio))
 
     def _append(self, event: InputAudioAppend) -> None:
-        start_ms = self.session.buffer.end_ms
         outputs = self.session.handle(event, self._clock())
-        self.apply(outputs)
-        if not any(isinstance(o, dict) and o["type"] == "error" for o in outputs):
-            self._feed_vad(event.audio, start_ms)
+        if outputs:  # an accepted append emits nothing: the common case skips the scan
+            self.apply(outputs)
+            if any(isinstance(o, dict) and o["type"] == "error" for o in outputs):
+                return
+        self._feed_vad(event.audio)
 
     def receive_binary(self) -> None:
         self.apply(
@@ -199,7 +200,7 @@ class SessionRunner:
                 on_result=self._on_vad,
             )
 
-    def _feed_vad(self, audio: bytes, start_ms: float) -> None:
+    def _feed_vad(self, audio: bytes) -> None:
         if self._vad is None:
             self._sync_vad()
             if self._vad is None:
