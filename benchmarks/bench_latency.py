@@ -16,10 +16,10 @@ the silence window, as the user experiences it.
 Stacks, in the same run and on the same server (alternating per utterance, so load
 noise hits all of them alike):
 
-* ``incremental``: the default — transcription while the user speaks, short-context
-  Whisper;
-* ``commit-time STT``: incremental passes off (the whole utterance transcribed after the
-  commit), short-context Whisper;
+* ``incremental``: the default — transcription while the user speaks, Whisper's regular
+  30 s window;
+* ``incremental + short window``: the same with the opt-in short-context Whisper
+  (``short_context = true``: faster, less robust);
 * ``baseline``: incremental off and Whisper's regular 30 s window (rtgate before).
 
 Also printed: STT word error rate and real-time factor on the same utterances, for both
@@ -54,8 +54,8 @@ UTTERANCES = [
     "Tell me something interesting about the ocean.",
 ]
 STACKS = {
-    "incremental": {"incremental": True, "short_context": True},
-    "commit-time STT": {"incremental": False, "short_context": True},
+    "incremental (default: 30 s window)": {"incremental": True, "short_context": False},
+    "incremental + short window (opt-in)": {"incremental": True, "short_context": True},
     "baseline (commit-time STT, 30 s window)": {"incremental": False, "short_context": False},
 }
 CHUNK_MS = 20
@@ -162,7 +162,7 @@ async def run(rounds: int) -> str:
                     results[name].append(latency)
                     answers += bool(heard.strip())
                     print(f"  {name:<42} {latency * 1000:7.0f} ms  {heard[:50]!r}", file=sys.stderr)
-        configure(pipeline, STACKS["incremental"])
+        configure(pipeline, STACKS["incremental (default: 30 s window)"])
         quality = await stt_quality(pipeline.stt, audio)
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}; "
