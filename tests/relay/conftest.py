@@ -29,11 +29,11 @@ KEY_ENV = "RTGATE_TEST_RELAY_UPSTREAM_KEY"
 AZURE_ENV = "RTGATE_TEST_RELAY_AZURE_KEY"
 UNSET_ENV = "RTGATE_TEST_RELAY_UNSET_KEY"
 RELAY_LIMITS = {
-    "connect_timeout_s": 1.5,
-    "answer_deadline_s": 1.5,
-    "ping_interval_s": 1.0,
-    "ping_timeout_s": 1.0,
-    "close_timeout_s": 1.0,
+    "relay_connect_timeout_s": 1.5,
+    "relay_answer_deadline_s": 1.5,
+    "relay_ping_interval_s": 1.0,
+    "relay_ping_timeout_s": 1.0,
+    "relay_close_timeout_s": 1.0,
 }
 PROMPT_S = 10.0
 """Every fault must reach the client within this many seconds."""
@@ -146,8 +146,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
             config.write_text(CONFIG.format(
                 upstream=upstream.port, faults=faults.port, refused=closed_port(), silent=silent,
                 key_env=KEY_ENV, azure_env=AZURE_ENV, unset_env=UNSET_ENV))
-            settings = Settings(api_keys=(CLIENT_KEY,), config_file=str(config),
-                                extra={"relay": RELAY_LIMITS})
+            settings = Settings(api_keys=(CLIENT_KEY,), config_file=str(config), **RELAY_LIMITS)
             with running_server(settings, profiles=fake_profiles(), vad_factory=FakeVAD) as gateway:
                 yield Relay(gateway, upstream, faults)
     finally:

@@ -8,11 +8,13 @@ import socket
 import pytest
 
 from rtgate.pipeline.responder import Pipeline
+from rtgate.relay.endpoint import relay_limits
 from rtgate.relay.frames import frame_type
-from rtgate.relay.upstream import RelayLimits, UpstreamUnavailable, _describe, upstream_headers, upstream_url
+from rtgate.relay.upstream import UpstreamUnavailable, _describe, upstream_headers, upstream_url
 from rtgate.server.config import parse_config
 from rtgate.server.metrics import MAX_SERIES_PER_METRIC, Metrics, event_type_label
 from rtgate.server.routing import ModelRouter
+from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM
 
 CONFIG = {
@@ -89,10 +91,12 @@ def test_frame_type_reads_the_top_level_type(frame: str | bytes, kind: str | Non
     assert frame_type(frame) == kind
 
 
-def test_limits_reject_unknown_keys() -> None:
-    assert RelayLimits.from_mapping({"answer_deadline_s": 2.0}).answer_deadline_s == 2.0
-    with pytest.raises(ValueError, match="answer_deadline"):
-        RelayLimits.from_mapping({"answer_deadline": 2.0})
+def test_relay_limits_come_from_settings() -> None:
+    """Every relay limit is a named setting (RTGATE_RELAY_*)."""
+    settings = Settings.from_env({"RTGATE_RELAY_ANSWER_DEADLINE_S": "2.5"})
+    limits = relay_limits(settings)
+    assert limits.answer_deadline_s == 2.5
+    assert limits.max_frame_bytes == settings.max_frame_bytes
 
 
 def test_event_type_labels_are_bounded() -> None:

@@ -63,8 +63,15 @@ class StarletteClient:
 
 
 def relay_limits(settings: Any) -> RelayLimits:
-    """The relay limits: defaults, overridden by ``settings.extra["relay"]`` (a mapping)."""
-    return RelayLimits.from_mapping(getattr(settings, "extra", {}).get("relay"))
+    """The relay limits from the ``relay_*`` settings."""
+    return RelayLimits(
+        connect_timeout_s=settings.relay_connect_timeout_s,
+        ping_interval_s=settings.relay_ping_interval_s,
+        ping_timeout_s=settings.relay_ping_timeout_s,
+        close_timeout_s=settings.relay_close_timeout_s,
+        answer_deadline_s=settings.relay_answer_deadline_s,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
 
 
 async def relay_endpoint(

@@ -17,7 +17,7 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,7 +31,7 @@ MIB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class RelayLimits:
-    """Timeouts and sizes of relayed sessions; override with ``Settings.extra["relay"]``."""
+    """Timeouts and sizes of relayed sessions (from the ``relay_*`` settings)."""
 
     connect_timeout_s: float = 5.0
     """Seconds to open the upstream WebSocket (TCP, TLS, HTTP upgrade)."""
@@ -46,17 +46,6 @@ class RelayLimits:
     must be answered (anything but ``input_audio_buffer.append``), before it counts as stalled."""
     max_frame_bytes: int = 21 * MIB
     """Largest frame accepted from the upstream."""
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> RelayLimits:
-        limits = cls()
-        if not values:
-            return limits
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"relay limits: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
-        return replace(limits, **values)
 
 
 class UpstreamUnavailable(Exception):

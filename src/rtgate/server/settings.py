@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ..core.limits import CoreLimits
@@ -89,7 +89,17 @@ class Settings:
     webrtc_input_jitter_frames: int = 1
     """20 ms frames a call's inbound audio jitter buffer holds back (1–15); aiortc's default
     of 4 only delays the end of speech by ~60 ms more (docs/webrtc.md)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    relay_connect_timeout_s: float = 5.0
+    """Seconds to open an upstream WebSocket (TCP, TLS, HTTP upgrade) for a relayed session."""
+    relay_ping_interval_s: float = 5.0
+    """Keepalive ping interval towards a relay upstream."""
+    relay_ping_timeout_s: float = 5.0
+    """Seconds without a pong before a relay upstream counts as lost."""
+    relay_close_timeout_s: float = 2.0
+    """Seconds to wait for a relay upstream's close frame."""
+    relay_answer_deadline_s: float = 8.0
+    """Seconds a relay upstream may stay silent when it owes an answer before it counts as
+    stalled (docs/relay.md)."""
 
     @property
     def open_access(self) -> bool:
@@ -111,8 +121,6 @@ class Settings:
     def describe(self) -> str:
         lines = []
         for f in fields(self):
-            if f.name == "extra":
-                continue
             value = getattr(self, f.name)
             if f.name == "api_keys":
                 value = f"{len(value)} configured" if value else "none (any key accepted)"
@@ -128,7 +136,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"RTGATE_{f.name.upper()}")
-            if raw is None or f.name == "extra":
+            if raw is None:
                 continue
             values[f.name] = _parse(f.name, raw, f.type)
         values.update({k: v for k, v in overrides.items() if v is not None})

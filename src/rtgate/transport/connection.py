@@ -212,8 +212,10 @@ class SessionRunner:
     def _on_vad(self, frame_start_ms: float, frame_ms: float, probabilities: Any) -> None:
         outputs = self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock())
         self._stt.on_vad(outputs)
-        self.apply(outputs)
-        self._wake_timer.set()
+        if outputs:
+            self.apply(outputs)
+            # The timer's deadline only moves when the core changed state (it emitted).
+            self._wake_timer.set()
 
     # ------------------------------------------------------------------ outputs and effects
 
