@@ -34,6 +34,7 @@ RELAY_LIMITS = {
     "relay_ping_interval_s": 1.0,
     "relay_ping_timeout_s": 1.0,
     "relay_close_timeout_s": 1.0,
+    "send_deadline_s": 1.5,
 }
 PROMPT_S = 10.0
 """Every fault must reach the client within this many seconds."""

@@ -17,11 +17,14 @@ selects the behaviour; every connection's request headers are recorded.
 * ``fault-http401``: the upgrade is refused with HTTP 401.
 * ``fault-watch``: ``session.created``, then records the close code the relay sends.
 * ``fault-deaf``: ``session.created``, then stops reading its socket: no pongs, no events.
+* ``fault-flood``: ``session.created``, then ``response.output_audio.delta`` events of 48 KiB
+  as fast as the relay takes them, until the connection closes; records the close code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -34,6 +37,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 
@@ -48,6 +52,12 @@ def _error(code: str, message: str) -> str:
         "event_id": None}})
 
 
+def _audio_delta(size: int) -> str:
+    return json.dumps({"type": "response.output_audio.delta", "event_id": "event_fault_3",
+                       "response_id": "resp_fault", "item_id": "item_fault", "output_index": 0,
+                       "content_index": 0, "delta": "A" * size})
+
+
 @dataclass
 class FaultUpstream:
     port: int = 0
@@ -55,6 +65,8 @@ class FaultUpstream:
     paths: list[str] = field(default_factory=list)
     watch_closes: list[int | None] = field(default_factory=list)
     watch_closed: threading.Event = field(default_factory=threading.Event)
+    flood_closes: list[int | None] = field(default_factory=list)
+    flood_closed: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base_url(self) -> str:
@@ -100,6 +112,15 @@ class FaultUpstream:
             return
         if model == "fault-stall-later":
             await ws.wait_closed()
+            return
+        if model == "fault-flood":
+            delta = _audio_delta(48 * 1024)
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await ws.send(delta)
+            await ws.wait_closed()
+            self.flood_closes.append(ws.close_code)
+            self.flood_closed.set()
             return
         if model == "fault-watch":
             await ws.wait_closed()

@@ -7,7 +7,7 @@ edges; an ephemeral key's bound session is applied upstream first.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from typing import Any
 
@@ -24,11 +24,17 @@ log = logging.getLogger("rtgate.relay")
 
 
 class StarletteClient:
-    """:class:`~rtgate.relay.session.ClientSocket` over a Starlette WebSocket."""
+    """:class:`~rtgate.relay.session.ClientSocket` over a Starlette WebSocket.
 
-    def __init__(self, ws: WebSocket) -> None:
+    :meth:`close` waits at most ``close_timeout_s`` to hand the close frame to the socket;
+    a client that stops reading never lets it through (the server's write buffer stays
+    full), so its connection is then dropped (:func:`_abort`).
+    """
+
+    def __init__(self, ws: WebSocket, close_timeout_s: float = 2.0) -> None:
         self._ws = ws
         self._gone = False
+        self._close_timeout_s = close_timeout_s
 
     async def receive(self) -> str | bytes | None:
         if self._gone:
@@ -58,8 +64,31 @@ class StarletteClient:
         if self._gone:
             return
         self._gone = True
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self._ws.close(code, reason)
+        try:
+            async with asyncio.timeout(self._close_timeout_s):
+                await self._ws.close(code, reason)
+        except TimeoutError:
+            log.info("client socket not writable within %g s of the close; dropping it",
+                     self._close_timeout_s)
+            _abort(self._ws)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+
+
+def _abort(ws: WebSocket) -> None:
+    """Drop the client's TCP connection at once.
+
+    ASGI has no message for this, and a close cannot help: uvicorn writes the close frame
+    only once its write buffer drains, which a client that stops reading never lets happen
+    (and a closing transport waits for the same drain). uvicorn's ``receive`` callable is a
+    bound method of its protocol, which holds the transport; under another server without
+    one, nothing happens and the connection goes when the server's own keepalive or the
+    client gives up.
+    """
+    protocol = getattr(ws._receive, "__self__", None)
+    abort = getattr(getattr(protocol, "transport", None), "abort", None)
+    if callable(abort):
+        abort()
 
 
 def relay_limits(settings: Any) -> RelayLimits:
@@ -71,6 +100,7 @@ def relay_limits(settings: Any) -> RelayLimits:
         close_timeout_s=settings.relay_close_timeout_s,
         answer_deadline_s=settings.relay_answer_deadline_s,
         max_frame_bytes=settings.max_frame_bytes,
+        send_deadline_s=settings.send_deadline_s,
     )
 
 
@@ -85,7 +115,7 @@ async def relay_endpoint(
     preview: bool,
 ) -> None:
     """Relay one accepted, authenticated client socket to ``upstream`` until either side ends."""
-    client = StarletteClient(ws)
+    client = StarletteClient(ws, close_timeout_s=state.settings.relay_close_timeout_s)
     dialect = (
         PreviewDialect(PreviewState(transcription=transcription, client_model=model)) if preview else None
     )

@@ -27,12 +27,24 @@ upstream connection reset / lost mid-session    ``upstream_connection_lost``  10
 upstream closed with code C (e.g. 4000, 3000)   (upstream's own frames)     C
 client disconnected                             —                           upstream
                                                                             closed 1000
+a send to the client blocked past               — (counted as               1008, upstream
+``send_deadline_s`` (the client stopped         ``client_not_reading``)     closed 1000
+reading)
 =============================================  ==========================  ============
+
+A client that stops reading: every frame to the client is sent directly (the relay holds
+one frame at a time, no queue; the socket's bounded write buffer back-pressures the
+upstream), under the ``send_deadline_s`` of the local pipeline. One watchdog timer per
+session, armed only while a send is in flight (:meth:`RelaySession._watch_sends`), cancels
+a send that blocks past it; the session then closes the upstream and the client with 1008
+and the local pipeline's reason. The answer deadline is off while the relay waits on the
+client, so a slow client is never blamed on the upstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -58,10 +70,16 @@ TO_UPSTREAM = "client_to_upstream"
 TO_CLIENT = "upstream_to_client"
 _NO_ANSWER = "input_audio_buffer.append"
 _UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
+NOT_READING_REASON = "client is not reading events fast enough"
+"""The close reason for a client that stops reading (the local pipeline's, for parity)."""
 
 
 class ClientGone(Exception):
     """The client socket is closed; nothing more can be sent to it."""
+
+
+class ClientStuck(Exception):
+    """A send to the client blocked past the send deadline: the client is not reading."""
 
 
 class ClientSocket(Protocol):
@@ -92,10 +110,19 @@ class Ending:
     reason: str
     error: RealtimeError | None = None
     by_client: bool = False
+    client_stuck: bool = False
+    """The client stopped reading: no ``error`` event is sent (it would not be read)."""
 
     @classmethod
     def fault(cls, error: RealtimeError, close_code: int) -> Ending:
         return cls(close_code, f"{error.type}.{error.code}", error)
+
+    @classmethod
+    def not_reading(cls, send_deadline_s: float) -> Ending:
+        error = RealtimeError(
+            f"The client stopped reading: a send blocked for more than {send_deadline_s:g} s.",
+            "client_not_reading", type=SERVER_ERROR)
+        return cls(1008, NOT_READING_REASON, error, client_stuck=True)
 
 
 class _Ended(Exception):
@@ -126,6 +153,10 @@ class RelaySession:
         self.frames = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.bytes = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.ending: Ending | None = None
+        self._forwarding = False  # the upstream pump is waiting on the client
+        self._sends: dict[asyncio.Task[Any], float] = {}  # sends in flight: loop time started
+        self._stalled: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         name = self.upstream.name
@@ -153,6 +184,8 @@ class RelaySession:
         except* _Ended as ended:
             first = ended.exceptions[0]
             ending = first.ending if isinstance(first, _Ended) else ending
+        except* ClientStuck:
+            ending = Ending.not_reading(self.limits.send_deadline_s)
         except* ClientGone:
             ending = Ending(1000, "client disconnected", by_client=True)
         finally:
@@ -160,6 +193,8 @@ class RelaySession:
                 m.active.dec(name)
             if ending.by_client:
                 await upstream.close(1000, "client disconnected")
+            elif ending.client_stuck:  # the upstream goes first: the client's close may wait
+                await upstream.close(1000, "client not reading")
         await self.finish(ending)
         await upstream.close(1000, "relay ended")
 
@@ -174,8 +209,9 @@ class RelaySession:
             if m is not None:
                 m.closes.inc(self.upstream.name, str(ending.close_code))
             try:
-                if ending.error is not None:
-                    await self._send_error(ending.error)
+                if ending.error is not None and not ending.client_stuck:
+                    with contextlib.suppress(ClientStuck):  # the close still goes (bounded)
+                        await self._send_error(ending.error)
                 await self.client.close(ending.close_code, ending.reason[:120])
             except ClientGone:
                 pass
@@ -190,27 +226,77 @@ class RelaySession:
         event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
         text = orjson.dumps(event).decode()
         for out in self.dialect.to_client(text) if self.dialect is not None else [text]:
-            await self.client.send_text(out)
+            await self._send(out)
+
+    async def _send(self, text: str) -> None:
+        """Send one frame to the client under the send deadline.
+
+        Raises :class:`ClientGone` when the client has left and :class:`ClientStuck` when
+        the send blocked past ``send_deadline_s``. The deadline costs no timer per frame:
+        the send is recorded, and :meth:`_watch_sends` is armed only if it is not already.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        started = self._loop.time()
+        self._sends[task] = started
+        if self._watchdog is None:
+            self._watchdog = self._loop.call_at(started + self.limits.send_deadline_s,
+                                                self._watch_sends)
+        try:
+            await self.client.send_text(text)
+        except asyncio.CancelledError:
+            if task not in self._stalled:
+                raise
+            self._stalled.discard(task)
+            task.uncancel()
+            raise ClientStuck from None
+        finally:
+            del self._sends[task]
+
+    def _watch_sends(self) -> None:
+        """Cancel every send in flight for ``send_deadline_s``; re-arm for the oldest other."""
+        self._watchdog = None
+        limit = self.limits.send_deadline_s
+        due = self._loop.time() + 0.001  # timers may fire up to the clock resolution early
+        oldest: float | None = None
+        for task, started in self._sends.items():
+            if started + limit <= due:
+                if task not in self._stalled:
+                    self._stalled.add(task)
+                    task.cancel()
+            elif oldest is None or started < oldest:
+                oldest = started
+        if oldest is not None:
+            self._watchdog = self._loop.call_at(oldest + limit, self._watch_sends)
 
     def _arm(self) -> None:
         """A frame that needs an answer went upstream: one more answer is owed."""
         self._owed += 1
         deadline = self._deadline
-        if deadline is not None and deadline.when() is None:
+        if deadline is not None and not self._forwarding and deadline.when() is None:
             deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
 
     def _answered(self, deadline: asyncio.Timeout) -> None:
-        """An upstream frame arrived: it pays one owed answer; the rest get a fresh deadline.
+        """An upstream frame arrived: it pays one owed answer; the deadline is off while the
+        frame goes to the client, and :meth:`_forwarded` restarts it for the rest.
 
         Upstream frames are not tied to the client event they answer, so each counts as the
         answer to one event, oldest first. Unprompted frames (VAD events, audio deltas) can
         only pay answers early — a stall may then go unnoticed by this rule (the keepalive
         still applies) — never make a healthy upstream look stalled: while answers are owed,
-        every upstream frame is progress and pushes the deadline back.
+        every upstream frame is progress and pushes the deadline back. Time spent waiting
+        on a slow client is not the upstream's silence.
         """
         if self._owed:
             self._owed -= 1
-            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s if self._owed else None)
+        if deadline.when() is not None:
+            deadline.reschedule(None)
+        self._forwarding = True
+
+    def _forwarded(self, deadline: asyncio.Timeout) -> None:
+        self._forwarding = False
+        if self._owed:
+            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
 
     async def _client_to_upstream(self, upstream: ClientConnection) -> None:
         if self.bound_session:
@@ -249,14 +335,13 @@ class RelaySession:
                 m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, TO_UPSTREAM)
 
     async def _upstream_to_client(self, upstream: ClientConnection) -> None:
-        name, m, dialect, client = self.upstream.name, self.metrics, self.dialect, self.client
+        name, m, dialect, send = self.upstream.name, self.metrics, self.dialect, self._send
         try:
             async with asyncio.timeout_at(self._loop.time() + self.limits.answer_deadline_s) as deadline:
                 self._deadline = deadline
                 async for frame in upstream:
                     received = time.perf_counter_ns()
-                    if self._owed:
-                        self._answered(deadline)
+                    self._answered(deadline)
                     size = _size(frame)
                     self.frames[TO_CLIENT] += 1
                     self.bytes[TO_CLIENT] += size
@@ -264,12 +349,16 @@ class RelaySession:
                         if isinstance(frame, bytes):
                             continue  # the GA protocol has no binary server frames
                         if dialect is None:
-                            await client.send_text(frame)
+                            await send(frame)
                         else:
                             for out in dialect.to_client(frame):
-                                await client.send_text(out)
+                                await send(out)
                     except ClientGone:
                         raise _Ended(Ending(1000, "client disconnected", by_client=True)) from None
+                    except ClientStuck:
+                        raise _Ended(Ending.not_reading(self.limits.send_deadline_s)) from None
+                    finally:
+                        self._forwarded(deadline)
                     if m is not None:
                         m.events.inc(name, TO_CLIENT, event_type_label(frame_type(frame)))
                         m.bytes.inc(name, TO_CLIENT, amount=size)

@@ -46,6 +46,9 @@ class RelayLimits:
     must be answered (anything but ``input_audio_buffer.append``), before it counts as stalled."""
     max_frame_bytes: int = 21 * MIB
     """Largest frame accepted from the upstream."""
+    send_deadline_s: float = 10.0
+    """Seconds one send to the client may block before the client counts as not reading
+    (close 1008); the ``send_deadline_s`` setting, as in the local pipeline."""
 
 
 class UpstreamUnavailable(Exception):

@@ -157,6 +157,14 @@ async def create_call(request: Request) -> Response:
         model = (getattr(config, "model", None) or request.query_params.get("model")
                  or "gpt-realtime")
         pipeline = state.router.resolve(model)
+        upstream = state.router.upstream_for(model) if pipeline is None else None
+        if upstream is not None:
+            raise RestError(400, RealtimeError(
+                f"The model '{model}' is relayed to the upstream '{upstream.name}', and rtgate "
+                "does not relay WebRTC calls. Connect to rtgate over WebSocket "
+                "(/v1/realtime?model=...) instead, or send the offer to the upstream's own "
+                "WebRTC endpoint (/realtime/calls) with a key it issued.",
+                "unsupported_for_relayed_model", "session.model"))
         if pipeline is None:
             raise RestError(400, RealtimeError(
                 f"Invalid model: '{model}'. This rtgate server routes official realtime model "

@@ -189,8 +189,9 @@ class RelayMetrics:
             "rtgate_relay_sessions_active", "Relayed sessions open now, by upstream.", ["upstream"])
         self.faults = registry.counter(
             "rtgate_relay_faults_total",
-            "Relayed sessions ended by a fault (upstream_unavailable, upstream_timeout, "
-            "upstream_connection_lost, upstream_misconfigured), by upstream.",
+            "Relayed sessions ended by a fault (upstream_unavailable, upstream_rejected, "
+            "upstream_timeout, upstream_connection_lost, upstream_misconfigured, and "
+            "client_not_reading: a send to the client blocked past send_deadline_s), by upstream.",
             ["upstream", "reason"])
         self.closes = registry.counter(
             "rtgate_relay_closes_total", "Close codes sent to relayed clients, by upstream.",
