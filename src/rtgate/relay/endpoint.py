@@ -7,7 +7,6 @@ edges; an ephemeral key's bound session is applied upstream first.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -16,6 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..protocol.preview import PreviewState
 from ..server.config import UpstreamConfig
+from ..server.ws_close import close_or_drop
 from .preview import PreviewDialect
 from .session import ClientGone, Ending, RelaySession
 from .upstream import RelayLimits
@@ -28,7 +28,7 @@ class StarletteClient:
 
     :meth:`close` waits at most ``close_timeout_s`` to hand the close frame to the socket;
     a client that stops reading never lets it through (the server's write buffer stays
-    full), so its connection is then dropped (:func:`_abort`).
+    full), so its connection is then dropped (:func:`rtgate.server.ws_close.close_or_drop`).
     """
 
     def __init__(self, ws: WebSocket, close_timeout_s: float = 2.0) -> None:
@@ -64,31 +64,7 @@ class StarletteClient:
         if self._gone:
             return
         self._gone = True
-        try:
-            async with asyncio.timeout(self._close_timeout_s):
-                await self._ws.close(code, reason)
-        except TimeoutError:
-            log.info("client socket not writable within %g s of the close; dropping it",
-                     self._close_timeout_s)
-            _abort(self._ws)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass
-
-
-def _abort(ws: WebSocket) -> None:
-    """Drop the client's TCP connection at once.
-
-    ASGI has no message for this, and a close cannot help: uvicorn writes the close frame
-    only once its write buffer drains, which a client that stops reading never lets happen
-    (and a closing transport waits for the same drain). uvicorn's ``receive`` callable is a
-    bound method of its protocol, which holds the transport; under another server without
-    one, nothing happens and the connection goes when the server's own keepalive or the
-    client gives up.
-    """
-    protocol = getattr(ws._receive, "__self__", None)
-    abort = getattr(getattr(protocol, "transport", None), "abort", None)
-    if callable(abort):
-        abort()
+        await close_or_drop(self._ws, code, reason, self._close_timeout_s)
 
 
 def relay_limits(settings: Any) -> RelayLimits:

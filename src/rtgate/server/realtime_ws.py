@@ -30,6 +30,7 @@ from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
 from .settings import Settings
+from .ws_close import close_or_drop
 
 log = logging.getLogger("rtgate.ws")
 
@@ -47,14 +48,18 @@ class ServerState:
 
 
 class StarletteChannel:
-    def __init__(self, ws: WebSocket) -> None:
+    """A session's channel over a Starlette WebSocket; a close that cannot be written
+    within ``close_timeout_s`` (a client that stopped reading) drops the connection."""
+
+    def __init__(self, ws: WebSocket, close_timeout_s: float = 10.0) -> None:
         self._ws = ws
+        self._close_timeout_s = close_timeout_s
 
     async def send_text(self, text: str) -> None:
         await self._ws.send_text(text)
 
     async def close(self, code: int, reason: str) -> None:
-        await self._ws.close(code, reason[:120])
+        await close_or_drop(self._ws, code, reason, self._close_timeout_s)
 
 
 def _is_preview(ws: WebSocket, subprotocols: list[str]) -> bool:
@@ -167,7 +172,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         limits=settings.core_limits(),
         now=time.time(),
     )
-    channel: Channel = StarletteChannel(ws)
+    # A close frame is a send: it gets the same deadline.
+    channel: Channel = StarletteChannel(ws, settings.send_deadline_s)
     if preview:
         preview_state = PreviewState(transcription=transcription, client_model=model)
         channel = PreviewChannel(channel, preview_state)
