@@ -63,7 +63,20 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--turn-username", dest="webrtc_turn_username", metavar="NAME",
                    help="username for the turn: servers; give the credential in "
                    "RTGATE_WEBRTC_TURN_CREDENTIAL (flags show in `ps`)")
+    p.add_argument("--webrtc-udp-ports", type=_port_range, metavar="MIN-MAX",
+                   help="UDP ports for WebRTC calls' host candidates, e.g. 40000-40099 (forward "
+                   "them through a NAT; default: any port, see docs/webrtc.md)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        if sep:
+            return int(low), int(high)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected MIN-MAX, e.g. 40000-40099, got {text!r}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -93,6 +106,8 @@ def serve(args: argparse.Namespace) -> int:
     }
     if args.webrtc_ice_servers:
         overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)
+    if args.webrtc_udp_ports:
+        overrides["webrtc_udp_port_min"], overrides["webrtc_udp_port_max"] = args.webrtc_udp_ports
     if args.api_keys:
         overrides["api_keys"] = tuple(args.api_keys)
     try:

@@ -36,6 +36,7 @@ from ..protocol.client_events import DecodeLimits
 from ..protocol.errors import RealtimeError
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
+from ..transport.ice_ports import PortRangeExhausted
 from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant
 from .client_secrets import RestError, authenticate, error_response, read_body
@@ -61,6 +62,8 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
         max_inbound_events=settings.webrtc_max_inbound_events,
         max_data_channel_buffer_bytes=settings.webrtc_max_data_channel_buffer_bytes,
         input_jitter_frames=settings.webrtc_input_jitter_frames,
+        udp_port_min=settings.webrtc_udp_port_min,
+        udp_port_max=settings.webrtc_udp_port_max,
     )
 
 
@@ -208,6 +211,12 @@ async def create_call(request: Request) -> Response:
     state.active_sessions += 1
     try:
         answer = await call.answer(sdp)
+    except PortRangeExhausted as exc:
+        await call.aclose("no free UDP port for the call")
+        log.warning("call %s refused: %s", call_id, exc.strerror)
+        return error_response(503, RealtimeError(
+            f"This server has no free UDP port for the call's media: {exc.strerror}; try "
+            "again later.", "udp_ports_exhausted", type="server_error"))
     except Exception as exc:
         await call.aclose("the SDP offer could not be applied")
         return error_response(400, RealtimeError(

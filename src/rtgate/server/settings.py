@@ -89,6 +89,11 @@ class Settings:
     webrtc_input_jitter_frames: int = 1
     """20 ms frames a call's inbound audio jitter buffer holds back (1–15); aiortc's default
     of 4 only delays the end of speech by ~60 ms more (docs/webrtc.md)."""
+    webrtc_udp_port_min: int = 0
+    """Lowest UDP port for a call's host ICE candidates (1024–65535, with
+    ``webrtc_udp_port_max``); 0 and 0: any port (docs/webrtc.md, NAT)."""
+    webrtc_udp_port_max: int = 0
+    """Highest UDP port for a call's host ICE candidates; 0 and 0: any port."""
     relay_connect_timeout_s: float = 5.0
     """Seconds to open an upstream WebSocket (TCP, TLS, HTTP upgrade) for a relayed session."""
     relay_ping_interval_s: float = 5.0
@@ -100,6 +105,20 @@ class Settings:
     relay_answer_deadline_s: float = 8.0
     """Seconds a relay upstream may stay silent when it owes an answer before it counts as
     stalled (docs/relay.md)."""
+
+    def __post_init__(self) -> None:
+        low, high = self.webrtc_udp_port_min, self.webrtc_udp_port_max
+        if (low, high) != (0, 0):
+            if not (low and high):
+                raise ValueError(
+                    f"webrtc_udp_port_min/max: set both or neither (got {low} and {high}; "
+                    "0 and 0 mean any port)")
+            if not (1024 <= low <= 65535 and 1024 <= high <= 65535):
+                raise ValueError(
+                    f"webrtc_udp_port_min/max: ports must lie in 1024-65535 (got {low}-{high})")
+            if low > high:
+                raise ValueError(
+                    f"webrtc_udp_port_min/max: the minimum {low} is above the maximum {high}")
 
     @property
     def open_access(self) -> bool:

@@ -48,6 +48,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from ..audio import encode_from_pcm16, format_rate
 from .connection import Channel, OutputHook, SessionRunner
+from .ice_ports import restrict_host_ports
 from .webrtc_playback import CallPlayback, OutputAudioTrack
 
 __all__ = ["CallChannel", "OutputAudioTrack", "WebRTCCall", "WebRTCSettings",
@@ -79,13 +80,16 @@ class WebRTCSettings:
     max_inbound_events: int = 1024
     """Client events queued from the data channel before the call counts as flooding."""
     max_data_channel_buffer_bytes: int = 8 * 1024 * 1024
+    """Bytes unsent on the data channel before the client counts as not reading."""
     input_jitter_frames: int = 1
     """Complete 20 ms frames that must follow an inbound audio frame before aiortc's jitter
     buffer releases it. aiortc's default, 4, smooths playback at a cost of ~80 ms; the
     server does not play the input (VAD and STT take it as it comes) and the buffer waits
     for a missing packet whatever the value, so 1 loses no robustness and hears the end of
     speech ~60 ms sooner (docs/benchmarks.md, WebRTC)."""
-    """Bytes unsent on the data channel before the client counts as not reading."""
+    udp_port_min: int = 0
+    """UDP port range of the host ICE candidates (:mod:`.ice_ports`); 0 and 0: any port."""
+    udp_port_max: int = 0
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = [
@@ -254,6 +258,15 @@ class WebRTCCall:
                     transceiver.direction = "sendrecv"
                 _set_input_jitter(transceiver.receiver, self.settings.input_jitter_frames)
                 break
+        if self.settings.udp_port_min:
+            # The ICE gatherers exist now (setRemoteDescription) and gather in
+            # setLocalDescription: their host candidates go on the port range.
+            gatherers = {id(g): g for g in (
+                *(t.receiver.transport.transport.iceGatherer for t in pc.getTransceivers()),
+                *((pc.sctp.transport.transport.iceGatherer,) if pc.sctp else ()),
+            )}
+            restrict_host_ports(gatherers.values(), self.settings.udp_port_min,
+                                self.settings.udp_port_max)
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         await self.runner.start()
