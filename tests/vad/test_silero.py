@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from rtgate.pipeline.base import VADStream
-from rtgate.pipeline.vad_silero import SileroStream, SileroVAD
+from rtgate.pipeline.vad_silero import (
+    SileroStream,
+    SileroVAD,
+    default_model_path,
+    matmul_encoder,
+)
 
 from .conftest import frames_of
 
@@ -115,3 +120,26 @@ def test_silence_gate_skips_digital_silence_and_bounds_the_error(speech):
     assert np.all(gated[frames.std(axis=1) == 0] == 0.0)
     differ = (gated > 0.5) != (expected > 0.5)
     assert np.count_nonzero(differ) <= 0.04 * len(frames)
+
+
+def test_the_conv_encoder_option_gives_the_same_results(vad, speech):
+    """``fast_encoder=False`` (the original convolutions, batched) matches the default
+    MatMul encoder: 8 streams × 3 frames per call over 120 frames of speech."""
+    conv = SileroVAD(fast_encoder=False)
+    signals = streams_of(speech, 8)
+    a, b = [vad.new_stream() for _ in range(8)], [conv.new_stream() for _ in range(8)]
+    for begin in range(0, signals.shape[1], 3):
+        part = signals[:, begin : begin + 3]
+        np.testing.assert_allclose(vad.infer_batch(a, part), conv.infer_batch(b, part), atol=1e-5)
+
+
+def test_the_encoder_rewrite_refuses_an_unknown_graph():
+    """A graph whose encoder is not Silero v6's is refused and left as it was."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(default_model_path())
+    conv = next(node for node in model.graph.node if node.op_type == "Conv")
+    next(a for a in conv.attribute if a.name == "strides").ints[0] = 64
+    before = model.SerializeToString()
+    with pytest.raises(RuntimeError, match="convolution"):
+        matmul_encoder(model)
+    assert model.SerializeToString() == before
