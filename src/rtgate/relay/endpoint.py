@@ -2,7 +2,9 @@
 
 Called after authentication and model routing, when the model routes to an upstream: the
 session skips the local core entirely. A Preview client gets the Preview dialect on both
-edges; an ephemeral key's bound session is applied upstream first.
+edges; an ephemeral key's bound session is applied upstream first. A GA client's session
+is spliced (frames pass as raw bytes, relay/splice.py) when ``relay_splice`` is on and the
+endpoint armed the connection's hook with :func:`arm_splice` before accepting it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..protocol.preview import PreviewState
 from ..server.config import UpstreamConfig
 from ..server.ws_close import close_or_drop
+from ..server.ws_protocol import SPLICE_EXTENSION
 from .preview import PreviewDialect
 from .session import ClientGone, Ending, RelaySession
 from .upstream import RelayLimits
@@ -77,7 +80,25 @@ def relay_limits(settings: Any) -> RelayLimits:
         answer_deadline_s=settings.relay_answer_deadline_s,
         max_frame_bytes=settings.max_frame_bytes,
         send_deadline_s=settings.send_deadline_s,
+        client_ping_interval_s=settings.ping_interval_s or 0.0,
+        client_ping_timeout_s=settings.ping_timeout_s or 0.0,
     )
+
+
+def arm_splice(ws: WebSocket, state: Any, *, preview: bool) -> None:
+    """Before ``websocket.accept``: arm the connection's splice hook when the session may
+    be a spliced GA relay (``relay_splice`` on, a GA client, some route to an upstream).
+
+    Arming costs nothing for a session that turns out local: its first receive or send
+    releases the hook (server/ws_protocol.py).
+    """
+    if preview or not getattr(state.settings, "relay_splice", False):
+        return
+    if not any(isinstance(target, UpstreamConfig) for target in state.router.routes.values()):
+        return
+    splice = ws.scope.get("extensions", {}).get(SPLICE_EXTENSION)
+    if splice is not None:
+        splice.arm()
 
 
 async def relay_endpoint(
@@ -97,6 +118,12 @@ async def relay_endpoint(
     )
     settings = state.settings
     metrics = getattr(state, "metrics", None)
+    splice = ws.scope.get("extensions", {}).get(SPLICE_EXTENSION)
+    if splice is not None and not splice.armed:
+        splice = None
+    if splice is not None and (preview or not settings.relay_splice):
+        splice.release()
+        splice = None
     session = RelaySession(
         upstream=upstream,
         model=model,
@@ -106,6 +133,7 @@ async def relay_endpoint(
         intent="transcription" if transcription else None,
         bound_session=bound_session,
         dialect=dialect,
+        splice=splice,
     )
     if state.active_sessions >= settings.max_sessions:
         error = RealtimeError(

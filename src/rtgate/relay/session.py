@@ -60,14 +60,15 @@ from ..core.ids import IdFactory
 from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..server.config import UpstreamConfig
 from ..server.metrics import RelayMetrics, event_type_label
+from ..server.ws_protocol import Splice
 from .frames import frame_type
 from .preview import PreviewDialect
+from .rawlink import open_raw_upstream
+from .splice import TO_CLIENT, TO_UPSTREAM, SplicedRelay
 from .upstream import RelayLimits, UpstreamUnavailable, open_upstream
 
 log = logging.getLogger("rtgate.relay")
 
-TO_UPSTREAM = "client_to_upstream"
-TO_CLIENT = "upstream_to_client"
 _NO_ANSWER = "input_audio_buffer.append"
 _UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
 NOT_READING_REASON = "client is not reading events fast enough"
@@ -144,6 +145,9 @@ class RelaySession:
     bound_session: Mapping[str, Any] | None = None
     dialect: PreviewDialect | None = None
     environ: Mapping[str, str] | None = None
+    splice: Splice | None = None
+    """The client connection's armed splice hook: a GA session's frames then pass as raw
+    bytes (:mod:`.splice`); without it, or for a Preview dialect, every frame is parsed."""
 
     def __post_init__(self) -> None:
         self.id = f"relay_{secrets.token_hex(8)}"
@@ -163,6 +167,8 @@ class RelaySession:
         m = self.metrics
         if m is not None:
             m.sessions.inc(name)
+        if self.splice is not None and self.dialect is None and await self._run_spliced():
+            return
         started = time.perf_counter()
         try:
             upstream = await open_upstream(
@@ -198,16 +204,47 @@ class RelaySession:
         await self.finish(ending)
         await upstream.close(1000, "relay ended")
 
+    async def _run_spliced(self) -> bool:
+        """Relay over the spliced data path; ``False`` when the client connection cannot be
+        taken (the hook is released and the parsed path runs instead)."""
+        splice = self.splice
+        assert splice is not None
+        name, m = self.upstream.name, self.metrics
+        started = time.perf_counter()
+        try:
+            transport, link = await open_raw_upstream(
+                self.upstream, self.model, self.limits, intent=self.intent, environ=self.environ
+            )
+        except UpstreamUnavailable as exc:
+            splice.release()
+            error = RealtimeError(exc.message, exc.code, type=SERVER_ERROR)
+            await self.finish(Ending.fault(error, exc.close_code))
+            return True
+        relay = SplicedRelay(name=name, relay_id=self.id, limits=self.limits, metrics=m,
+                             frames=self.frames, bytes_=self.bytes, ending_factory=Ending)
+        taken = splice.take(relay.client_sink)
+        if taken is None:
+            splice.release()
+            transport.abort()
+            return False
+        client, client_early = taken
+        upstream_early = link.attach(relay.upstream_sink)
+        if m is not None:
+            m.connect_seconds.observe(time.perf_counter() - started, name)
+            m.active.inc(name)
+        log.info("%s: relaying model %s to upstream %s (spliced)", self.id, self.model, name)
+        try:
+            relay.start(client, client_early, transport, upstream_early, self.bound_session)
+            ending = await relay.wait()
+        finally:
+            if m is not None:
+                m.active.dec(name)
+        self._record(ending)
+        return True
+
     async def finish(self, ending: Ending) -> None:
-        self.ending = ending
-        m = self.metrics
-        if ending.error is not None:
-            log.warning("%s: %s (close %d)", self.id, ending.error.message, ending.close_code)
-            if m is not None:
-                m.faults.inc(self.upstream.name, ending.error.code or "unknown")
+        """Send ``ending`` to the client (its ``error`` event, then the close) and record it."""
         if not ending.by_client:
-            if m is not None:
-                m.closes.inc(self.upstream.name, str(ending.close_code))
             try:
                 if ending.error is not None and not ending.client_stuck:
                     with contextlib.suppress(ClientStuck):  # the close still goes (bounded)
@@ -215,6 +252,18 @@ class RelaySession:
                 await self.client.close(ending.close_code, ending.reason[:120])
             except ClientGone:
                 pass
+        self._record(ending)
+
+    def _record(self, ending: Ending) -> None:
+        """Log ``ending`` and count it in the metrics (faults, close codes sent)."""
+        self.ending = ending
+        m = self.metrics
+        if ending.error is not None:
+            log.warning("%s: %s (close %d)", self.id, ending.error.message, ending.close_code)
+            if m is not None:
+                m.faults.inc(self.upstream.name, ending.error.code or "unknown")
+        if not ending.by_client and m is not None:
+            m.closes.inc(self.upstream.name, str(ending.close_code))
         log.info(
             "%s closed: %d frames / %d bytes to upstream, %d frames / %d bytes to client, close %s%s",
             self.id, self.frames[TO_UPSTREAM], self.bytes[TO_UPSTREAM], self.frames[TO_CLIENT],

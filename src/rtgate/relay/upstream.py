@@ -49,6 +49,11 @@ class RelayLimits:
     send_deadline_s: float = 10.0
     """Seconds one send to the client may block before the client counts as not reading
     (close 1008); the ``send_deadline_s`` setting, as in the local pipeline."""
+    client_ping_interval_s: float = 20.0
+    """Keepalive ping interval towards a spliced client (the ``ping_interval_s`` setting,
+    which uvicorn applies to every other connection); 0: none."""
+    client_ping_timeout_s: float = 20.0
+    """Seconds without a pong before a spliced client counts as gone (``ping_timeout_s``)."""
 
 
 class UpstreamUnavailable(Exception):
@@ -140,16 +145,25 @@ async def open_upstream(
             user_agent_header="rtgate-relay",
         )
     except Exception as exc:
-        host = urlsplit(url).hostname or "?"
-        rejected = isinstance(exc, InvalidStatus) and exc.response.status_code < 500 and (
-            exc.response.status_code != 429
-        )
-        raise UpstreamUnavailable(
-            f"The relay upstream '{upstream.name}' ({host}) is unavailable: "
-            f"{_describe(exc, limits.connect_timeout_s)}.",
-            "upstream_rejected" if rejected else "upstream_unavailable",
-            1011 if rejected else 1013,
-        ) from None
+        raise connect_failure(upstream, url, exc, limits) from None
+
+
+def connect_failure(
+    upstream: UpstreamConfig, url: str, exc: BaseException, limits: RelayLimits
+) -> UpstreamUnavailable:
+    """The client-safe :class:`UpstreamUnavailable` for ``exc`` raised opening ``url``:
+    HTTP 4xx but 429 is ``upstream_rejected`` (1011), anything else ``upstream_unavailable``
+    (1013). Names the upstream and its host only."""
+    host = urlsplit(url).hostname or "?"
+    rejected = isinstance(exc, InvalidStatus) and exc.response.status_code < 500 and (
+        exc.response.status_code != 429
+    )
+    return UpstreamUnavailable(
+        f"The relay upstream '{upstream.name}' ({host}) is unavailable: "
+        f"{_describe(exc, limits.connect_timeout_s)}.",
+        "upstream_rejected" if rejected else "upstream_unavailable",
+        1011 if rejected else 1013,
+    )
 
 
 def upstream_rest_url(upstream: UpstreamConfig, path: str) -> str:

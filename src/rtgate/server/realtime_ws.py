@@ -77,6 +77,9 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.rtgate
     settings = state.settings
     subprotocols = list(ws.scope.get("subprotocols") or [])
+    from ..relay.endpoint import arm_splice  # a relayed GA session may take the raw socket
+
+    arm_splice(ws, state, preview=_is_preview(ws, subprotocols))
     await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
 
     query = ws.query_params

@@ -105,6 +105,9 @@ class Settings:
     relay_answer_deadline_s: float = 8.0
     """Seconds a relay upstream may stay silent when it owes an answer before it counts as
     stalled (docs/relay.md)."""
+    relay_splice: bool = True
+    """Relay GA sessions' frames as raw bytes, parsing frame headers only (docs/relay.md,
+    Spliced data path); off: every relayed frame is parsed and re-encoded."""
 
     def __post_init__(self) -> None:
         low, high = self.webrtc_udp_port_min, self.webrtc_udp_port_max

@@ -12,11 +12,30 @@ reading pauses only once the messages waiting for the app hold more than
 ``read_buffer_bytes`` (a message bigger than that still pauses at once, as before), and
 resumes when the app has taken every waiting message (uvicorn's rule). Memory per
 connection stays bounded by ``read_buffer_bytes`` plus one message.
+
+**Splicing.** Every connection offers a :class:`Splice` in
+``scope["extensions"]["rtgate.splice"]``: an app that may relay the socket's frames as
+raw bytes (relay/splice.py) arms it *before* ``websocket.accept``. From the moment the 101
+response is written, received bytes then go to a raw buffer, never to the websockets
+parser, so no frame is ever half parsed. The app then either
+
+* takes the connection (:meth:`Splice.take`): uvicorn's keepalive never starts, and every
+  later byte, the connection's loss, write flow control and server shutdown go to the
+  app's :class:`RawSink`; the app writes frames to the transport itself; or
+* releases it (:meth:`Splice.release`): the buffered bytes are fed to the parser and the
+  connection is uvicorn's again. Any other ASGI use of an armed connection — a send other
+  than the accept, a receive after it — releases it first, so an app that does not splice
+  behaves as it would without the hook.
+
+The raw buffer before ``take`` holds about ``read_buffer_bytes``; reading pauses beyond.
+A client must not send frames before it has read the 101 (RFC 6455 §4.1); bytes that
+arrive with the upgrade request itself are parsed by uvicorn, as without the hook.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -24,15 +43,78 @@ DEFAULT_READ_BUFFER_BYTES = 256 * 1024
 """Message bytes a connection may hold for the app before reading pauses (~4 s of 24 kHz
 PCM16 sent as base64 JSON)."""
 
+SPLICE_EXTENSION = "rtgate.splice"
+"""The key of the :class:`Splice` in ``scope["extensions"]``."""
+
+_ARMED, _TAKEN = "armed", "taken"
+
+
+class RawSink(Protocol):
+    """What a spliced connection reports to the app that took it (asyncio protocol style)."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self, exc: Exception | None) -> None: ...
+
+    def pause_writing(self) -> None: ...
+
+    def resume_writing(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """The server is shutting down: close the connection promptly."""
+        ...
+
+
+class Splice:
+    """A connection's splice hook (see the module docstring); one per connection."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: BufferedSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    @property
+    def armed(self) -> bool:
+        return self._protocol._splice_mode == _ARMED
+
+    def arm(self) -> bool:
+        """Route the bytes after the 101 to a raw buffer. Only before ``websocket.accept``;
+        returns whether the hook is armed."""
+        p = self._protocol
+        if p._splice_mode is not None or p.handshake_complete:
+            return False
+        p._splice_mode = _ARMED
+        return True
+
+    def release(self) -> None:
+        """Give the connection back to uvicorn (a no-op unless armed)."""
+        self._protocol._splice_release()
+
+    def take(self, sink: RawSink) -> tuple[asyncio.Transport, bytes] | None:
+        """Hand the connection to ``sink``; returns the transport and the bytes received
+        since the 101, which ``sink`` must process before any later ``data_received``.
+
+        ``None`` — the caller must then :meth:`release` — unless the hook is armed, the
+        101 is written without a negotiated extension (frames could not pass verbatim),
+        and the connection is still open.
+        """
+        return self._protocol._splice_take(sink)
+
 
 class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
-    """``websockets-sansio`` that pauses reading by buffered bytes; see the module docstring."""
+    """``websockets-sansio`` that pauses reading by buffered bytes and can be spliced; see
+    the module docstring."""
 
     read_buffer_bytes = DEFAULT_READ_BUFFER_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._queued_bytes = 0
+        self._splice_mode: str | None = None
+        self._splice_sink: RawSink | None = None
+        self._splice_early: list[bytes] = []
+        self._splice_early_bytes = 0
+        self._splice_paused = False
 
     def send_receive_event_to_app(self) -> None:
         if self.read_paused:
@@ -54,6 +136,8 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
             super().send_receive_event_to_app()
 
     async def receive(self) -> Any:
+        if self._splice_mode == _ARMED and self.handshake_complete:  # not the connect event
+            self._splice_release()
         message: Any = await super().receive()
         if self.queue.empty():
             self._queued_bytes = 0
@@ -61,6 +145,92 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
             payload = message.get("text") or message.get("bytes") or b""
             self._queued_bytes = max(0, self._queued_bytes - len(payload))
         return message
+
+    # -- splicing (module docstring)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:  # the app's task first runs on a later loop turn
+            scope["extensions"][SPLICE_EXTENSION] = Splice(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._splice_mode is None or not self.handshake_complete:
+            super().data_received(data)
+        elif self._splice_sink is not None:
+            self._splice_sink.data_received(data)
+        else:
+            self._splice_early.append(data)
+            self._splice_early_bytes += len(data)
+            if self._splice_early_bytes > self.read_buffer_bytes and not self._splice_paused:
+                self._splice_paused = True
+                self.transport.pause_reading()
+
+    def _splice_release(self) -> None:
+        if self._splice_mode != _ARMED:
+            return
+        self._splice_mode = None
+        early, self._splice_early, self._splice_early_bytes = self._splice_early, [], 0
+        if self.disconnected:
+            return
+        if early:
+            super().data_received(b"".join(early))
+        if self._splice_paused:
+            self._splice_paused = False
+            if not self.read_paused:
+                self.transport.resume_reading()
+        if self.handshake_complete and not self.close_sent:
+            super().start_keepalive()
+
+    def _splice_take(self, sink: RawSink) -> tuple[asyncio.Transport, bytes] | None:
+        if self._splice_mode != _ARMED or not self.handshake_complete or self.disconnected:
+            return None
+        if self.transport.is_closing() or "Sec-WebSocket-Extensions" in self.response.headers:
+            return None
+        self._splice_mode = _TAKEN
+        self._splice_sink = sink
+        early = b"".join(self._splice_early)
+        self._splice_early, self._splice_early_bytes = [], 0
+        if self._splice_paused:
+            self._splice_paused = False
+            self.transport.resume_reading()
+        return self.transport, early
+
+    def start_keepalive(self) -> None:
+        if self._splice_mode is None:  # an armed connection starts it when released
+            super().start_keepalive()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._splice_sink is not None:
+            self._splice_sink.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._splice_sink is not None:
+            self._splice_sink.pause_writing()
+        else:
+            super().pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._splice_sink is not None:
+            self._splice_sink.resume_writing()
+        else:
+            super().resume_writing()
+
+    def shutdown(self) -> None:
+        if self._splice_sink is not None:
+            self._splice_sink.shutdown()
+        elif self._splice_mode == _TAKEN:
+            self.transport.close()
+        else:
+            super().shutdown()
+
+    async def send(self, message: Any) -> None:
+        if self._splice_mode == _ARMED and message["type"] != "websocket.accept":
+            self._splice_release()
+        elif self._splice_mode == _TAKEN:
+            raise RuntimeError("a spliced connection is written by its sink, not through ASGI")
+        await super().send(message)
 
 
 def ws_protocol(read_buffer_bytes: int = DEFAULT_READ_BUFFER_BYTES) -> type[BufferedSansIOProtocol]:
@@ -81,8 +251,12 @@ def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
         "ws_max_size": settings.max_frame_bytes,
         "ws_ping_interval": settings.ping_interval_s,
         "ws_ping_timeout": settings.ping_timeout_s,
+        # Also what lets relayed frames pass verbatim (relay/splice.py).
         "ws_per_message_deflate": False,
     }
 
 
-__all__ = ["DEFAULT_READ_BUFFER_BYTES", "BufferedSansIOProtocol", "uvicorn_ws_options", "ws_protocol"]
+__all__ = [
+    "DEFAULT_READ_BUFFER_BYTES", "SPLICE_EXTENSION", "BufferedSansIOProtocol", "RawSink", "Splice",
+    "uvicorn_ws_options", "ws_protocol",
+]
