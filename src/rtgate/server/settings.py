@@ -16,6 +16,9 @@ from ..core.limits import CoreLimits
 
 MIB = 1024 * 1024
 
+LOOPS = ("auto", "asyncio", "uvloop")
+"""Event loops the server can run on (uvicorn's names)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -65,6 +68,9 @@ class Settings:
     max_conversation_audio_bytes: int = 64 * MIB
     """Audio bytes kept in conversation items per session."""
     log_level: str = "info"
+    loop: str = "auto"
+    """Event loop: ``auto`` (uvloop when it is installed, else asyncio), ``asyncio`` or
+    ``uvloop`` (docs/benchmarks.md, Load: uvloop costs less CPU per message)."""
     config_file: str | None = None
     """TOML file with pipeline profiles, cloud upstreams and model routes (docs/configuration.md)."""
     webrtc_ice_servers: tuple[str, ...] = ()
@@ -110,6 +116,8 @@ class Settings:
     Spliced data path); off: every relayed frame is parsed and re-encoded."""
 
     def __post_init__(self) -> None:
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop: expected one of {', '.join(LOOPS)}, got {self.loop!r}")
         low, high = self.webrtc_udp_port_min, self.webrtc_udp_port_max
         if (low, high) != (0, 0):
             if not (low and high):
