@@ -28,9 +28,10 @@ Contract (the endings table is :class:`~.session.RelaySession`'s, with these not
   not reading. A full upstream buffer pauses reading from the client.
 * A client frame over ``max_frame_bytes`` closes the client with 1009, as uvicorn would,
   before its payload is buffered; a frame with the wrong mask bit closes with 1002.
-* Per data message: one ``rtgate_relay_events_total`` increment by type; per received
-  chunk: the bytes counter and one ``rtgate_relay_added_latency_seconds`` observation
-  (chunk received → whole frames written to the other socket).
+* Metrics: data messages by type and payload bytes are counted per session and added to
+  ``rtgate_relay_events_total`` / ``rtgate_relay_bytes_total`` every
+  :data:`METRICS_FLUSH_S` and at the end; ``rtgate_relay_added_latency_seconds`` gets one
+  observation per received chunk (received → whole frames written to the other socket).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from ..server.metrics import RelayMetrics, event_type_label
 from .frames import frame_type
 from .upstream import RelayLimits
 from .wire import (
-    OP_BINARY,
     OP_CLOSE,
     OP_CONT,
     OP_PING,
@@ -73,6 +73,8 @@ TO_UPSTREAM = "client_to_upstream"
 TO_CLIENT = "upstream_to_client"
 _NO_ANSWER = "input_audio_buffer.append"
 _PING_PREFIX = b"rtgate-"
+METRICS_FLUSH_S = 1.0
+"""Seconds between flushes of a session's event and byte counts into the registry."""
 _UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
 
 
@@ -143,6 +145,8 @@ class SplicedRelay:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._up_ping: bytes | None = None
         self._client_ping: bytes | None = None
+        self._counts: dict[tuple[str, str], int] = {}  # (direction, type label) → not yet flushed
+        self._flushed = {TO_UPSTREAM: 0, TO_CLIENT: 0}  # bytes already in the registry
         self.client_sink = _Sink(self._from_client, self._client_lost, self._client_paused,
                                  self._client_resumed, self._shutdown)
         self.upstream_sink = _Sink(self._from_upstream, self._upstream_lost, self._upstream_paused,
@@ -165,6 +169,8 @@ class SplicedRelay:
             self._timer("up_ping", limits.ping_interval_s, self._ping_upstream)
         if limits.client_ping_interval_s > 0:
             self._timer("client_ping", limits.client_ping_interval_s, self._ping_client)
+        if self._m is not None:
+            self._timer("flush", METRICS_FLUSH_S, self._flush_metrics)
         if upstream_early:
             self._from_upstream(upstream_early)
         if client_early:
@@ -195,7 +201,25 @@ class SplicedRelay:
             for handle in self._timers.values():
                 handle.cancel()
             self._timers.clear()
+            self._flush_metrics()
             self._done.set_result(self._ending)
+
+    def _flush_metrics(self) -> None:
+        """Add the counts gathered since the last flush to the registry (every
+        :data:`METRICS_FLUSH_S` and at the end: a registry update per frame cost more than
+        the rest of the frame's handling)."""
+        m = self._m
+        if m is None:
+            return
+        counts, self._counts = self._counts, {}
+        for (direction, label), count in counts.items():
+            m.events.inc(self._name, direction, label, amount=count)
+        for direction, total in self.bytes.items():
+            if total > self._flushed[direction]:
+                m.bytes.inc(self._name, direction, amount=total - self._flushed[direction])
+                self._flushed[direction] = total
+        if not self._done.done() and (self._client_open or self._upstream_open):
+            self._timer("flush", METRICS_FLUSH_S, self._flush_metrics)
 
     def _abort_all(self) -> None:
         for transport in (self._client, self._upstream):
@@ -222,19 +246,20 @@ class SplicedRelay:
             return
         m = self._m
         received = time.perf_counter_ns() if m is not None else 0
+        counts = self._counts
         messages = size = 0
         cut: list[tuple[int, int]] | None = None
         for frame in frames:
             b0 = frame[3]
             op = b0 & 0x0F
-            if op in (OP_TEXT, OP_BINARY):
+            if 0 < op < 3:  # OP_TEXT or OP_BINARY (no tuple built per frame)
                 messages += 1
                 size += frame[2]
                 kind = _message_type(whole, frame) if op == OP_TEXT else None
                 if kind != _NO_ANSWER:
                     self._arm()
-                if m is not None:
-                    m.events.inc(self._name, TO_UPSTREAM, event_type_label(kind))
+                key = (TO_UPSTREAM, event_type_label(kind))
+                counts[key] = counts.get(key, 0) + 1
             elif op == OP_CONT:
                 size += frame[2]
             elif op == OP_PONG:
@@ -254,7 +279,6 @@ class SplicedRelay:
         if upstream is not None and self._upstream_open:
             _write(upstream, whole, cut)
         if m is not None:
-            m.bytes.inc(self._name, TO_UPSTREAM, amount=size)
             m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_UPSTREAM)
 
     def _arm(self) -> None:
@@ -286,18 +310,20 @@ class SplicedRelay:
             return
         m = self._m
         received = time.perf_counter_ns() if m is not None else 0
+        counts = self._counts
         messages = size = 0
         cut: list[tuple[int, int]] | None = None
         for frame in frames:
             b0 = frame[3]
             op = b0 & 0x0F
-            if op in (OP_TEXT, OP_BINARY):
+            if 0 < op < 3:  # OP_TEXT or OP_BINARY
                 messages += 1
                 size += frame[2]
                 self._down_in_message = not b0 & 0x80
                 if m is not None:
-                    kind = peek_type(whole[frame[0] + frame[1] : frame[0] + frame[1] + PEEK_BYTES])
-                    m.events.inc(self._name, TO_CLIENT, event_type_label(kind))
+                    begin = frame[0] + frame[1]
+                    key = (TO_CLIENT, event_type_label(peek_type(whole[begin : begin + PEEK_BYTES])))
+                    counts[key] = counts.get(key, 0) + 1
             elif op == OP_CONT:
                 size += frame[2]
                 if b0 & 0x80:
@@ -325,7 +351,6 @@ class SplicedRelay:
         if client is not None and self._client_open:
             _write(client, whole, cut)
         if m is not None:
-            m.bytes.inc(self._name, TO_CLIENT, amount=size)
             m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_CLIENT)
 
     # ------------------------------------------------------------------ deadlines and keepalives
