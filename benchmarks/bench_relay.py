@@ -42,9 +42,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import heapq
 import os
 import platform
+import re
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,10 +56,16 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.client import ClientProtocol
+from websockets.uri import parse_uri
+from websockets.utils import accept_key
+
+from rtgate.relay.wire import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameScanner, encode_frame, payload_of
 
 CHUNK_S = 0.020
 CHUNK_BYTES = 24_000 * 2 * 20 // 1000
@@ -77,26 +86,65 @@ CREATED = ('{"type":"session.created","event_id":"event_bench","session":{"type"
 # ------------------------------------------------------------------ echo upstream
 
 
-async def echo_handler(ws: ServerConnection) -> None:
-    await ws.send(CREATED)
-    async for message in ws:
-        if not isinstance(message, str):
-            continue
-        i = message.find('"event_id":"')
-        a = message.find('"audio":"')
-        if i < 0 or a < 0:
-            continue
-        event_id = message[i + 12 : message.find('"', i + 12)]
-        audio = message[a + 9 : message.find('"', a + 9)]
-        await ws.send(
-            '{"type":"response.output_audio.delta","event_id":"' + event_id + '","response_id":"resp_b",'
-            '"item_id":"item_b","output_index":0,"content_index":0,"delta":"' + audio + '"}'
-        )
+DELTA_HEAD = (b'{"type":"response.output_audio.delta","event_id":"')
+DELTA_MID = b'","response_id":"resp_b","item_id":"item_b","output_index":0,"content_index":0,"delta":"'
+
+
+class EchoUpstream(asyncio.Protocol):
+    """A lean GA-shaped upstream: answers the upgrade, sends ``session.created``, then one
+    ``response.output_audio.delta`` per ``input_audio_buffer.append`` with the same audio
+    and ``event_id``; answers pings and closes. Frames are found with rtgate's scanner and
+    built by hand, so the load generator costs far less CPU than the gateways measured."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.head = b""
+        self.scanner: FrameScanner | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.scanner is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            match = re.search(rb"(?im)^sec-websocket-key:[ \t]*(\S+)", self.head[:end])
+            assert match is not None
+            self.transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept_key(match.group(1).decode()).encode() + b"\r\n\r\n"
+                + encode_frame(OP_TEXT, CREATED.encode(), mask=False))
+            self.scanner = FrameScanner(masked=True, max_payload=1 << 24)
+            data, self.head = self.head[end + 4 :], b""
+            if not data:
+                return
+        whole, frames = self.scanner.feed(data)
+        out = []
+        for frame in frames:
+            op = frame[3] & 0x0F
+            if op == OP_TEXT:
+                payload = payload_of(whole, frame)
+                i = payload.find(b'"event_id":"')
+                a = payload.find(b'"audio":"')
+                if i < 0 or a < 0:
+                    continue
+                event_id = payload[i + 12 : payload.find(b'"', i + 12)]
+                audio = payload[a + 9 : payload.find(b'"', a + 9)]
+                out.append(encode_frame(OP_TEXT, DELTA_HEAD + event_id + DELTA_MID + audio + b'"}', mask=False))
+            elif op == OP_PING:
+                out.append(encode_frame(OP_PONG, payload_of(whole, frame), mask=False))
+            elif op == OP_CLOSE:
+                out.append(encode_frame(OP_CLOSE, payload_of(whole, frame)[:2], mask=False))
+                self.transport.write(b"".join(out))
+                self.transport.close()
+                return
+        if out:
+            self.transport.write(b"".join(out))
 
 
 async def echo_upstream(port: int) -> None:
-    async with serve(echo_handler, "127.0.0.1", port, compression=None, max_size=None):
-        await asyncio.get_running_loop().create_future()
+    server = await asyncio.get_running_loop().create_server(EchoUpstream, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
 
 
 async def bare_forwarder(port: int, upstream_port: int) -> None:
@@ -141,7 +189,7 @@ def cpu_seconds(pid: int) -> float:
 
 def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
-    return opener.open(urllib.request.Request(url, headers=headers or {}), timeout=2).read()
+    return bytes(opener.open(urllib.request.Request(url, headers=headers or {}), timeout=2).read())
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -245,70 +293,106 @@ class Run:
 
 
 AUDIO = base64.b64encode((np.random.default_rng(0).integers(-3000, 3000, CHUNK_BYTES // 2, dtype=np.int16))
-                         .tobytes()).decode()
+                         .tobytes())
+APPEND_HEAD = b'{"type":"input_audio_buffer.append","event_id":"b'
+APPEND_TAIL = b'","audio":"' + AUDIO + b'"}'
+_APPEND_LEN = len(APPEND_HEAD) + 8 + len(APPEND_TAIL)
+APPEND_FRAME_HEAD = struct.pack("!BBH", 0x81, 0x80 | 126, _APPEND_LEN) + b"\0\0\0\0"
+"""A final masked text frame header for one append; the masking key is all zeros (valid on
+the wire; it spares the load generator from masking 2.6 KB per frame)."""
 
 
-async def one_session(url: str, headers: dict[str, str], clock: dict[str, float], phase: float,
-                      run: Run, ready: asyncio.Barrier) -> None:
-    async with connect(url, additional_headers=headers, compression=None, proxy=None, max_size=None,
-                       open_timeout=60) as ws:
-        await ws.recv()  # session.created
-        sent: dict[int, float] = {}
-        await ready.wait()  # every session is connected; clock["t0"] is set
-        t0, end = clock["t0"], clock["end"]
+class ClientSession(asyncio.Protocol):
+    """One lean client session: upgrades, waits for ``session.created``, sends appends when
+    :func:`drive` says so, and times each echoed delta by its ``event_id``."""
 
-        async def reader() -> None:
-            async for message in ws:
-                now = time.perf_counter()
-                i = message.find('"event_id":"b')
-                if i < 0:
-                    continue
-                seq = int(message[i + 13 : message.find('"', i + 13)])
-                at = sent.pop(seq, None)
-                if at is not None and at >= t0 + WARMUP_S:
-                    run.rtts.append(now - at)
+    def __init__(self, run: Run, t_warm: list[float]) -> None:
+        self.run = run
+        self.t_warm = t_warm  # [time before which round trips are not recorded]
+        self.sent: dict[int, float] = {}
+        self.head = b""
+        self.scanner: FrameScanner | None = None
+        self.created: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        task = asyncio.create_task(reader())
-        k = 0
-        while True:
-            due = t0 + phase + k * CHUNK_S
-            if due >= end:
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.perf_counter()
-            if due >= t0 + WARMUP_S:
-                run.lateness.append(now - due)
-            sent[k] = now
-            await ws.send(f'{{"type":"input_audio_buffer.append","event_id":"b{k}","audio":"{AUDIO}"}}')
-            k += 1
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                while sent:  # noqa: ASYNC110 (a bounded drain wait at the end of a run)
-                    await asyncio.sleep(0.01)
-        run.lost += len(sent)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.created.done():
+            self.created.set_exception(ConnectionError("closed before session.created"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.perf_counter()
+        if self.scanner is None:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in self.head[: self.head.find(b"\r\n")]:
+                self.created.set_exception(ConnectionError(self.head[:end].decode(errors="replace")))
+                return
+            self.scanner = FrameScanner(masked=False, max_payload=1 << 24)
+            data, self.head = self.head[end + 4 :], b""
+        whole, frames = self.scanner.feed(data)
+        for start, head, _length, b0 in frames:
+            if b0 & 0x0F != OP_TEXT:
+                continue
+            if not self.created.done():
+                self.created.set_result(None)
+                continue
+            i = whole.find(b'"event_id":"b', start + head, start + head + 120)
+            if i < 0:
+                continue
+            at = self.sent.pop(int(whole[i + 13 : i + 21]), None)
+            if at is not None and at >= self.t_warm[0]:
+                self.run.rtts.append(now - at)
+
+    def send(self, k: int) -> None:
+        self.sent[k] = time.perf_counter()
+        self.transport.write(APPEND_FRAME_HEAD + APPEND_HEAD + b"%08d" % k + APPEND_TAIL)
+
+
+async def open_session(url: str, headers: dict[str, str], run: Run, t_warm: list[float]) -> ClientSession:
+    uri = parse_uri(url)
+    request = ClientProtocol(uri).connect()
+    request.headers.update(headers)
+    loop = asyncio.get_running_loop()
+    transport, session = await loop.create_connection(lambda: ClientSession(run, t_warm), uri.host, uri.port)
+    lines = [f"GET {request.path} HTTP/1.1", *(f"{k}: {v}" for k, v in request.headers.raw_items())]
+    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await asyncio.wait_for(session.created, 60)
+    return session
+
+
+async def drive(sessions: list[ClientSession], t0: float, end: float, run: Run) -> None:
+    """Send every session's appends on its real-time schedule (one task for all sessions;
+    phases spread over the 20 ms)."""
+    schedule = [(t0 + (i % 10) * CHUNK_S / 10, i, 0) for i in range(len(sessions))]
+    heapq.heapify(schedule)
+    while schedule:
+        due, i, k = heapq.heappop(schedule)
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        now = time.perf_counter()
+        if due >= t0 + WARMUP_S:
+            run.lateness.append(now - due)
+        sessions[i].send(k)
+        if due + CHUNK_S < end:
+            heapq.heappush(schedule, (due + CHUNK_S, i, k + 1))
 
 
 async def measure(url: str, headers: dict[str, str], n: int, seconds: float, pid: int | None) -> Run:
     """Connect ``n`` sessions, then stream for ``seconds``; gateway CPU when ``pid`` is given."""
     run = Run(n)
-    ready = asyncio.Barrier(n + 1)
-    clock: dict[str, float] = {}
-    tasks = [asyncio.create_task(one_session(url, headers, clock, (i % 10) * CHUNK_S / 10, run, ready))
-             for i in range(n)]
-    # Set the schedule before the barrier releases the sessions.
-    while ready.n_waiting < n and not any(t.done() for t in tasks):  # noqa: ASYNC110 (start-up poll)
-        await asyncio.sleep(0.05)
-    for t in tasks:
-        if t.done() and t.exception() is not None:
-            raise RuntimeError("a session failed to connect") from t.exception()
+    t_warm = [float("inf")]
+    sessions = []
+    for batch in range(0, n, 50):  # connect in batches: a burst of upgrades is not what is measured
+        sessions += await asyncio.gather(*(open_session(url, headers, run, t_warm)
+                                           for _ in range(batch, min(n, batch + 50))))
     t0 = time.perf_counter() + 0.2
-    clock["t0"], clock["end"] = t0, t0 + seconds
-    await ready.wait()
+    t_warm[0] = t0 + WARMUP_S
+    driver = asyncio.create_task(drive(sessions, t0, t0 + seconds, run))
     if pid is not None:
         await asyncio.sleep(max(0.0, t0 + WARMUP_S - time.perf_counter()))
         (user0, sys0), wall0 = cpu_split(pid), time.perf_counter()
@@ -317,7 +401,14 @@ async def measure(url: str, headers: dict[str, str], n: int, seconds: float, pid
         run.cpu_s = user1 - user0 + sys1 - sys0
         run.sys_s = sys1 - sys0
         run.cores = run.cpu_s / (time.perf_counter() - wall0)
-    await asyncio.gather(*tasks)
+    await driver
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2.0):
+            while any(s.sent for s in sessions):  # noqa: ASYNC110 (a bounded drain wait at the end)
+                await asyncio.sleep(0.01)
+    run.lost = sum(len(s.sent) for s in sessions)
+    for s in sessions:
+        s.transport.abort()
     return run
 
 

@@ -31,7 +31,8 @@ Contract (the endings table is :class:`~.session.RelaySession`'s, with these not
 * Metrics: data messages by type and payload bytes are counted per session and added to
   ``rtgate_relay_events_total`` / ``rtgate_relay_bytes_total`` every
   :data:`METRICS_FLUSH_S` and at the end; ``rtgate_relay_added_latency_seconds`` gets one
-  observation per received chunk (received → whole frames written to the other socket).
+  observation per :data:`LATENCY_SAMPLE` socket reads (read → its whole frames written to
+  the other socket).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ _NO_ANSWER = "input_audio_buffer.append"
 _PING_PREFIX = b"rtgate-"
 METRICS_FLUSH_S = 1.0
 """Seconds between flushes of a session's event and byte counts into the registry."""
+LATENCY_SAMPLE = 4
+"""One socket read in this many is timed into ``rtgate_relay_added_latency_seconds`` (an
+observation cost as much as a tenth of the rest of a frame's handling)."""
 _UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
 
 
@@ -145,6 +149,7 @@ class SplicedRelay:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._up_ping: bytes | None = None
         self._client_ping: bytes | None = None
+        self._reads = 0  # socket reads with whole frames, both directions
         self._counts: dict[tuple[str, str], int] = {}  # (direction, type label) → not yet flushed
         self._flushed = {TO_UPSTREAM: 0, TO_CLIENT: 0}  # bytes already in the registry
         self.client_sink = _Sink(self._from_client, self._client_lost, self._client_paused,
@@ -245,7 +250,9 @@ class SplicedRelay:
                 self._client.close()
             return
         m = self._m
-        received = time.perf_counter_ns() if m is not None else 0
+        self._reads += 1
+        timed = m is not None and not self._reads % LATENCY_SAMPLE
+        received = time.perf_counter_ns() if timed else 0
         counts = self._counts
         messages = size = 0
         cut: list[tuple[int, int]] | None = None
@@ -271,6 +278,8 @@ class SplicedRelay:
             elif op == OP_CLOSE:
                 self._client_close = parse_close(payload_of(whole, frame))
                 self._close_to_upstream = True
+                # Nothing may follow a close (RFC 6455 §5.5.1); no answer is owed any more.
+                self._cancel("deadline", "up_ping", "up_pong", "client_ping", "client_pong")
                 if self._upstream_close is None:  # the client begins the closing handshake
                     self._timer("linger", 2 * self._limits.close_timeout_s, self._abort_all)
         self.frames[TO_UPSTREAM] += messages
@@ -278,7 +287,8 @@ class SplicedRelay:
         upstream = self._upstream
         if upstream is not None and self._upstream_open:
             _write(upstream, whole, cut)
-        if m is not None:
+        if timed:
+            assert m is not None
             m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_UPSTREAM)
 
     def _arm(self) -> None:
@@ -309,7 +319,9 @@ class SplicedRelay:
                 self._upstream.close()
             return
         m = self._m
-        received = time.perf_counter_ns() if m is not None else 0
+        self._reads += 1
+        timed = m is not None and not self._reads % LATENCY_SAMPLE
+        received = time.perf_counter_ns() if timed else 0
         counts = self._counts
         messages = size = 0
         cut: list[tuple[int, int]] | None = None
@@ -350,14 +362,15 @@ class SplicedRelay:
         client = self._client
         if client is not None and self._client_open:
             _write(client, whole, cut)
-        if m is not None:
+        if timed:
+            assert m is not None
             m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_CLIENT)
 
     # ------------------------------------------------------------------ deadlines and keepalives
 
     def _check_deadline(self) -> None:
         self._timers.pop("deadline", None)
-        if not self._owed or self._client_blocked or not self._forwarding:
+        if not self._owed or self._client_blocked or not self._forwarding or self._client_close:
             return
         due = self._quiet_since + self._limits.answer_deadline_s
         if self._loop.time() + 0.001 < due:  # progress since: wait for the rest
@@ -370,7 +383,7 @@ class SplicedRelay:
 
     def _ping_upstream(self) -> None:
         self._timers.pop("up_ping", None)
-        if not self._forwarding or self._upstream is None:
+        if not self._forwarding or self._upstream is None or self._close_to_upstream:
             return
         self._up_ping = _PING_PREFIX + os.urandom(4)
         self._upstream.write(encode_frame(OP_PING, self._up_ping, mask=True))
@@ -388,7 +401,7 @@ class SplicedRelay:
 
     def _ping_client(self) -> None:
         self._timers.pop("client_ping", None)
-        if not self._forwarding or self._client is None:
+        if not self._forwarding or self._client is None or self._close_to_client:
             return
         self._client_ping = _PING_PREFIX + os.urandom(4)
         self._client.write(encode_frame(OP_PING, self._client_ping, mask=False))
