@@ -32,7 +32,12 @@ a send to the client blocked past               — (counted as               10
 reading)
 =============================================  ==========================  ============
 
-A client that stops reading: every frame to the client is sent directly (the relay holds
+A GA session whose client connection was armed for splicing (``splice``) runs on the
+spliced data path instead (:mod:`.splice`): the same endings, except that close frames
+pass end to end (a client's own close reaches the upstream as sent) and back-pressure
+comes from the client transport's write flow control rather than a blocked send.
+
+A client that stops reading (parsed path): every frame to the client is sent directly (the relay holds
 one frame at a time, no queue; the socket's bounded write buffer back-pressures the
 upstream), under the ``send_deadline_s`` of the local pipeline. One watchdog timer per
 session, armed only while a send is in flight (:meth:`RelaySession._watch_sends`), cancels

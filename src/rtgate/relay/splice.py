@@ -76,6 +76,8 @@ _NO_ANSWER = "input_audio_buffer.append"
 _PING_PREFIX = b"rtgate-"
 METRICS_FLUSH_S = 1.0
 """Seconds between flushes of a session's event and byte counts into the registry."""
+MAX_PENDING_TYPES = 64
+"""Distinct event types a session counts before it flushes early."""
 LATENCY_SAMPLE = 4
 """One socket read in this many is timed into ``rtgate_relay_added_latency_seconds`` (an
 observation cost as much as a tenth of the rest of a frame's handling)."""
@@ -150,7 +152,9 @@ class SplicedRelay:
         self._up_ping: bytes | None = None
         self._client_ping: bytes | None = None
         self._reads = 0  # socket reads with whole frames, both directions
-        self._counts: dict[tuple[str, str], int] = {}  # (direction, type label) → not yet flushed
+        # (direction, event type as sent) → messages not yet in the registry; labelled at the
+        # flush, once per type rather than once per message
+        self._counts: dict[tuple[str, str | None], int] = {}
         self._flushed = {TO_UPSTREAM: 0, TO_CLIENT: 0}  # bytes already in the registry
         self.client_sink = _Sink(self._from_client, self._client_lost, self._client_paused,
                                  self._client_resumed, self._shutdown)
@@ -217,8 +221,8 @@ class SplicedRelay:
         if m is None:
             return
         counts, self._counts = self._counts, {}
-        for (direction, label), count in counts.items():
-            m.events.inc(self._name, direction, label, amount=count)
+        for (direction, kind), count in counts.items():
+            m.events.inc(self._name, direction, event_type_label(kind), amount=count)
         for direction, total in self.bytes.items():
             if total > self._flushed[direction]:
                 m.bytes.inc(self._name, direction, amount=total - self._flushed[direction])
@@ -265,7 +269,7 @@ class SplicedRelay:
                 kind = _message_type(whole, frame) if op == OP_TEXT else None
                 if kind != _NO_ANSWER:
                     self._arm()
-                key = (TO_UPSTREAM, event_type_label(kind))
+                key = (TO_UPSTREAM, kind)
                 counts[key] = counts.get(key, 0) + 1
             elif op == OP_CONT:
                 size += frame[2]
@@ -284,6 +288,8 @@ class SplicedRelay:
                     self._timer("linger", 2 * self._limits.close_timeout_s, self._abort_all)
         self.frames[TO_UPSTREAM] += messages
         self.bytes[TO_UPSTREAM] += size
+        if len(counts) > MAX_PENDING_TYPES:  # a client sending ever new types: bounded memory
+            self._flush_metrics()
         upstream = self._upstream
         if upstream is not None and self._upstream_open:
             _write(upstream, whole, cut)
@@ -334,7 +340,7 @@ class SplicedRelay:
                 self._down_in_message = not b0 & 0x80
                 if m is not None:
                     begin = frame[0] + frame[1]
-                    key = (TO_CLIENT, event_type_label(peek_type(whole[begin : begin + PEEK_BYTES])))
+                    key = (TO_CLIENT, peek_type(whole[begin : begin + PEEK_BYTES]))
                     counts[key] = counts.get(key, 0) + 1
             elif op == OP_CONT:
                 size += frame[2]
@@ -359,6 +365,8 @@ class SplicedRelay:
             self._quiet_since = self._loop.time()
         self.frames[TO_CLIENT] += messages
         self.bytes[TO_CLIENT] += size
+        if len(counts) > MAX_PENDING_TYPES:
+            self._flush_metrics()
         client = self._client
         if client is not None and self._client_open:
             _write(client, whole, cut)
