@@ -7,7 +7,6 @@ Heavy imports (uvicorn, models) happen inside the subcommand that needs them, so
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import ipaddress
 import sys
 
@@ -95,11 +94,18 @@ def _is_loopback(host: str) -> bool:
 def event_loop_name(choice: str) -> str | None:
     """The loop uvicorn runs for ``--loop choice``; ``None`` if it asks for a missing uvloop.
 
-    ``auto`` is uvicorn's rule: uvloop whenever it can be imported, else asyncio.
+    ``auto`` is uvicorn's rule: uvloop whenever it can be imported, else asyncio. The
+    import is tried (not only looked up) for the same reason uvicorn tries it: a uvloop
+    that is present but fails to import must not be chosen.
     """
     if choice == "asyncio":
         return "asyncio"
-    installed = importlib.util.find_spec("uvloop") is not None
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        installed = False
+    else:
+        installed = True
     if choice == "uvloop":
         return "uvloop" if installed else None
     return "uvloop" if installed else "asyncio"
