@@ -19,12 +19,13 @@ from .conftest import Events, client_for, types
 pytestmark = pytest.mark.e2e
 
 STT = FakeSTT()
+LLM = FakeLLM()
 LIVE_STT = FakeSTT("hello there general kenobi")
 
 
 @pytest.fixture(scope="module")
 def stt_server() -> Iterator[ServerHandle]:
-    with running_server(Settings(api_keys=("sk-test",)), profiles=fake_profiles(FakeLLM(), stt=STT)) as h:
+    with running_server(Settings(api_keys=("sk-test",)), profiles=fake_profiles(LLM, stt=STT)) as h:
         yield h
 
 
@@ -64,7 +65,20 @@ async def test_turn_mode_reuses_the_pass_made_while_speaking(stt_server: ServerH
     answer = "".join(e["delta"] for e in ev.seen if e["type"] == "response.output_text.delta")
     assert completed["transcript"] in answer  # the LLM saw the same transcript
     passes = STT.calls - calls_before
-    assert 1 <= passes <= 2 + len(speech) / 48_000  # one pass per second of speech, + pause
+    assert 1 <= passes <= 2 + 2 * len(speech) / 48_000  # one pass per 0.5 s of speech, + pause
+    # Partial passes while speaking, then one final-quality pass (the one reused) that
+    # carries the latest partial text as its reference.
+    options = STT.options[calls_before:]
+    assert not options[-1].partial
+    assert all(o.partial for o in options[:-1])
+    if len(options) > 1:
+        assert options[-1].reference is not None
+    # Each pass handed the LLM the prompt the response would have, before the commit;
+    # the last one is the prompt the response then used.
+    prefills = LLM.prefills[-len(options):]
+    assert len(prefills) == len(options)
+    assert prefills[-1].messages == LLM.requests[-1].messages
+    assert prefills[-1].messages[-1] == {"role": "user", "content": completed["transcript"]}
 
 
 async def test_live_mode_streams_deltas_before_the_commit(live_server: ServerHandle) -> None:

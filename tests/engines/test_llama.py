@@ -205,3 +205,21 @@ async def test_deadline_turns_a_slow_start_into_backend_timeout(llm: LlamaCppLLM
     started = time.monotonic()
     assert isinstance((await collect(llm, ask("Hi", max_output_tokens=4)))[-1], Finish)
     assert time.monotonic() - started < 3.0
+
+
+async def test_prefill_leaves_the_prompt_cached(llm: LlamaCppLLM) -> None:
+    """After ``prefill``, the same request evaluates (almost) nothing of its prompt again;
+    a prefill while the server is busy is skipped rather than queued."""
+    request = ask("Tell me one thing about the moon and one thing about the sea.", max_output_tokens=4)
+    await llm.prefill(request)
+    usage = next(c for c in await collect(llm, request) if isinstance(c, Usage))
+    assert usage.cached_tokens >= usage.input_tokens - 2, usage
+
+    shared = llm._shared()
+    stream = llm.stream(ask("Count from one to twenty.", max_output_tokens=32))
+    await anext(stream)  # a generation is running now
+    assert shared.active >= 1
+    began = time.perf_counter()
+    await llm.prefill(ask("Something else entirely, please."))
+    assert time.perf_counter() - began < 0.05  # returned at once: skipped
+    await stream.aclose()

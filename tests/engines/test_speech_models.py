@@ -61,6 +61,31 @@ async def test_stt_prefix_of_an_utterance(tts: EspeakTTS, stt: FasterWhisperSTT)
     assert result.text.lower().startswith("can you remind")
 
 
+async def test_stt_verified_short_window(
+    tts: EspeakTTS, stt: FasterWhisperSTT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verified`` (the default): partial passes take the short window unchecked; a final
+    pass keeps it when it agrees with the prefix pass, and decodes on the 30 s window
+    when it is neither confident nor consistent with the prefix."""
+    from rtgate.pipeline.engines import whisper_context
+
+    text = "Can you remind me to call my mother tomorrow morning?"
+    audio = await utterance(tts, text)
+    verified = FasterWhisperSTT(short_context="verified")
+    prefix = await verified.transcribe(audio[: audio.size // 2], TranscriptionOptions(partial=True))
+    assert verified.windows == {"short-unchecked": 1}
+    monkeypatch.setattr(whisper_context, "CONFIDENT_LOGPROB", 1.0)  # nothing is confident
+    agreed = await verified.transcribe(audio, TranscriptionOptions(reference=prefix.text))
+    assert verified.windows["short"] == 1, (prefix.text, agreed.text)
+    assert word_error_rate(text, agreed.text) < 0.3, agreed.text
+    checked = await verified.transcribe(audio, TranscriptionOptions(reference="Please book a table for two"))
+    assert verified.windows["30s-fallback"] == 1
+    assert word_error_rate(text, checked.text) < 0.3, checked.text
+    off = FasterWhisperSTT(short_context="off")
+    await off.transcribe(audio, TranscriptionOptions(partial=True))
+    assert off.windows == {"30s": 1}
+
+
 async def test_stt_concurrent_sessions_share_the_model(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
     """Two transcriptions at once on the shared model both come back right."""
     texts = [

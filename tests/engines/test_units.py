@@ -14,7 +14,8 @@ from rtgate.pipeline.engines.openai_compat import (
 )
 from rtgate.pipeline.engines.registry import build_default_stack, build_engine
 from rtgate.pipeline.engines.wer import word_error_rate
-from rtgate.pipeline.engines.whisper import FasterWhisperSTT
+from rtgate.pipeline.engines.whisper import FasterWhisperSTT, short_context_mode
+from rtgate.pipeline.engines.whisper_context import consistent_with_prefix
 
 WEATHER = ToolSpec(name="get_weather", description="Get the current weather for a city.")
 TIME = ToolSpec(name="get_time", description="Get the current time in a timezone.")
@@ -122,9 +123,44 @@ def test_openai_engines_from_config(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ("stt", {"kind": "faster-whisper", "model": "large"}, "allowed: tiny.en, base"),
         ("stt", {"kind": "faster-whisper", "deadlines": {"total": 1}}, "deadlines takes"),
+        ("stt", {"kind": "faster-whisper", "short_context": "fast"}, "short_context must be one of off, verified, always"),
     ],
 )
 def test_bad_configuration_names_the_problem(stage: str, config: dict[str, object], message: str) -> None:
     """Configuration errors say which key is wrong and what is allowed."""
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_engine(stage, config)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("reference", "text", "agrees"),
+    [
+        # The prefix's last word may be cut in half: it is not checked.
+        ("What is the weather like", "What is the weather like in Paris today?", True),
+        ("what is the wea", "What is the weather like in Paris today?", True),
+        ("The quick brown fox jumps over the", "The quick brown fox jumps over the lazy dog.", True),
+        # One wrong word in five is too many (90 % must match, in order).
+        ("What is the weather like?", "What is no ever like in Paris today?", False),
+        ("The quick brown fox jumps over the", "The quick round fast jump, so we're really done", False),
+        # Under two checkable words there is no evidence either way.
+        ("Hello there", "Hello there.", False),
+        (None, "Hello there.", False),
+        ("", "anything", False),
+        # The reference's words must come first, not somewhere later.
+        ("turn off the lights in", "please could you turn off the lights in the hall", False),
+    ],
+)
+def test_short_window_result_is_checked_against_the_prefix_pass(
+    reference: str | None, text: str, agrees: bool
+) -> None:
+    assert consistent_with_prefix(reference, text) is agrees
+
+
+def test_short_context_modes() -> None:
+    assert short_context_mode(True) == "always"
+    assert short_context_mode(False) == "off"
+    assert short_context_mode("verified") == "verified"
+    assert FasterWhisperSTT().short_context == "verified"  # the default
+    assert FasterWhisperSTT(beam_size=2).short_context == "off"  # the short path is greedy only
+    with pytest.raises(ValueError, match="short_context"):
+        FasterWhisperSTT(short_context="sometimes")  # type: ignore[arg-type]

@@ -78,6 +78,30 @@ def test_full_turn_with_create_response() -> None:
     assert [i.wire["id"] for i in plan.items] == [added["item"]["id"]]
 
 
+def test_draft_plan_is_the_plan_the_commit_will_make() -> None:
+    """``draft_plan`` (the LLM prefill hint) is pure and matches the commit's plan."""
+    h = with_audio()
+    h.update({"type": "realtime", "instructions": "Be brief.", "max_output_tokens": 50})
+    started = events(h.vad(0, [QUIET] * 10 + [LOUD] * 10))[0]
+    draft = h.session.draft_plan(started["item_id"])
+    assert draft is not None and draft.response_id == "draft"
+    assert h.vad(640, [LOUD]) == []  # nothing was emitted or consumed by the draft
+    out = h.vad(672, [QUIET] * 10)
+    real = start_effect(out).plan
+    assert [i.wire["id"] for i in draft.items] == [i.wire["id"] for i in real.items]
+    assert (draft.instructions, draft.max_output_tokens, draft.voice) == (
+        real.instructions, real.max_output_tokens, real.voice)
+    assert real.response_id.startswith("resp_")
+    # While that response runs, or when no response would be created, there is no draft.
+    assert h.session.draft_plan("item_next") is None
+    quiet = with_audio()
+    quiet.update({"type": "realtime", "audio": {"input": {"turn_detection": {"create_response": False}}}})
+    assert quiet.session.draft_plan("item_x") is None
+    manual = with_audio()
+    manual.update({"type": "realtime", "audio": {"input": {"turn_detection": None}}})
+    assert manual.session.draft_plan("item_x") is None
+
+
 def test_silence_shorter_than_window_does_not_stop() -> None:
     """SPEC §4.1: speech stops only after ``silence_duration_ms`` of quiet."""
     h = with_audio()

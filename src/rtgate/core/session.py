@@ -15,6 +15,7 @@ from __future__ import annotations
 import binascii
 import fnmatch
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from ..audio import bytes_per_ms
@@ -485,7 +486,9 @@ class Session:
                 items.append(ctx(self._stored_from_client(raw.model_dump(exclude_none=True))))
         return items
 
-    def _create_response(self, params: Any, event_id: str | None) -> None:
+    def _plan(self, params: Any, response_id: str) -> fx.ResponsePlan:
+        """The response plan for ``response.create`` ``params`` (``None``: the session's
+        defaults); raises :class:`RealtimeError` for an invalid combination."""
         assert isinstance(self.config, RealtimeSessionConfig)
         cfg = self.config
         out_of_band = params is not None and params.conversation == "none"
@@ -497,7 +500,7 @@ class Session:
         max_tokens = max_tokens or cfg.max_output_tokens
         tools = params.tools if params and params.tools is not None else cfg.tools
         plan = fx.ResponsePlan(
-            response_id=self.ids.response(),
+            response_id=response_id,
             instructions=params.instructions
             if params and params.instructions is not None
             else cfg.instructions,
@@ -522,6 +525,35 @@ class Session:
                 "invalid_value",
                 "response.output_modalities",
             )
+        return plan
+
+    def draft_plan(self, item_id: str) -> fx.ResponsePlan | None:
+        """The plan of the response turn detection would create if the user's speech were
+        committed now as item ``item_id``, or ``None`` when no response would be created.
+
+        Pure: nothing is emitted and no id is consumed (``response_id`` is ``"draft"``).
+        The pipeline uses it to prepare the LLM (``Pipeline.prefill``) while the silence
+        window runs, before the commit; the real plan is built again at the commit.
+        """
+        td = self.config.audio.input.turn_detection
+        if (
+            not isinstance(self.config, RealtimeSessionConfig)
+            or td is None
+            or not td.create_response
+            or self._default_response is not None
+        ):
+            return None
+        try:
+            plan = self._plan(None, "draft")
+        except RealtimeError:
+            return None
+        pending = {"type": "message", "role": "user", "id": item_id, "content": [{"type": "input_audio"}]}
+        return replace(plan, items=[*plan.items, fx.ContextItem(wire=pending)])
+
+    def _create_response(self, params: Any, event_id: str | None) -> None:
+        assert isinstance(self.config, RealtimeSessionConfig)
+        out_of_band = params is not None and params.conversation == "none"
+        plan = self._plan(params, self.ids.response())
         response = ActiveResponse(
             id=plan.response_id,
             plan=plan,

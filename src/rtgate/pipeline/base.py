@@ -224,9 +224,19 @@ class VAD(Backend):
 
 @dataclass(frozen=True, slots=True)
 class TranscriptionOptions:
+    """What one :meth:`STT.transcribe` call asks for.
+
+    ``partial`` and ``reference`` are hints engines may ignore: ``partial`` marks a pass
+    over a growing prefix whose text is advisory (speed over accuracy is fine);
+    ``reference`` is the transcript of an earlier prefix of the same utterance, which an
+    engine may use to check a fast result of a final pass.
+    """
+
     model: str | None = None
     language: str | None = None
     prompt: str | None = None
+    partial: bool = False
+    reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +337,14 @@ class LLM(Backend):
 
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         return self._guard_stream(self._stream(request))
+
+    async def prefill(self, request: LLMRequest) -> None:
+        """A hint that ``request`` is likely to be generated soon.
+
+        Engines with a prompt cache may evaluate its prompt now, so that the real
+        :meth:`stream` call starts sooner; the default does nothing. Callers treat it as
+        advisory: they bound it in time and ignore its failures.
+        """
 
     @abstractmethod
     def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:

@@ -107,7 +107,7 @@ class SentenceChunker:
     (speech of a short head then a longer tail sounds natural enough).
     """
 
-    def __init__(self, *, clause_chars: int = 40, max_chars: int = 200, first_words: int = 5) -> None:
+    def __init__(self, *, clause_chars: int = 40, max_chars: int = 200, first_words: int = 3) -> None:
         self._buffer = ""
         self._clause_chars = clause_chars
         self._max_chars = max_chars

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,11 @@ TranscriptSource = Callable[[ContextItem], Awaitable[str]]
 
 _END = object()
 
+PREFILL_TIMEOUT_S = 10.0
+"""Longest a prefill may run; it is only a hint."""
+
+log = logging.getLogger("rtgate.pipeline")
+
 
 def wire_audio_to_model(audio: bytes, audio_format: str) -> np.ndarray:
     """Wire audio (PCM 24 kHz or G.711 8 kHz) → float32 at the STT/VAD model rate."""
@@ -92,6 +98,7 @@ class Pipeline:
         stt: STT | None = None,
         *,
         incremental_stt: bool = True,
+        prefill: bool = True,
     ) -> None:
         self.name = name
         self.llm = llm
@@ -99,6 +106,9 @@ class Pipeline:
         self.stt = stt
         self.incremental_stt = incremental_stt
         """Transcribe while the user speaks (``transport/incremental_stt.py``)."""
+        self.prefill_llm = prefill
+        """Let incremental STT hand the likely next prompt to the LLM before the commit
+        (:meth:`prefill`)."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
@@ -115,6 +125,21 @@ class Pipeline:
             return Transcript(text="", audio_seconds=0.0)
         samples = wire_audio_to_model(audio, audio_format)
         return await self.stt.transcribe(samples, options)
+
+    async def prefill(self, plan: ResponsePlan, transcripts: Mapping[str, str]) -> None:
+        """Prepare the LLM for ``plan`` (:meth:`LLM.prefill`); advisory.
+
+        Bounded by :data:`PREFILL_TIMEOUT_S`; failures are logged at debug level and
+        dropped (the real response reports its own).
+        """
+        request = build_request(plan, transcripts)
+        try:
+            async with asyncio.timeout(PREFILL_TIMEOUT_S):
+                await self.llm.prefill(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("pipeline %s: prefill failed: %r", self.name, exc)
 
     async def respond(
         self, plan: ResponsePlan, transcripts_from: TranscriptSource | None = None

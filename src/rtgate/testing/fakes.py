@@ -77,6 +77,11 @@ class FakeLLM(LLM):
         self.tool_calls = list(tool_calls)
         self.faults = faults
         self.requests: list[LLMRequest] = []
+        self.prefills: list[LLMRequest] = []
+        """Requests handed to :meth:`prefill` (the pipeline's hint before a commit)."""
+
+    async def prefill(self, request: LLMRequest) -> None:
+        self.prefills.append(request)
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         self.requests.append(request)
@@ -128,10 +133,13 @@ class FakeSTT(STT):
         self.text = text
         self.faults = faults
         self.calls = 0
+        self.options: list[TranscriptionOptions] = []
+        """The options of every call, in order (tests check partial/reference hints)."""
 
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         await self.faults.before(self.calls)
         self.calls += 1
+        self.options.append(options)
         seconds = len(audio) / 16_000
         return Transcript(self.text if self.text is not None else f"{seconds:.1f} seconds of audio",
                           audio_seconds=seconds)

@@ -4,13 +4,16 @@ One :class:`IncrementalTranscriber` per session, owned by its ``SessionRunner``.
 
 *Turn mode* (a VAD, or manual commits with a turn-based model). From
 ``input_audio_buffer.speech_started`` on, background passes transcribe the growing
-utterance: one every ``interval_ms`` of new audio, and one as soon as the VAD has heard
+utterance: one every ``interval_ms`` of new audio (a *partial* pass: its text is
+advisory, ``TranscriptionOptions.partial``), and one as soon as the VAD has heard
 ``pause_ms`` of quiet after speech — the moment the utterance may be over, before the
-silence window commits it. When the turn commits, a pass that covered the audio up to the
-true end of speech (``TurnDetector.last_speech_end_ms``) is the transcript: nothing is
-left to do. Otherwise the pass in flight is awaited if it covers that end, else one
-final pass runs on the committed audio. Nothing is published before the commit: deltas
-and ``completed`` follow ``conversation.item.added``.
+silence window commits it. That one is a *final-quality* pass, given the latest partial
+text as ``TranscriptionOptions.reference`` (Whisper's ``verified`` short window checks its
+fast result against it). When the turn commits, a final-quality pass that covered the
+audio up to the true end of speech (``TurnDetector.last_speech_end_ms``) is the
+transcript: nothing is left to do. Otherwise the final-quality pass in flight is awaited
+if it covers that end, else one final pass runs on the committed audio. Nothing is
+published before the commit: deltas and ``completed`` follow ``conversation.item.added``.
 
 *Live mode* (a live model with ``turn_detection: null``, :attr:`Session.live_transcription`).
 Passes run every ``interval_ms`` of appended audio; words two consecutive passes agree on
@@ -32,7 +35,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..audio import bytes_per_ms
@@ -50,8 +53,9 @@ Apply = Callable[[list[Output]], None]
 
 @dataclass(frozen=True, slots=True)
 class IncrementalLimits:
-    interval_ms: float = 1000.0
-    """New audio between two passes while the user speaks."""
+    interval_ms: float = 500.0
+    """New audio between two partial passes while the user speaks (a short-window Whisper
+    pass costs ≈ 0.05–0.1 s of CPU)."""
     pause_ms: float = 64.0
     """Quiet after speech that starts a pass on the whole utterance (turn mode)."""
     live_poll_s: float = 0.1
@@ -68,6 +72,8 @@ class IncrementalLimits:
 class _Pass:
     end_ms: float
     text: str
+    final: bool
+    """Final quality (not a partial pass): usable as the committed item's transcript."""
 
 
 @dataclass(slots=True)
@@ -75,7 +81,11 @@ class _Utterance:
     item_id: str
     start_ms: float
     done: _Pass | None = None
+    """The latest pass of either kind."""
+    final_done: _Pass | None = None
+    """The latest final-quality pass."""
     running_end_ms: float | None = None
+    running_final: bool = False
     running: asyncio.Future[_Pass | None] | None = None
     speech_end_ms: float | None = None
     published: str = ""
@@ -189,6 +199,9 @@ class IncrementalTranscriber:
         try:
             result = await self._reuse(item_id, audio, audio_format)
             if result is None:
+                u = self._utterance
+                if u is not None and u.item_id == item_id and u.done is not None and not options.reference:
+                    options = replace(options, reference=u.done.text)
                 async with self._lock:
                     result = await self.pipeline.transcribe(audio, audio_format, options)
         except asyncio.CancelledError:
@@ -206,9 +219,9 @@ class IncrementalTranscriber:
         if u is None or u.item_id != item_id or u.speech_end_ms is None:
             return None
         seconds = len(audio) / bytes_per_ms(audio_format) / 1000  # type: ignore[arg-type]
-        if u.done is not None and u.done.end_ms >= u.speech_end_ms:
-            return Transcript(text=u.done.text, audio_seconds=seconds)
-        if u.running is not None and (u.running_end_ms or 0.0) >= u.speech_end_ms:
+        if u.final_done is not None and u.final_done.end_ms >= u.speech_end_ms:
+            return Transcript(text=u.final_done.text, audio_seconds=seconds)
+        if u.running is not None and u.running_final and (u.running_end_ms or 0.0) >= u.speech_end_ms:
             result = await asyncio.shield(u.running)
             if result is not None:
                 return Transcript(text=result.text, audio_seconds=seconds)
@@ -228,8 +241,8 @@ class IncrementalTranscriber:
             if target is not None:
                 await self._pass(*target)
 
-    def _next_pass(self) -> tuple[_Utterance, float] | None:
-        """The utterance and audio end of the pass due now, if any."""
+    def _next_pass(self) -> tuple[_Utterance, float, bool] | None:
+        """The utterance, audio end and final quality of the pass due now, if any."""
         session, limits = self.session, self.limits
         buffer = session.buffer
         if session.live_transcription:
@@ -238,29 +251,34 @@ class IncrementalTranscriber:
             if u is None or u.item_id != item_id or u.start_ms < buffer.start_ms:
                 u = self._utterance = _Utterance(item_id, buffer.start_ms)
             last = u.done.end_ms if u.done else u.start_ms
-            return (u, buffer.end_ms) if buffer.end_ms - last >= limits.interval_ms else None
+            return (u, buffer.end_ms, False) if buffer.end_ms - last >= limits.interval_ms else None
         u, detector = self._utterance, session.detector
         if u is None or detector is None or detector.state is not VadState.SPEAKING:
             return None
         if u.start_ms < buffer.start_ms or buffer.end_ms - u.start_ms > limits.max_utterance_ms:
             return None  # cleared, or too long to be worth passes
         last = u.done.end_ms if u.done else u.start_ms
+        last_final = u.final_done.end_ms if u.final_done else u.start_ms
         speech_end = detector.last_speech_end_ms
-        paused = buffer.end_ms - speech_end >= limits.pause_ms and last < speech_end
-        if paused or buffer.end_ms - last >= limits.interval_ms:
-            return u, buffer.end_ms
+        if buffer.end_ms - speech_end >= limits.pause_ms and last_final < speech_end:
+            return u, buffer.end_ms, True
+        if buffer.end_ms - last >= limits.interval_ms:
+            return u, buffer.end_ms, False
         return None
 
-    async def _pass(self, u: _Utterance, end_ms: float) -> None:
+    async def _pass(self, u: _Utterance, end_ms: float, final: bool) -> None:
         audio = self.session.buffer.peek(u.start_ms, end_ms)
         fmt = self.session.buffer.format
         loop = asyncio.get_running_loop()
-        u.running, u.running_end_ms = loop.create_future(), end_ms
+        u.running, u.running_end_ms, u.running_final = loop.create_future(), end_ms, final
+        options = replace(
+            self._options(), partial=not final, reference=u.done.text if u.done else None
+        )
         result: _Pass | None = None
         try:
             async with self._lock:
-                transcript = await self.pipeline.transcribe(audio, fmt, self._options())
-            result = _Pass(end_ms, transcript.text)
+                transcript = await self.pipeline.transcribe(audio, fmt, options)
+            result = _Pass(end_ms, transcript.text, final)
             self.passes += 1
         except asyncio.CancelledError:
             raise
@@ -273,8 +291,27 @@ class IncrementalTranscriber:
         if result is None:
             return
         previous, u.done = u.done, result
+        if final:
+            u.final_done = result
+        self._prefill(u.item_id, result.text)
         if self.session.live_transcription:
             self._publish_stable(u, previous.text if previous else "", result.text)
+
+    def _prefill(self, item_id: str, text: str) -> None:
+        """Turn mode: hand the LLM the prompt the commit's response will likely have.
+
+        After every pass, partial ones included: llama.cpp reuses the longest cached
+        prefix, so while the user speaks the prompt up to the words heard so far is
+        evaluated, and the final-quality pass (which usually ends inside the silence
+        window, before the commit) leaves only its last words to evaluate. Prompt
+        evaluation then mostly leaves the time to first audio. Only when turn detection
+        will create a response; the engine skips it when busy (``LLM.prefill``).
+        """
+        if not self.pipeline.prefill_llm or self.session.live_transcription or not text:
+            return
+        plan = self.session.draft_plan(item_id)
+        if plan is not None:
+            self._spawn(self.pipeline.prefill(plan, {item_id: text}), f"llm-prefill:{item_id}")
 
     def _publish_stable(self, u: _Utterance, previous: str, current: str) -> None:
         """Live mode: publish the words two passes agree on, except the last one."""

@@ -96,6 +96,8 @@ class SharedModel:
     server: Any
     executor: ThreadPoolExecutor
     n_parallel: int
+    active: int = 0
+    """Calls running on the server now (read on the event loop: a prefill only runs idle)."""
 
 
 _MODELS: dict[tuple[str, int, int, int], SharedModel] = {}
@@ -186,6 +188,22 @@ class LlamaCppLLM(LLM):
         tool = ToolSpec(name="ping", parameters={"type": "object", "properties": {}})
         warm = LLMRequest(messages=hello, tools=[tool], tool_choice="ping")
         async for _ in self.stream(warm):
+            pass
+
+    async def prefill(self, request: LLMRequest) -> None:
+        """Evaluate the text prompt of ``request`` into the slot's prompt cache.
+
+        llama.cpp's server keeps each slot's last prompt and reuses its longest common
+        prefix, so a later :meth:`stream` of the same messages only evaluates what is new.
+        One token is generated (the server's minimum); with one slot, a call that comes
+        while this runs waits for it and then finds its prompt cached. Skipped when the
+        server is busy, so prefills only use idle time.
+        """
+        shared = await run_blocking(self._shared)
+        if shared.active:
+            return  # never make a real generation (this session's or another's) wait
+        body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}
+        async for _ in stream_completion(shared, body):
             pass
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
@@ -330,6 +348,8 @@ async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncI
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     job = loop.run_in_executor(shared.executor, work)
+    shared.active += 1
+    job.add_done_callback(lambda _job: _release(shared))
     try:
         while True:
             chunk = await queue.get()
@@ -345,10 +365,17 @@ async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncI
             job.add_done_callback(_consume_result)
 
 
+def _release(shared: SharedModel) -> None:
+    shared.active -= 1
+
+
 async def run_blocking_on(shared: SharedModel, fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn`` on the shared model's slot threads."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(shared.executor, lambda: fn(*args))
+    job = loop.run_in_executor(shared.executor, lambda: fn(*args))
+    shared.active += 1
+    job.add_done_callback(lambda _job: _release(shared))
+    return await job
 
 
 def _choose(server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]) -> str:

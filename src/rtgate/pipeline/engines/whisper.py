@@ -9,11 +9,21 @@ Contract:
 * One model per (directory, device, compute type, threads) per process, shared by every
   engine instance and session (:func:`load_model`); CTranslate2 serialises calls to one
   model internally (``num_workers=1``), so concurrent sessions queue there, off the loop.
-* ``short_context=True`` (opt-in) decodes utterances under 15 s of English-only models on
-  a 10–20 s encoder window instead of Whisper's 30 s
-  (:mod:`~rtgate.pipeline.engines.whisper_context`): ≈ 5x faster, but less robust — on
-  synthetic speech it turns some utterances into other words that the 30 s window gets
-  right, so the regular path is the default.
+* ``short_context`` chooses the encoder window for utterances under 15 s of English-only
+  models (:mod:`~rtgate.pipeline.engines.whisper_context`). A 10–20 s window is ≈ 5x
+  faster than Whisper's 30 s one and about as accurate on average, but on a given cut of
+  the audio it sometimes hears other words than the 30 s window does:
+
+  - ``"verified"`` (default): partial passes (``options.partial``) use the short window;
+    a final pass keeps the short-window text only when the decoder is confident
+    (:data:`~rtgate.pipeline.engines.whisper_context.CONFIDENT_LOGPROB`) or the text
+    agrees with ``options.reference``, the transcript of an earlier prefix
+    (:func:`~rtgate.pipeline.engines.whisper_context.consistent_with_prefix`);
+    otherwise it decodes again on the 30 s window.
+  - ``"always"`` (or ``True``): the short window whenever it applies, unchecked.
+  - ``"off"`` (or ``False``): always the 30 s window.
+
+  :attr:`FasterWhisperSTT.windows` counts which path each call took.
 * Decoding is greedy (beam 1), without timestamps and without conditioning on earlier
   windows, which keeps transcripts of growing prefixes stable and fast.
 * ``options.language`` selects the language of multilingual models (English-only models
@@ -28,8 +38,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -47,6 +58,9 @@ from rtgate.pipeline.base import (
 # Never let a hub library reach the network from inside the server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ShortContext = Literal["off", "verified", "always"]
+SHORT_CONTEXT_MODES: tuple[ShortContext, ...] = ("off", "verified", "always")
 
 _MODELS: dict[tuple[str, str, str, int], Any] = {}
 _MODELS_LOCK = threading.Lock()
@@ -103,7 +117,7 @@ class FasterWhisperSTT(STT):
         compute_type: str = "int8",
         cpu_threads: int = 0,
         beam_size: int = 1,
-        short_context: bool = False,
+        short_context: ShortContext | bool = "verified",
         deadlines: Deadlines | None = None,
     ) -> None:
         super().__init__(deadlines=deadlines)
@@ -112,7 +126,9 @@ class FasterWhisperSTT(STT):
         self.compute_type = compute_type
         self.cpu_threads = cpu_threads
         self.beam_size = beam_size
-        self.short_context = short_context and beam_size == 1
+        self.short_context = short_context_mode(short_context) if beam_size == 1 else "off"
+        self.windows: Counter[str] = Counter()
+        """Calls per path: ``short``, ``short-unchecked``, ``30s-fallback``, ``30s``."""
 
     def _model(self) -> Any:
         return load_model(
@@ -136,15 +152,28 @@ class FasterWhisperSTT(STT):
         seconds = samples.size / MODEL_SAMPLE_RATE
         if samples.size == 0:
             return Transcript(text="", language=options.language, audio_seconds=0.0)
-        if self.short_context:
-            from rtgate.pipeline.engines.whisper_context import short_context_transcribe
+        mode = short_context_mode(self.short_context)
+        path = "30s"
+        if mode != "off":
+            from rtgate.pipeline.engines.whisper_context import (
+                CONFIDENT_LOGPROB,
+                consistent_with_prefix,
+                short_context_transcribe,
+            )
 
-            text = short_context_transcribe(
+            short = short_context_transcribe(
                 model, samples, language=options.language, prompt=options.prompt
             )
-            if text is not None:
-                language = options.language if model.model.is_multilingual else "en"
-                return Transcript(text=text, language=language, audio_seconds=seconds)
+            if short is not None:
+                unchecked = mode == "always" or options.partial
+                if unchecked or short.avg_logprob >= CONFIDENT_LOGPROB or consistent_with_prefix(
+                    options.reference, short.text
+                ):
+                    self.windows["short-unchecked" if unchecked else "short"] += 1
+                    language = options.language if model.model.is_multilingual else "en"
+                    return Transcript(text=short.text, language=language, audio_seconds=seconds)
+                path = "30s-fallback"
+        self.windows[path] += 1
         segments, info = model.transcribe(
             samples,
             language=options.language if model.model.is_multilingual else "en",
@@ -158,6 +187,18 @@ class FasterWhisperSTT(STT):
         )
         text = "".join(segment.text for segment in segments).strip()
         return Transcript(text=text, language=info.language, audio_seconds=seconds)
+
+
+def short_context_mode(value: ShortContext | bool | str) -> ShortContext:
+    """``short_context`` as one of :data:`SHORT_CONTEXT_MODES` (booleans: always / off)."""
+    if value is True:
+        return "always"
+    if value is False:
+        return "off"
+    if value not in SHORT_CONTEXT_MODES:
+        allowed = ", ".join(SHORT_CONTEXT_MODES)
+        raise ValueError(f"short_context must be one of {allowed} or a boolean, not {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- Whisper base
