@@ -254,17 +254,31 @@ class VADInput:
         return frames
 
 
+CUT_GROUP = 8
+"""Polyphase blocks computed per matrix row in :func:`cut_frames` (see :class:`_Cut`)."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class _Cut:
-    """Polyphase geometry of one (input rate → 16 kHz frames) conversion, shared by streams."""
+    """Polyphase geometry of one (input rate → 16 kHz frames) conversion, shared by streams.
 
-    kernels: FloatAudio
-    """``[span, up]``, scaled by 1/32768 so that PCM16 values multiply them directly."""
+    A polyphase block (``up`` outputs) reads ``span`` inputs starting ``down`` after the
+    previous block's. Computing one block per matrix row would copy each input sample
+    into ``span / down`` (17 at 24 kHz) rows; instead a row holds ``CUT_GROUP`` consecutive
+    blocks: ``window`` inputs times a banded ``[window, CUT_GROUP · up]`` matrix (the
+    kernels on its diagonal, zeros elsewhere). The zeros add nothing, so the sums are the
+    same; the rows are ~6× fewer bytes to gather and the product runs at full speed
+    (measured ~3.5× faster per tick than one block per row).
+    """
+
+    matrix: FloatAudio
+    """``[window, CUT_GROUP · up]``, scaled by 1/32768 so that PCM16 values multiply it."""
     up: int
     down: int
-    span: int
-    blocks: int
-    """Output blocks (``up`` samples each) per frame."""
+    window: int
+    """Input samples one row reads: ``(CUT_GROUP - 1) · down + span``."""
+    rows: int
+    """Rows per frame: ``blocks / CUT_GROUP``."""
     stride: int
     """Input samples from one frame's first window to the next one's."""
     need: int
@@ -278,10 +292,15 @@ def _cut_geometry(in_rate: int, out_rate: int, frame_samples: int) -> _Cut:
     resampler = PolyphaseResampler(in_rate, out_rate)
     up, down, span = resampler.up, resampler.down, resampler._span
     blocks = frame_samples // up
+    if blocks % CUT_GROUP:
+        raise ValueError(f"a frame of {blocks} polyphase blocks is not a multiple of {CUT_GROUP}")
+    window = (CUT_GROUP - 1) * down + span
+    matrix = np.zeros((window, CUT_GROUP * up), dtype=np.float32)
+    for g in range(CUT_GROUP):
+        matrix[g * down : g * down + span, g * up : (g + 1) * up] = resampler._kernels / 32768.0
     return _Cut(
-        kernels=(resampler._kernels / np.float32(32768.0)).astype(np.float32),
-        up=up, down=down, span=span, blocks=blocks, stride=blocks * down,
-        need=(blocks - 1) * down + span, history=-resampler._lo,
+        matrix=matrix, up=up, down=down, window=window, rows=blocks // CUT_GROUP,
+        stride=blocks * down, need=(blocks - 1) * down + span, history=-resampler._lo,
     )
 
 
@@ -296,8 +315,8 @@ class FrameCutter:
     conversion and one matrix product, instead of ~10 small numpy calls per stream; and
     as frames are computed whole, no resampled tail has to be carried.
 
-    Only for conversions where a frame is a whole number of polyphase blocks (24 kHz and
-    8 kHz → 16 kHz); :func:`frame_source` picks :class:`VADInput` otherwise.
+    Only for conversions where a frame is a whole number of rows of ``CUT_GROUP`` polyphase
+    blocks (24 kHz and 8 kHz → 16 kHz); :func:`frame_source` picks :class:`VADInput` otherwise.
     """
 
     __slots__ = ("_buf", "cut", "frame_samples", "frames_out", "in_rate", "out_rate")
@@ -316,8 +335,8 @@ class FrameCutter:
         return max(1, 2 * self.cut.need - len(self._buf))
 
     def windows(self, pcm16: bytes) -> np.ndarray | None:
-        """Append ``pcm16``; the filter windows ``[n, blocks, span]`` (int16, a view) of the
-        ``n`` frames now complete, or ``None`` if none is."""
+        """Append ``pcm16``; the row windows ``[n, rows, window]`` (int16, a view; see
+        :class:`_Cut`) of the ``n`` frames now complete, or ``None`` if none is."""
         buf = self._buf + pcm16 if self._buf else pcm16
         cut = self.cut
         samples = len(buf) // 2
@@ -326,9 +345,10 @@ class FrameCutter:
             return None
         count = (samples - cut.need) // cut.stride + 1
         # A read-only strided view of the bytes (no copy): row j of frame i starts at
-        # sample i·stride + j·down. Built directly: as_strided costs ~10× more per call.
+        # sample i·stride + j·CUT_GROUP·down. Built directly: as_strided costs ~6× more.
         view = np.ndarray(
-            (count, cut.blocks, cut.span), np.dtype("<i2"), buf, 0, (2 * cut.stride, 2 * cut.down, 2)
+            (count, cut.rows, cut.window), np.dtype("<i2"), buf, 0,
+            (2 * cut.stride, 2 * CUT_GROUP * cut.down, 2),
         )
         self._buf = buf[2 * count * cut.stride :]
         self.frames_out += count
@@ -338,7 +358,7 @@ class FrameCutter:
 def cut_frames(cut: _Cut, views: Sequence[np.ndarray]) -> FloatAudio:
     """Frames ``[Σn, frame_samples]`` (float32) for the window views of streams sharing ``cut``."""
     windows = np.concatenate(views, dtype=np.float32) if len(views) > 1 else views[0].astype(np.float32)
-    out: FloatAudio = (windows.reshape(-1, cut.span) @ cut.kernels).reshape(len(windows), -1)
+    out: FloatAudio = (windows.reshape(-1, cut.window) @ cut.matrix).reshape(len(windows), -1)
     return out
 
 
@@ -347,7 +367,7 @@ def frame_source(in_rate: int) -> FrameCutter | VADInput:
     allows, else a :class:`VADInput`."""
     if in_rate != 16_000:
         up = 16_000 // math.gcd(in_rate, 16_000)
-        if FRAME_SAMPLES % up == 0:
+        if FRAME_SAMPLES % (up * CUT_GROUP) == 0:
             return FrameCutter(in_rate)
     return VADInput(in_rate=in_rate)
 
