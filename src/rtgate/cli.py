@@ -68,8 +68,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    "them through a NAT; default: any port, see docs/webrtc.md)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
-                   help="event loop: 'auto' (default) runs uvloop when it is installed (less "
-                   "CPU per message), else asyncio; 'asyncio' forces the standard loop")
+                   help="event loop: 'auto' (default) runs uvloop when it is installed, else "
+                   "asyncio; 'asyncio' forces the standard loop; 'uvloop' needs `pip install uvloop`")
 
 
 def _port_range(text: str) -> tuple[int, int]:

@@ -69,8 +69,9 @@ class Settings:
     """Audio bytes kept in conversation items per session."""
     log_level: str = "info"
     loop: str = "auto"
-    """Event loop: ``auto`` (uvloop when it is installed, else asyncio), ``asyncio`` or
-    ``uvloop`` (docs/benchmarks.md, Load: uvloop costs less CPU per message)."""
+    """Event loop: ``auto`` (uvloop when it can be imported, else asyncio), ``asyncio`` or
+    ``uvloop`` (not a dependency; the load benchmark measured no CPU difference,
+    docs/benchmarks.md, Load)."""
     config_file: str | None = None
     """TOML file with pipeline profiles, cloud upstreams and model routes (docs/configuration.md)."""
     webrtc_ice_servers: tuple[str, ...] = ()
