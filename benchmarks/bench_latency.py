@@ -13,17 +13,24 @@ wall time the last voiced sample of the utterance was sent (its position in the 
 audio: the last sample above -40 dBFS). This is the VAD end of speech, *not* counting
 the silence window, as the user experiences it.
 
-Stacks, in the same run and on the same server (alternating per utterance, so load
-noise hits all of them alike):
+Stacks, in the same run and on the same server. Each round runs every stack over the
+eight utterances in turn (a conversation's turns share one configuration, as in use; an
+utterance is never repeated back to back, which would find the LLM's prompt cache warm),
+and the stack order rotates from round to round:
 
-* ``incremental``: the default — transcription while the user speaks, Whisper's regular
-  30 s window;
-* ``incremental + short window``: the same with the opt-in short-context Whisper
-  (``short_context = true``: faster, less robust);
-* ``baseline``: incremental off and Whisper's regular 30 s window (rtgate before).
+* ``default``: transcription while the user speaks; final passes keep Whisper's 10–20 s
+  window when it is confident or agrees with the prefix pass, else decode on the 30 s
+  window (``short_context = "verified"``); the LLM prompt is prefilled after every pass
+  (``Pipeline.prefill_llm``);
+* ``default without LLM prefill``;
+* ``30 s window``: the default with ``short_context = "off"``;
+* ``baseline``: commit-time STT on the 30 s window, no prefill (rtgate before incremental
+  STT).
 
-Also printed: STT word error rate and real-time factor on the same utterances, for both
-Whisper windows. Figures are medians and p90 over utterances × rounds.
+Also printed: how often the verified final passes kept the short window, and STT word
+error rate and real-time factor on the same utterances per window mode (without a
+prefix reference, so ``verified`` there checks confidence only). Figures are medians and
+p90 over utterances × rounds.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,11 +61,16 @@ UTTERANCES = [
     "What time does the next train to Boston leave?",
     "Tell me something interesting about the ocean.",
 ]
-STACKS = {
-    "incremental (default: 30 s window)": {"incremental": True, "short_context": False},
-    "incremental + short window (opt-in)": {"incremental": True, "short_context": True},
-    "baseline (commit-time STT, 30 s window)": {"incremental": False, "short_context": False},
+STACKS: dict[str, dict[str, Any]] = {
+    "default (incremental STT, verified short window, LLM prefill)": {
+        "incremental": True, "short_context": "verified", "prefill": True},
+    "default without LLM prefill": {"incremental": True, "short_context": "verified", "prefill": False},
+    "default with the 30 s window (short_context = off)": {
+        "incremental": True, "short_context": "off", "prefill": True},
+    "baseline (commit-time STT, 30 s window, no prefill)": {
+        "incremental": False, "short_context": "off", "prefill": False},
 }
+DEFAULT_STACK = next(iter(STACKS))
 CHUNK_MS = 20
 LEAD_MS = 500
 TAIL_MS = 1000
@@ -108,9 +121,10 @@ async def one_turn(base_url: str, pcm: bytes) -> tuple[float, str]:
     return first_audio[0] - speech_end, "".join(heard)
 
 
-def configure(pipeline: Any, stack: dict[str, bool]) -> None:
+def configure(pipeline: Any, stack: dict[str, Any]) -> None:
     pipeline.incremental_stt = stack["incremental"]
     pipeline.stt.short_context = stack["short_context"]
+    pipeline.prefill_llm = stack["prefill"]
 
 
 async def stt_quality(stt: Any, audio: list[bytes]) -> list[str]:
@@ -119,8 +133,8 @@ async def stt_quality(stt: Any, audio: list[bytes]) -> list[str]:
     from rtgate.pipeline.engines.wer import normalise_words, word_error_rate
 
     lines = []
-    for short in (True, False):
-        stt.short_context = short
+    for mode in ("always", "verified", "off"):
+        stt.short_context = mode
         errors, words, rtf = 0.0, 0, []
         for text, pcm in zip(UTTERANCES, audio, strict=True):
             samples = resample(pcm16_to_float(pcm), 24_000, 16_000)
@@ -130,10 +144,9 @@ async def stt_quality(stt: Any, audio: list[bytes]) -> list[str]:
             count = len(normalise_words(text))
             errors += word_error_rate(text, result.text) * count
             words += count
-        window = "10–20 s window (default)" if short else "30 s window"
-        lines.append(f"| tiny.en, {window} | {errors / words * 100:.1f} % ({words} words) | "
+        lines.append(f"| tiny.en, short_context = {mode} | {errors / words * 100:.1f} % ({words} words) | "
                      f"{statistics.median(rtf):.3f} |")
-    stt.short_context = True
+    stt.short_context = "verified"
     return lines
 
 
@@ -153,16 +166,23 @@ async def run(rounds: int) -> str:
     pipeline = profiles["default"]
     results: dict[str, list[float]] = {name: [] for name in STACKS}
     answers = 0
+    verified_windows: Counter[str] = Counter()
     with running_server(Settings(), profiles=lambda _s: profiles) as handle:
-        for _ in range(rounds):
-            for pcm in audio:
-                for name, stack in STACKS.items():
-                    configure(pipeline, stack)
+        names = list(STACKS)
+        for round_index in range(rounds):
+            order = names[round_index % len(names):] + names[: round_index % len(names)]
+            for name in order:
+                stack = STACKS[name]
+                configure(pipeline, stack)
+                for pcm in audio:
+                    before = Counter(pipeline.stt.windows)
                     latency, heard = await one_turn(handle.base_url, pcm)
+                    if name == DEFAULT_STACK:
+                        verified_windows += Counter(pipeline.stt.windows) - before
                     results[name].append(latency)
                     answers += bool(heard.strip())
                     print(f"  {name:<42} {latency * 1000:7.0f} ms  {heard[:50]!r}", file=sys.stderr)
-        configure(pipeline, STACKS["incremental (default: 30 s window)"])
+        configure(pipeline, STACKS[DEFAULT_STACK])
         quality = await stt_quality(pipeline.stt, audio)
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}; "
@@ -173,6 +193,9 @@ async def run(rounds: int) -> str:
     ]
     for name, values in results.items():
         lines.append(f"| {name} | {statistics.median(values) * 1000:.0f} ms | {p90(values) * 1000:.0f} ms |")
+    kept, fell_back = verified_windows["short"], verified_windows["30s-fallback"]
+    lines += ["", f"Default stack's final passes: {kept} kept the short window, {fell_back} decoded again "
+              f"on the 30 s window ({verified_windows['short-unchecked']} partial passes, short window)."]
     lines += ["", "| STT (same utterances, 24 kHz → 16 kHz) | WER | real-time factor (median) |",
               "|---|---|---|", *quality]
     return "\n".join(lines)
