@@ -211,6 +211,18 @@ class Procs:
     bare: tuple[int, int]
 
 
+def gateway_loop() -> str:
+    """The event loop the gateways run: ``RTGATE_LOOP``, or for ``auto`` uvloop when the
+    gateways can import it (from ``--gateway-pythonpath`` or this interpreter)."""
+    import importlib.util
+
+    loop = os.environ.get("RTGATE_LOOP", "auto")
+    if loop != "auto":
+        return loop
+    extra = GATEWAY_PYTHONPATH and (Path(GATEWAY_PYTHONPATH) / "uvloop").is_dir()
+    return "uvloop" if extra or importlib.util.find_spec("uvloop") else "asyncio"
+
+
 def _start_gateway(workdir: Path, name: str, config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     with open(workdir / f"gateway-{name}.log", "wb") as log:
@@ -461,7 +473,7 @@ async def bench(args: argparse.Namespace) -> None:
         direct = await measure(direct_url, direct_h, n, args.seconds, None)
         relayed = {name: await measure(url, relay_h, n, args.seconds, pid) for name, (url, pid) in paths.items()}
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        loop = "uvloop" if GATEWAY_PYTHONPATH and (Path(GATEWAY_PYTHONPATH) / "uvloop").is_dir() else "asyncio"
+        loop = gateway_loop()
         print(f"# Relay benchmark ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, gateway loop {loop}, load average {load})\n")
         print(f"## Added latency: {n} sessions, 24 kHz PCM16 in 20 ms chunks both ways, {args.seconds:g} s\n")
