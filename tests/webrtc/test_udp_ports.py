@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import random
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -310,3 +312,24 @@ async def test_stun_still_gives_server_reflexive_candidates_of_the_ranged_socket
     finally:
         server.close()
         await pc.close()
+
+
+
+class WrappingBindLoop(asyncio.SelectorEventLoop):
+    """An event loop whose UDP binds fail the way uvloop's do when the port is taken: an
+    OSError without errno, raised from the system's EADDRINUSE."""
+
+    async def create_datagram_endpoint(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        except OSError as exc:
+            raise OSError(f"could not bind to local_addr {kwargs.get('local_addr')}") from exc
+
+
+def test_a_full_range_is_reported_when_the_loop_wraps_the_bind_error() -> None:
+    """Under uvloop (which `--loop auto` picks where installed) a taken port fails with an
+    errno-less OSError; it still counts as taken, so a full range is PortRangeExhausted."""
+    with asyncio.Runner(loop_factory=WrappingBindLoop) as runner, pytest.raises(
+        ice_ports.PortRangeExhausted
+    ):
+        runner.run(ice_ports.bind_in_range(lambda: None, "127.0.0.1", 40000, 40003))

@@ -135,9 +135,17 @@ async def bind_in_range(protocol_factory: Any, address: str, port_min: int, port
             return await loop.create_datagram_endpoint(protocol_factory,
                                                        local_addr=(address, port))
         except OSError as exc:
-            if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
+            if _bind_errno(exc) not in (errno.EADDRINUSE, errno.EACCES):
                 raise
     raise PortRangeExhausted(address, port_min, port_max)
+
+
+def _bind_errno(exc: OSError) -> int | None:
+    """The errno of a failed bind. uvloop (``--loop auto`` runs it where installed) raises
+    ``OSError("could not bind to local_addr …")`` without one, from the system's error."""
+    if exc.errno is None and isinstance(exc.__cause__, OSError):
+        return exc.__cause__.errno
+    return exc.errno
 
 
 async def _gather_in_range(connection: Any, port_min: int, port_max: int, component: int,
