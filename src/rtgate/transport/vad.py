@@ -27,8 +27,11 @@ ResultCallback = Callable[[float, float, np.ndarray], None]
 DEFAULT_TICK_INTERVAL_S = 0.01
 """Least time between two VAD ticks: each gathers ~10 ms of every session's audio."""
 
-DEFAULT_INLINE_TICK_FRAMES = 64
-"""Ticks of at most this many frames (~4 ms of model time) run on the event loop."""
+DEFAULT_INLINE_TICK_FRAMES = 192
+"""Ticks of at most this many frames (~4 ms of model time with the MatMul encoder, ~20 µs a
+frame) run on the event loop; larger ones hand the model call to the pool thread, whose
+GIL hand-offs stretch them. Was 64 when a frame cost ~60 µs; 192 measured better at
+N = 150 (docs/benchmarks.md, Load)."""
 
 
 class VadService:
