@@ -81,6 +81,28 @@ async def test_turn_mode_reuses_the_pass_made_while_speaking(stt_server: ServerH
     assert prefills[-1].messages[-1] == {"role": "user", "content": completed["transcript"]}
 
 
+async def test_prefill_of_a_later_turn_is_the_prompt_the_response_uses(stt_server: ServerHandle) -> None:
+    """Second spoken turn, input transcription off: the last prefill before the commit
+    carries the first turn's transcript too, exactly as the response's request does."""
+    speech = await speech_pcm("Hello there, how are you?")
+    async with client_for(stt_server).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await ev.expect("session.updated")
+        for _turn in range(2):
+            prefills_before = len(LLM.prefills)
+            for chunk in chunks(silence_pcm(600) + speech + silence_pcm(400), 20):
+                await conn.input_audio_buffer.append(audio=chunk)
+                await asyncio.sleep(0.02)  # real time: the VAD and the passes see speech as it comes
+            await ev.until("response.done")
+    assert len(LLM.prefills) > prefills_before
+    request = LLM.requests[-1].messages
+    assert [m["role"] for m in request if m["role"] != "system"] == ["user", "assistant", "user"]
+    assert all(m["content"] for m in request)
+    assert LLM.prefills[-1].messages == request
+
+
 async def test_live_mode_streams_deltas_before_the_commit(live_server: ServerHandle) -> None:
     """Live model, turn_detection null: deltas under the next item id, then commit, completed."""
     async with client_for(live_server).realtime.connect(model="gpt-realtime") as conn:

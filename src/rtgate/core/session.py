@@ -465,9 +465,9 @@ class Session:
             )
         self._create_response(params, event.event_id)
 
-    def _context_items(self, params: Any) -> list[fx.ContextItem]:
+    def _context_items(self, params: Any, *, with_audio: bool = True) -> list[fx.ContextItem]:
         def ctx(item: StoredItem) -> fx.ContextItem:
-            audio = next(iter(item.audio.values()), None) if item.audio else None
+            audio = next(iter(item.audio.values()), None) if item.audio and with_audio else None
             return fx.ContextItem(
                 wire=item.wire,
                 audio=bytes(audio) if audio is not None else None,
@@ -486,9 +486,10 @@ class Session:
                 items.append(ctx(self._stored_from_client(raw.model_dump(exclude_none=True))))
         return items
 
-    def _plan(self, params: Any, response_id: str) -> fx.ResponsePlan:
+    def _plan(self, params: Any, response_id: str, *, with_audio: bool = True) -> fx.ResponsePlan:
         """The response plan for ``response.create`` ``params`` (``None``: the session's
-        defaults); raises :class:`RealtimeError` for an invalid combination."""
+        defaults); raises :class:`RealtimeError` for an invalid combination. Without
+        ``with_audio`` the items carry no audio (nothing is copied)."""
         assert isinstance(self.config, RealtimeSessionConfig)
         cfg = self.config
         out_of_band = params is not None and params.conversation == "none"
@@ -504,7 +505,7 @@ class Session:
             instructions=params.instructions
             if params and params.instructions is not None
             else cfg.instructions,
-            items=self._context_items(params),
+            items=self._context_items(params, with_audio=with_audio),
             output_modalities=list(params.output_modalities)
             if params and params.output_modalities
             else list(cfg.output_modalities),
@@ -531,9 +532,10 @@ class Session:
         """The plan of the response turn detection would create if the user's speech were
         committed now as item ``item_id``, or ``None`` when no response would be created.
 
-        Pure: nothing is emitted and no id is consumed (``response_id`` is ``"draft"``).
-        The pipeline uses it to prepare the LLM (``Pipeline.prefill``) while the silence
-        window runs, before the commit; the real plan is built again at the commit.
+        Pure: nothing is emitted and no id is consumed (``response_id`` is ``"draft"``), and
+        the items carry no audio (user audio is represented by its transcript, which the
+        caller supplies). The pipeline uses it to prepare the LLM (``Pipeline.prefill``)
+        while the user speaks; the real plan is built again at the commit.
         """
         td = self.config.audio.input.turn_detection
         if (
@@ -544,7 +546,7 @@ class Session:
         ):
             return None
         try:
-            plan = self._plan(None, "draft")
+            plan = self._plan(None, "draft", with_audio=False)
         except RealtimeError:
             return None
         pending = {"type": "message", "role": "user", "id": item_id, "content": [{"type": "input_audio"}]}

@@ -310,8 +310,18 @@ class IncrementalTranscriber:
         if not self.pipeline.prefill_llm or self.session.live_transcription or not text:
             return
         plan = self.session.draft_plan(item_id)
-        if plan is not None:
-            self._spawn(self.pipeline.prefill(plan, {item_id: text}), f"llm-prefill:{item_id}")
+        if plan is None:
+            return
+        # Earlier user turns' audio is known by the transcripts the responses used (the
+        # real request gets them from this cache too); without them the prompts would
+        # part ways at the first earlier turn and little of the prefill would be reused.
+        transcripts = {
+            done_id: future.result().text
+            for done_id, future in self._final.items()
+            if future.done() and not future.cancelled() and future.exception() is None
+        }
+        transcripts[item_id] = text
+        self._spawn(self.pipeline.prefill(plan, transcripts), f"llm-prefill:{item_id}")
 
     def _publish_stable(self, u: _Utterance, previous: str, current: str) -> None:
         """Live mode: publish the words two passes agree on, except the last one."""

@@ -347,9 +347,7 @@ async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncI
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    job = loop.run_in_executor(shared.executor, work)
-    shared.active += 1
-    job.add_done_callback(lambda _job: _release(shared))
+    job = _submit(shared, work)
     try:
         while True:
             chunk = await queue.get()
@@ -365,17 +363,22 @@ async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncI
             job.add_done_callback(_consume_result)
 
 
-def _release(shared: SharedModel) -> None:
-    shared.active -= 1
+def _submit(shared: SharedModel, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run ``fn`` on the shared model's slot threads, counted in ``shared.active`` until
+    the thread is done (not until the caller stops waiting)."""
+    job = asyncio.get_running_loop().run_in_executor(shared.executor, fn)
+    shared.active += 1
+
+    def release(_job: asyncio.Future[Any]) -> None:
+        shared.active -= 1
+
+    job.add_done_callback(release)
+    return job
 
 
 async def run_blocking_on(shared: SharedModel, fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn`` on the shared model's slot threads."""
-    loop = asyncio.get_running_loop()
-    job = loop.run_in_executor(shared.executor, lambda: fn(*args))
-    shared.active += 1
-    job.add_done_callback(lambda _job: _release(shared))
-    return await job
+    return await _submit(shared, lambda: fn(*args))
 
 
 def _choose(server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]) -> str:
