@@ -1,4 +1,5 @@
-"""Read flow control of rtgate's uvicorn WebSocket protocol (server/ws_protocol.py).
+"""Read flow control and direct text messages of rtgate's uvicorn WebSocket protocol
+(server/ws_protocol.py).
 
 These drive the protocol's message hand-off directly, so a uvicorn release that changes
 the internals the subclass relies on fails here rather than in production.
@@ -6,13 +7,15 @@ the internals the subclass relies on fails here rather than in production.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import uvicorn
 from uvicorn.server import ServerState
+from websockets.protocol import State
 
 from rtgate.server.settings import Settings
-from rtgate.server.ws_protocol import BufferedSansIOProtocol, uvicorn_ws_options
+from rtgate.server.ws_protocol import BufferedSansIOProtocol, MessageTap, uvicorn_ws_options
 
 
 class CountingTransport:
@@ -93,3 +96,129 @@ async def test_a_zero_limit_pauses_on_every_message_like_uvicorn() -> None:
         _arrive(protocol, "x")
         await protocol.receive()
     assert (transport.pauses, transport.resumes) == (3, 3)
+
+
+# -- direct text messages (MessageTap)
+
+
+class RecordingTransport(CountingTransport):
+    """Keeps what the protocol writes and whether it closed the socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _open_protocol() -> tuple[BufferedSansIOProtocol, RecordingTransport]:
+    protocol, _ = _protocol(1000)
+    transport = RecordingTransport()
+    protocol.transport = transport
+    protocol.conn.state = State.OPEN  # past the handshake, as when an app attaches
+    return protocol, transport
+
+
+async def _parked_receive(protocol: BufferedSansIOProtocol) -> asyncio.Task[Any]:
+    """The app waiting in ``receive`` on an empty queue, as realtime_ws.py does."""
+    task = asyncio.create_task(protocol.receive())
+    await asyncio.sleep(0)  # let it reach the wait (a scheduling step, not a timing guess)
+    assert protocol._app_parked
+    return task
+
+
+async def test_text_goes_to_the_tap_while_the_app_waits() -> None:
+    """A text message reaches the handler at once and never enters the queue."""
+    protocol, _ = _open_protocol()
+    seen: list[str] = []
+    MessageTap(protocol).attach(seen.append)
+    waiting = await _parked_receive(protocol)
+    _arrive(protocol, '{"type":"a"}')
+    _arrive(protocol, '{"type":"b"}')
+    assert seen == ['{"type":"a"}', '{"type":"b"}']
+    assert protocol.queue.empty() and not waiting.done()
+    waiting.cancel()
+
+
+async def test_messages_queue_while_the_app_is_not_waiting() -> None:
+    """Order is kept: with the app busy, or earlier messages queued, messages queue."""
+    protocol, _ = _open_protocol()
+    seen: list[str] = []
+    MessageTap(protocol).attach(seen.append)
+    _arrive(protocol, "first")  # the app is not in receive
+    _arrive(protocol, "second")
+    assert seen == []
+    assert (await protocol.receive())["text"] == "first"
+    # The app takes the next one itself: a queued message is never overtaken.
+    assert (await protocol.receive())["text"] == "second"
+    waiting = await _parked_receive(protocol)
+    _arrive(protocol, "third")
+    assert seen == ["third"]
+    waiting.cancel()
+
+
+async def test_a_message_behind_a_queued_one_queues_too() -> None:
+    """A binary message queues (the app reports it); the text after it waits behind it."""
+    protocol, _ = _open_protocol()
+    seen: list[str] = []
+    MessageTap(protocol).attach(seen.append)
+    waiting = await _parked_receive(protocol)
+    protocol.curr_msg_data_type = "bytes"
+    protocol.frames = [b"\x00\x01"]
+    protocol.send_receive_event_to_app()
+    _arrive(protocol, "after")  # the app has not run yet: the binary is still queued
+    assert seen == []
+    assert (await waiting)["bytes"] == b"\x00\x01"
+    assert (await protocol.receive())["text"] == "after"
+
+
+async def test_detach_restores_the_asgi_path() -> None:
+    protocol, _ = _open_protocol()
+    seen: list[str] = []
+    tap = MessageTap(protocol)
+    tap.attach(seen.append)
+    tap.detach()
+    waiting = await _parked_receive(protocol)
+    _arrive(protocol, "x")
+    assert seen == []
+    assert (await waiting)["text"] == "x"
+
+
+async def test_invalid_utf8_keeps_uvicorns_1007() -> None:
+    """Bytes that are not UTF-8 never reach the handler; uvicorn closes with 1007."""
+    protocol, transport = _open_protocol()
+    seen: list[str] = []
+    MessageTap(protocol).attach(seen.append)
+    waiting = await _parked_receive(protocol)
+    protocol.curr_msg_data_type = "text"
+    protocol.frames = [b"\xff\xfe"]
+    protocol.send_receive_event_to_app()
+    assert seen == []
+    message = await waiting
+    assert message == {"type": "websocket.disconnect", "code": 1007, "reason": ""}
+    assert transport.written[:2] == b"\x88\x02"  # a close frame, code only
+    assert int.from_bytes(transport.written[2:4], "big") == 1007
+
+
+async def test_a_handler_that_raises_fails_the_connection_with_1011() -> None:
+    """As an app that raises: logged, the client gets close 1011, the app a disconnect."""
+    protocol, transport = _open_protocol()
+
+    def broken(text: str) -> None:
+        raise RuntimeError("bug")
+
+    MessageTap(protocol).attach(broken)
+    waiting = await _parked_receive(protocol)
+    _arrive(protocol, "x")
+    message = await waiting
+    assert message["type"] == "websocket.disconnect" and message["code"] == 1011
+    assert transport.closed
+    assert int.from_bytes(transport.written[2:4], "big") == 1011
+    assert protocol._on_text is None
+    _arrive(protocol, "y")  # after the close, messages are dropped (uvicorn's rule)
+    assert protocol.queue.empty()

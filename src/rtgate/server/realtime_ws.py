@@ -31,6 +31,7 @@ from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
 from .settings import Settings
 from .ws_close import close_or_drop
+from .ws_protocol import TAP_EXTENSION, MessageTap
 
 log = logging.getLogger("rtgate.ws")
 
@@ -192,18 +193,28 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         send_deadline_s=settings.send_deadline_s,
     )
     bridge = PreviewBridge(runner, channel) if isinstance(channel, PreviewChannel) else None
-    receive_text = bridge.receive_text if bridge is not None else runner.receive_text
+    handle_text = bridge.handle_text if bridge is not None else runner.handle_text
+
+    def on_text(text: str) -> None:
+        if runner.closing is None:  # as the loop below: nothing is read once closing
+            handle_text(text)
+
+    # Text messages go straight from the parser to the session while this task waits
+    # below (server/ws_protocol.py, MessageTap); the loop sees the rest.
+    tap: MessageTap | None = ws.scope.get("extensions", {}).get(TAP_EXTENSION)
     state.active_sessions += 1
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     try:
         await runner.start()
+        if tap is not None and settings.ws_direct_messages:
+            tap.attach(on_text)
         while runner.closing is None:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
             text = message.get("text")
             if text is not None:
-                await receive_text(text)
+                handle_text(text)
             elif message.get("bytes") is not None:
                 runner.receive_binary()
         if runner.closing is not None:
@@ -211,6 +222,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        if tap is not None:
+            tap.detach()
         state.active_sessions -= 1
         await runner.stop()
         log.info("session %s closed", session.id)

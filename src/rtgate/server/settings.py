@@ -59,6 +59,9 @@ class Settings:
     ws_read_buffer_bytes: int = 256 * 1024
     """Received WebSocket message bytes held for a session before reading from its socket
     pauses (flow control without two system calls per message; see server/ws_protocol.py)."""
+    ws_direct_messages: bool = True
+    """Local sessions take text messages straight from the WebSocket parser, without
+    uvicorn's queue and a task wake-up per message (server/ws_protocol.py, MessageTap)."""
     min_commit_ms: float = 100.0
     """Audio needed for a manual commit."""
     max_input_buffer_ms: float = 15 * 60 * 1000.0

@@ -30,11 +30,26 @@ parser, so no frame is ever half parsed. The app then either
 The raw buffer before ``take`` holds about ``read_buffer_bytes``; reading pauses beyond.
 A client must not send frames before it has read the 101 (RFC 6455 §4.1); bytes that
 arrive with the upgrade request itself are parsed by uvicorn, as without the hook.
+
+**Direct text messages.** Every connection also offers a :class:`MessageTap` in
+``scope["extensions"]["rtgate.tap"]``. An app whose handling of a text message never
+awaits (a local session: decode, core, VAD queue) attaches a synchronous handler; a whole
+text message then goes from the parser straight to it, inside ``data_received``, instead
+of through uvicorn's queue, a task wake-up and the ASGI ``receive`` chain — at 50 audio
+messages a second per session that hand-off was the largest cost left on the event loop
+(docs/benchmarks.md, Load). Order is kept: a message goes direct only while the app is
+parked in ``receive`` with nothing queued; otherwise (the app is busy or earlier messages
+wait) it queues as before and the app receives it through ASGI. Binary messages, close,
+ping and pong, UTF-8 and size checks stay uvicorn's and websockets'. Nothing is buffered
+for a direct message, so the read-buffer rule above does not apply to it. A handler that
+raises fails the connection with 1011 (logged), as an app that raises would end it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -45,6 +60,11 @@ PCM16 sent as base64 JSON)."""
 
 SPLICE_EXTENSION = "rtgate.splice"
 """The key of the :class:`Splice` in ``scope["extensions"]``."""
+
+TAP_EXTENSION = "rtgate.tap"
+"""The key of the :class:`MessageTap` in ``scope["extensions"]``."""
+
+log = logging.getLogger("rtgate.ws")
 
 _ARMED, _TAKEN = "armed", "taken"
 
@@ -101,6 +121,25 @@ class Splice:
         return self._protocol._splice_take(sink)
 
 
+class MessageTap:
+    """A connection's direct text-message hook (see the module docstring); one per connection."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: BufferedSansIOProtocol) -> None:
+        self._protocol = protocol
+
+    def attach(self, on_text: Callable[[str], None]) -> None:
+        """From now on, hand whole text messages to ``on_text`` while the app waits in
+        ``receive``. ``on_text`` must not block; it runs inside the protocol's
+        ``data_received``."""
+        self._protocol._on_text = on_text
+
+    def detach(self) -> None:
+        """Every later message goes through ASGI ``receive`` again."""
+        self._protocol._on_text = None
+
+
 class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
     """``websockets-sansio`` that pauses reading by buffered bytes and can be spliced; see
     the module docstring."""
@@ -115,8 +154,19 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
         self._splice_early: list[bytes] = []
         self._splice_early_bytes = 0
         self._splice_paused = False
+        self._on_text: Callable[[str], None] | None = None
+        self._app_parked = False  # the app awaits ``receive`` on an empty queue
 
     def send_receive_event_to_app(self) -> None:
+        if (
+            self._on_text is not None
+            and self._app_parked
+            and self.curr_msg_data_type == "text"
+            and not self.close_sent
+            and self.queue.empty()
+            and self._deliver_direct()
+        ):
+            return
         if self.read_paused:
             super().send_receive_event_to_app()
             return
@@ -135,10 +185,43 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
         else:
             super().send_receive_event_to_app()
 
+    def _deliver_direct(self) -> bool:
+        """Hand the parsed text message to the tap's handler; ``False`` leaves it to the
+        queue (invalid UTF-8, which uvicorn's path reports with 1007)."""
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            return False
+        self.frames = []
+        on_text = self._on_text
+        assert on_text is not None
+        try:
+            on_text(text)
+        except Exception:
+            log.exception("message handler failed; closing the connection (1011)")
+            self._fail_connection(1011, "internal error")
+        return True
+
+    def _fail_connection(self, code: int, reason: str) -> None:
+        """Send a close frame (when the connection is still open), tell the app, drop the
+        socket: what uvicorn does when an app raises, plus the close code."""
+        self._on_text = None
+        self.conn.fail(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.close_sent = True
+        self.transport.close()
+
     async def receive(self) -> Any:
         if self._splice_mode == _ARMED and self.handshake_complete:  # not the connect event
             self._splice_release()
-        message: Any = await super().receive()
+        self._app_parked = self.queue.empty()
+        try:
+            message: Any = await super().receive()
+        finally:
+            self._app_parked = False
         if self.queue.empty():
             self._queued_bytes = 0
         else:
@@ -153,6 +236,7 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:  # the app's task first runs on a later loop turn
             scope["extensions"][SPLICE_EXTENSION] = Splice(self)
+            scope["extensions"][TAP_EXTENSION] = MessageTap(self)
 
     def data_received(self, data: bytes) -> None:
         if self._splice_mode is None or not self.handshake_complete:
@@ -257,6 +341,7 @@ def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
 
 
 __all__ = [
-    "DEFAULT_READ_BUFFER_BYTES", "SPLICE_EXTENSION", "BufferedSansIOProtocol", "RawSink", "Splice",
+    "DEFAULT_READ_BUFFER_BYTES", "SPLICE_EXTENSION", "TAP_EXTENSION", "BufferedSansIOProtocol",
+    "MessageTap", "RawSink", "Splice",
     "uvicorn_ws_options", "ws_protocol",
 ]

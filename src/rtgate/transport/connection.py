@@ -142,7 +142,13 @@ class SessionRunner:
     # ------------------------------------------------------------------ inbound
 
     async def receive_text(self, frame: str | bytes) -> None:
-        """Handle one client frame."""
+        """Handle one client frame (:meth:`handle_text` for callers that cannot await)."""
+        self.handle_text(frame)
+
+    def handle_text(self, frame: str | bytes) -> None:
+        """Handle one client frame. Never blocks or awaits: whatever takes time (sends,
+        responses, transcription) is queued or spawned, so a transport may call it straight
+        from its ``data_received`` (server/ws_protocol.py, ``MessageTap``)."""
         event = decode_client_event(frame, self._decode_limits)
         if isinstance(event, RealtimeError):
             self.apply(self.session.report(event))

@@ -121,14 +121,18 @@ class PreviewBridge:
         self.stats = channel.stats
 
     async def receive_text(self, frame: str | bytes) -> None:
-        """Handle one Preview client frame."""
+        """Handle one Preview client frame (see :meth:`handle_text`)."""
+        self.handle_text(frame)
+
+    def handle_text(self, frame: str | bytes) -> None:
+        """Handle one Preview client frame; never awaits (``SessionRunner.handle_text``)."""
         self.stats.events_in += 1
         try:
             event: Any = orjson.loads(frame)
         except orjson.JSONDecodeError:
             event = None
         if not isinstance(event, dict) or event.get("type") == _PASSTHROUGH_FAST:
-            await self.runner.receive_text(frame)
+            self.runner.handle_text(frame)
             return
         try:
             ga_events, notices = preview_client_to_ga(event, self.state)
@@ -138,7 +142,7 @@ class PreviewBridge:
         for notice in notices:
             self._notice(notice)
         for ga_event in ga_events:
-            await self.runner.receive_text(orjson.dumps(ga_event))
+            self.runner.handle_text(orjson.dumps(ga_event))
 
     def _report(self, exc: PreviewTranslationError, event_id: Any) -> None:
         self.stats.translation_errors += 1
