@@ -119,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
     from .server.app import build_profiles, create_app
     from .server.auth import install_log_redaction
     from .server.config import ConfigError
+    from .server.heap import freeze_startup_heap
     from .server.settings import Settings
     from .server.ws_protocol import uvicorn_ws_options
 
@@ -166,7 +167,7 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rtgate serve: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, profiles=lambda _settings: pipelines)
+    app = create_app(settings, profiles=lambda _settings: pipelines, on_ready=freeze_startup_heap)
     config = uvicorn.Config(
         app,
         host=settings.host,

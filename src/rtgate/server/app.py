@@ -76,8 +76,13 @@ def create_app(
     *,
     profiles: PipelineFactory = build_profiles,
     vad_factory: Callable[[], VAD | None] = default_vad,
+    on_ready: Callable[[], object] | None = None,
 ) -> Starlette:
-    """Build the app; models load and warm up in the lifespan, before the first session."""
+    """Build the app; models load and warm up in the lifespan, before the first session.
+
+    ``on_ready`` runs once start-up is complete, before the first request is served
+    (``rtgate serve`` freezes the start-up heap there: server/heap.py).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -100,6 +105,8 @@ def create_app(
             calls=CallRegistry(settings),
             metrics=Metrics(),
         )
+        if on_ready is not None:
+            on_ready()
         log.info("rtgate ready: profiles %s", ", ".join(pipelines))
         try:
             yield
