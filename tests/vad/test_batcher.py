@@ -272,6 +272,62 @@ def test_feeds_match_direct_calls_in_order(vad, speech, inline_tick_frames):
         np.testing.assert_allclose(result, expected, atol=1e-5)
 
 
+def test_uneven_feeds_and_requests_in_the_same_ticks_match_direct_calls(vad, speech):
+    """Feeds that complete different numbers of frames per tick (so a tick's product is
+    split per stream), alongside ``infer`` requests, each get the direct results."""
+    from rtgate.pipeline.vad_batcher import VADInput
+
+    wire = _wire(speech[: 24_000 * 2])
+    direct = SileroVAD()
+    source, stream = VADInput(), direct.new_stream()
+    expected = direct.infer_frames(stream, source.feed(wire))
+    sizes = [960, 2 * 960, 5 * 960, 1234]  # bytes per push: 20, 40, 100 ms and uneven
+    request_frames = frames_of(speech[16_000 : 16_000 * 3])
+    request_expected = SileroVAD().infer_frames(SileroVAD().new_stream(), request_frames)
+
+    async def main() -> tuple[list[np.ndarray], np.ndarray]:
+        got: list[dict[int, np.ndarray]] = [{} for _ in sizes]
+        complete = asyncio.Event()
+
+        def on_result(k: int, first: int, probs: np.ndarray) -> None:
+            got[k][first] = probs
+            if sum(len(p) for parts in got for p in parts.values()) == len(sizes) * len(expected):
+                complete.set()
+
+        async with VADBatcher(vad, tick_interval_s=0.005) as batcher:
+            feeds = [
+                batcher.open_feed(lambda first, probs, k=k: on_result(k, first, probs))
+                for k in range(len(sizes))
+            ]
+            request_stream = vad.new_stream()
+
+            async def requests() -> np.ndarray:
+                parts = [
+                    await batcher.infer(request_stream, request_frames[i : i + 3])
+                    for i in range(0, len(request_frames), 3)
+                ]
+                return np.concatenate(parts)
+
+            asked = asyncio.ensure_future(requests())
+            offsets = [0] * len(sizes)
+            while any(offset < len(wire) for offset in offsets):
+                for k, size in enumerate(sizes):
+                    if offsets[k] < len(wire):
+                        assert feeds[k].push(wire[offsets[k] : offsets[k] + size])
+                        offsets[k] += size
+                await asyncio.sleep(0.001)
+            await asyncio.wait_for(complete.wait(), 10)
+            request_result = await asyncio.wait_for(asked, 10)
+            for feed in feeds:
+                feed.close()
+        return [np.concatenate([parts[k] for k in sorted(parts)]) for parts in got], request_result
+
+    results, request_result = asyncio.run(main())
+    for result in results:
+        np.testing.assert_allclose(result, expected, atol=1e-5)
+    np.testing.assert_allclose(request_result, request_expected, atol=1e-5)
+
+
 def test_a_feed_past_its_bound_gets_silence_and_keeps_its_clock():
     """Audio pushed while a feed holds max_pending_s is replaced by silence, not lost."""
     gated = GatedVAD()

@@ -671,18 +671,23 @@ class VADBatcher:
             log.warning("VAD failed: %s", error.message)
 
 
-def _tick_rows(
-    batch: Sequence[_Request], jobs: Sequence[_Job]
-) -> list[tuple[VADStream, FloatAudio]]:
-    """One row of frames per stream: its requests merged in submission order, or its feed's
-    audio resampled and framed (the job's first frame index is set here)."""
+Block = tuple[list[VADStream], FloatAudio]
+"""Frames ``[B, S, 512]``: ``S`` consecutive frames of each of ``B`` distinct streams."""
+
+
+def _tick_rows(batch: Sequence[_Request], jobs: Sequence[_Job]) -> list[Block]:
+    """The tick's frames as blocks, one row per stream: its requests merged in submission
+    order, or its feed's audio resampled and framed (the job's first frame index is set
+    here). The frames a :func:`cut_frames` product computed for many streams stay one
+    block when every stream got as many frames (the common case: one each), so they are
+    never split per stream and stacked again."""
     rows: dict[int, list[_Request]] = {}
     for request in batch:
         rows.setdefault(id(request.stream), []).append(request)
-    merged = [
+    blocks: list[Block] = [
         (
-            group[0].stream,
-            group[0].frames if len(group) == 1 else np.concatenate([r.frames for r in group]),
+            [group[0].stream],
+            (group[0].frames if len(group) == 1 else np.concatenate([r.frames for r in group]))[None],
         )
         for group in rows.values()
     ]
@@ -700,15 +705,19 @@ def _tick_rows(
             frames = source.feed(job.data)
             feed.next_frame += len(frames)
             if len(frames):
-                merged.append((feed.stream, frames))
+                blocks.append(([feed.stream], frames[None]))
         feed._ready_bytes = source.bytes_to_next_frame()
     for cut, views in cuts.items():
         frames = cut_frames(cut, [view for _, view in views])
+        count = len(views[0][1])
+        if all(len(view) == count for _, view in views):
+            blocks.append(([feed.stream for feed, _ in views], frames.reshape(len(views), count, -1)))
+            continue
         begin = 0
         for feed, view in views:
-            merged.append((feed.stream, frames[begin : begin + len(view)]))
+            blocks.append(([feed.stream], frames[None, begin : begin + len(view)]))
             begin += len(view)
-    return merged
+    return blocks
 
 
 def _set_job_probs(jobs: Sequence[_Job], probs: dict[int, FloatAudio]) -> None:
@@ -728,21 +737,23 @@ def _request_results(batch: Sequence[_Request], probs: dict[int, FloatAudio]) ->
     return results
 
 
-def _infer_rows(vad: VAD, rows: list[tuple[VADStream, FloatAudio]]) -> dict[int, FloatAudio]:
-    """Probabilities per stream id for ``rows`` of (stream, frames [n, 512]), distinct streams."""
+def _infer_rows(vad: VAD, blocks: list[Block]) -> dict[int, FloatAudio]:
+    """Probabilities per stream id for ``blocks`` (every stream in one block only); blocks
+    of the same length run as one model call."""
     out: dict[int, FloatAudio] = {}
-    by_length: dict[int, list[tuple[VADStream, FloatAudio]]] = {}
-    for stream, frames in rows:
-        by_length.setdefault(frames.shape[0], []).append((stream, frames))
+    by_length: dict[int, list[Block]] = {}
+    for block in blocks:
+        by_length.setdefault(block[1].shape[1], []).append(block)
     for length, group in by_length.items():
-        streams = [stream for stream, _ in group]
-        if isinstance(vad, SileroVAD):
-            probs = vad.infer_batch(streams, np.stack([frames for _, frames in group]))
+        if len(group) == 1:
+            streams, frames = group[0]
         else:
-            probs = np.stack(
-                [vad.infer(streams, np.stack([f[k] for _, f in group])) for k in range(length)],
-                axis=1,
-            )
+            streams = [stream for block_streams, _ in group for stream in block_streams]
+            frames = np.concatenate([block_frames for _, block_frames in group])
+        if isinstance(vad, SileroVAD):
+            probs = vad.infer_batch(streams, frames)
+        else:
+            probs = np.stack([vad.infer(streams, frames[:, k]) for k in range(length)], axis=1)
         for stream, row in zip(streams, probs, strict=True):
             out[id(stream)] = row
     return out

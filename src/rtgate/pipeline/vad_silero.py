@@ -408,8 +408,10 @@ class SileroVAD(VAD):
         else:
             for i in active:
                 probs[i] = self._run([states[i]], frames[i : i + 1])[0]
-        for state, rows in zip(states, frames, strict=True):
-            state.context = rows[-1, -CONTEXT_SAMPLES:].copy()
+        # One copy for every stream; each keeps a view of its row (cheaper than B copies).
+        contexts = frames[:, -1, -CONTEXT_SAMPLES:].copy()
+        for state, context in zip(states, contexts, strict=True):
+            state.context = context
             state.frames += steps
         return probs
 
@@ -425,9 +427,10 @@ class SileroVAD(VAD):
         probs, hn, cn = self._session.run(
             None, {"input": rows.reshape(batch * steps, -1), "h": h, "c": c}
         )
-        for i, state in enumerate(states):
-            state.h = hn[0, i].copy()
-            state.c = cn[0, i].copy()
+        # Each stream keeps views of its rows of this call's outputs (no per-stream copy).
+        for state, h_row, c_row in zip(states, hn[0], cn[0], strict=True):
+            state.h = h_row
+            state.c = c_row
         out: FloatAudio = np.asarray(probs, dtype=np.float32).reshape(batch, steps)
         return out
 
