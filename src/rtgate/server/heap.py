@@ -1,10 +1,12 @@
 """Keeping the cycle collector's pauses off the event loop's tail latency.
 
 CPython's cycle collector stops the whole process while it scans; a full (generation 2)
-collection scans every tracked object. After start-up a server holds ~100 k of them
-(modules, pydantic schemas, the models' Python wrappers) that live as long as the
-process, so each full collection under load paused every session for 20–50 ms on the
-2-CPU benchmark machine (docs/benchmarks.md, Load) — most of the p99 event lag there.
+collection scans every tracked object. After start-up a server holds ≈ 80 k of them
+(``--pipeline builtin``: modules, pydantic schemas, the models' Python wrappers) that
+live as long as the process: a full collection of that heap took 48–58 ms on the 2-CPU
+benchmark machine.
+Under load full collections are rare (about one per 20–40 s at 150 sessions), but each
+delays every session's events by its whole length (docs/benchmarks.md, Load).
 
 :func:`freeze_startup_heap` collects once, then moves every surviving object into the
 permanent generation (``gc.freeze``), which later collections skip. Frozen objects are
