@@ -59,8 +59,13 @@ def _protocol(read_buffer_bytes: int) -> tuple[BufferedSansIOProtocol, CountingT
 
 
 def _arrive(protocol: BufferedSansIOProtocol, text: str) -> None:
-    protocol.curr_msg_data_type = "text"
-    protocol.frames = [text.encode()]
+    _arrive_raw(protocol, "text", text.encode())
+
+
+def _arrive_raw(protocol: BufferedSansIOProtocol, kind: str, data: bytes) -> None:
+    """What uvicorn's parser does with a whole message of ``kind`` ("text" or "bytes")."""
+    protocol.curr_msg_data_type = kind  # type: ignore[assignment]
+    protocol.frames = [data]
     protocol.send_receive_event_to_app()
 
 
@@ -124,6 +129,14 @@ def _open_protocol() -> tuple[BufferedSansIOProtocol, RecordingTransport]:
     return protocol, transport
 
 
+def _tapped() -> tuple[BufferedSansIOProtocol, RecordingTransport, list[str]]:
+    """An open protocol whose tap hands text messages to the returned list."""
+    protocol, transport = _open_protocol()
+    seen: list[str] = []
+    MessageTap(protocol).attach(seen.append)
+    return protocol, transport, seen
+
+
 async def _parked_receive(protocol: BufferedSansIOProtocol) -> asyncio.Task[Any]:
     """The app waiting in ``receive`` on an empty queue, as realtime_ws.py does."""
     task = asyncio.create_task(protocol.receive())
@@ -134,9 +147,7 @@ async def _parked_receive(protocol: BufferedSansIOProtocol) -> asyncio.Task[Any]
 
 async def test_text_goes_to_the_tap_while_the_app_waits() -> None:
     """A text message reaches the handler at once and never enters the queue."""
-    protocol, _ = _open_protocol()
-    seen: list[str] = []
-    MessageTap(protocol).attach(seen.append)
+    protocol, _, seen = _tapped()
     waiting = await _parked_receive(protocol)
     _arrive(protocol, '{"type":"a"}')
     _arrive(protocol, '{"type":"b"}')
@@ -147,9 +158,7 @@ async def test_text_goes_to_the_tap_while_the_app_waits() -> None:
 
 async def test_messages_queue_while_the_app_is_not_waiting() -> None:
     """Order is kept: with the app busy, or earlier messages queued, messages queue."""
-    protocol, _ = _open_protocol()
-    seen: list[str] = []
-    MessageTap(protocol).attach(seen.append)
+    protocol, _, seen = _tapped()
     _arrive(protocol, "first")  # the app is not in receive
     _arrive(protocol, "second")
     assert seen == []
@@ -164,13 +173,9 @@ async def test_messages_queue_while_the_app_is_not_waiting() -> None:
 
 async def test_a_message_behind_a_queued_one_queues_too() -> None:
     """A binary message queues (the app reports it); the text after it waits behind it."""
-    protocol, _ = _open_protocol()
-    seen: list[str] = []
-    MessageTap(protocol).attach(seen.append)
+    protocol, _, seen = _tapped()
     waiting = await _parked_receive(protocol)
-    protocol.curr_msg_data_type = "bytes"
-    protocol.frames = [b"\x00\x01"]
-    protocol.send_receive_event_to_app()
+    _arrive_raw(protocol, "bytes", b"\x00\x01")
     _arrive(protocol, "after")  # the app has not run yet: the binary is still queued
     assert seen == []
     assert (await waiting)["bytes"] == b"\x00\x01"
@@ -191,13 +196,9 @@ async def test_detach_restores_the_asgi_path() -> None:
 
 async def test_invalid_utf8_keeps_uvicorns_1007() -> None:
     """Bytes that are not UTF-8 never reach the handler; uvicorn closes with 1007."""
-    protocol, transport = _open_protocol()
-    seen: list[str] = []
-    MessageTap(protocol).attach(seen.append)
+    protocol, transport, seen = _tapped()
     waiting = await _parked_receive(protocol)
-    protocol.curr_msg_data_type = "text"
-    protocol.frames = [b"\xff\xfe"]
-    protocol.send_receive_event_to_app()
+    _arrive_raw(protocol, "text", b"\xff\xfe")
     assert seen == []
     message = await waiting
     assert message == {"type": "websocket.disconnect", "code": 1007, "reason": ""}

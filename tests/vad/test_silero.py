@@ -143,3 +143,18 @@ def test_the_encoder_rewrite_refuses_an_unknown_graph():
     with pytest.raises(RuntimeError, match="convolution"):
         matmul_encoder(model)
     assert model.SerializeToString() == before
+
+
+def test_resetting_a_stream_leaves_the_streams_of_the_same_call_alone(vad, speech):
+    """Streams of one call keep views of that call's state rows: a reset of one must zero
+    its own rows only."""
+    frames = frames_of(speech)[:12]
+    a, b = vad.new_stream(), vad.new_stream()
+    vad.infer_batch([a, b], np.stack([frames[:6], frames[:6]]))
+    a.reset()
+    after_reset = vad.infer_frames(b, frames[6:])
+    alone = vad.new_stream()
+    expected = vad.infer_frames(alone, frames)[6:]
+    np.testing.assert_allclose(after_reset, expected, atol=1e-6)
+    fresh = vad.infer_frames(vad.new_stream(), frames[6:])
+    np.testing.assert_allclose(vad.infer_frames(a, frames[6:]), fresh, atol=1e-6)

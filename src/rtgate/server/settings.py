@@ -58,7 +58,8 @@ class Settings:
     """Seconds to wait for a pong before closing."""
     ws_read_buffer_bytes: int = 256 * 1024
     """Received WebSocket message bytes held for a session before reading from its socket
-    pauses (flow control without two system calls per message; see server/ws_protocol.py)."""
+    pauses (flow control without two system calls per message; see server/ws_protocol.py).
+    Messages a local session takes directly (``ws_direct_messages``) are never held."""
     ws_direct_messages: bool = True
     """Local sessions take text messages straight from the WebSocket parser, without
     uvicorn's queue and a task wake-up per message (server/ws_protocol.py, MessageTap)."""
