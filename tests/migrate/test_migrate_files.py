@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rtgate.migrate.check import run_check
 from rtgate.migrate.files import Selection, classify
+from rtgate.migrate.gitignore import IgnoreSpec
 from rtgate.migrate.model import Lang
 
 from .helpers import PREVIEW
@@ -103,3 +106,40 @@ def test_parallel_scan_matches_serial_scan(tmp_path: Path) -> None:
     key = [(f.path, f.line, f.rule.id) for f in serial.findings]
     assert key == [(f.path, f.line, f.rule.id) for f in parallel.findings]
     assert len(key) == len(range(0, 130, 7))
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path", "ignored"),
+    [
+        (["node_modules"], "node_modules/", True),
+        (["node_modules"], "web/node_modules/", True),
+        (["node_modules"], "web/node_modules/x.js", True),
+        (["build/"], "build", False),  # a file named build: the pattern wants a directory
+        (["build/"], "src/build/", True),
+        (["/build"], "src/build/", False),  # anchored to the .gitignore's directory
+        (["/build"], "build/", True),
+        (["doc/frotz"], "doc/frotz/", True),
+        (["doc/frotz"], "a/doc/frotz/", False),  # a middle slash anchors too
+        (["*.log"], "logs/debug.log", True),
+        (["*.log", "!keep.log"], "keep.log", False),
+        (["*.log", "!keep.log"], "x/keep.log", False),
+        (["**/foo"], "a/b/foo", True),
+        (["**/foo"], "foo", True),
+        (["a/**/b"], "a/b", True),
+        (["a/**/b"], "a/x/y/b", True),
+        (["abc/**"], "abc/x/y", True),
+        (["abc/**"], "abc", False),
+        (["*.py[cod]"], "m.pyc", True),
+        (["*.py[!cod]"], "m.pyc", False),
+        (["?.txt"], "a.txt", True),
+        (["?.txt"], "ab.txt", False),
+        (["# comment", "", "\\#hash"], "#hash", True),
+        (["\\!bang"], "!bang", True),
+        (["trailing   "], "trailing", True),
+        (["a*b"], "a/b", False),  # * does not cross /
+        (["*.ts"], "src/app.ts", True),
+    ],
+)
+def test_gitignore_patterns_follow_git(patterns: list[str], path: str, ignored: bool) -> None:
+    """IgnoreSpec follows gitignore(5) for the forms real repositories use."""
+    assert IgnoreSpec.from_lines(patterns).match_file(path) is ignored

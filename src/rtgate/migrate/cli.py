@@ -1,8 +1,10 @@
 """``rtgate migrate``: command-line entry point of the migration checker and the probe.
 
 ``main(argv)`` takes the arguments after ``migrate`` and returns the exit status:
-0 clean / all checks passed, 1 findings remain / a probe check failed, 2 usage error.
-Only :mod:`argparse` is imported at start-up; the checker and the probe load when used.
+0 clean / all checks passed, 1 findings remain / a probe check failed, 2 usage error,
+3 internal error (a crash of the checker itself: the traceback goes to stderr), so that a
+CI job can tell a result from a failure to produce one. Only :mod:`argparse` is imported
+at start-up; the checker and the probe load when used.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 _DESCRIPTION = """\
 Move an app from the Realtime API Preview (beta) protocol to GA, or check that a
@@ -44,7 +46,8 @@ tree-sitter, JSON); running --fix twice changes nothing the second time.
 silence one finding with a comment on its line or the line above:
   # rtgate: ignore[event-renamed]        // rtgate: ignore   (all rules)
 
-exit status: 0 no findings, 1 findings remain, 2 usage error.
+exit status: 0 no findings, 1 findings remain, 2 usage error,
+3 internal error (the checker failed; the traceback is on stderr).
 """
 
 _PROBE_EPILOG = """\
@@ -60,7 +63,8 @@ a text turn uses GA event names only; an audio turn (bundled 3 s utterance) retu
 audio; with --webrtc, POST /realtime/client_secrets mints an ephemeral key that opens
 a session.
 
-exit status: 0 all checks passed, 1 a check failed, 2 usage error.
+exit status: 0 all checks passed, 1 a check failed, 2 usage error,
+3 internal error (the probe itself failed; the traceback is on stderr).
 """
 
 
@@ -223,11 +227,21 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
     stream = out or sys.stdout
-    if args.command == "check":
-        return _run_check(args, stream)
-    if args.command == "probe":
-        return _run_probe(args, stream)
+    commands = {"check": _run_check, "probe": _run_probe}
     if args.command == "rules":
         return _run_rules(stream)
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
+    if args.command not in commands:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return commands[args.command](args, stream)
+    except Exception:  # a crash must not read as "findings" (exit 1) in CI
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"rtgate migrate {args.command}: internal error (exit status {EXIT_INTERNAL}); "
+            "the traceback above says where. Please report it with the command line.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

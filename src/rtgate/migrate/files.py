@@ -20,8 +20,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from .gitignore import IgnoreSpec
 from .model import Lang
 
 MAX_FILE_BYTES = 2 * 1024 * 1024  # larger files are skipped (minified bundles, data)
@@ -114,20 +114,19 @@ class Selection:
     use_gitignore: bool = True
 
 
-def _spec(lines: Sequence[str]) -> Any:
-    import pathspec  # deferred: not needed for --help or a single file
-
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+def _spec(lines: Sequence[str]) -> IgnoreSpec:
+    return IgnoreSpec.from_lines(lines)
 
 
-def _load_gitignore(directory: str) -> Any | None:
+def _load_gitignore(directory: str) -> IgnoreSpec | None:
     path = os.path.join(directory, ".gitignore")
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError:
         return None
-    return _spec(lines) if any(line.strip() for line in lines) else None
+    spec = _spec(lines)
+    return spec if spec else None
 
 
 def discover(roots: Sequence[str], selection: Selection) -> Iterator[tuple[str, str, Lang]]:
@@ -143,9 +142,11 @@ def discover(roots: Sequence[str], selection: Selection) -> Iterator[tuple[str, 
         yield from _walk(root, include, exclude, selection.use_gitignore)
 
 
-def _walk(root: str, include: Any, exclude: Any, use_gitignore: bool) -> Iterator[tuple[str, str, Lang]]:
+def _walk(
+    root: str, include: IgnoreSpec | None, exclude: IgnoreSpec | None, use_gitignore: bool
+) -> Iterator[tuple[str, str, Lang]]:
     # Each stack entry: (directory, gitignore specs in force with their base directories).
-    stack: list[tuple[str, list[tuple[str, Any]]]] = [(root, [])]
+    stack: list[tuple[str, list[tuple[str, IgnoreSpec]]]] = [(root, [])]
     while stack:
         directory, ignores = stack.pop()
         if use_gitignore:
@@ -182,7 +183,7 @@ def _walk(root: str, include: Any, exclude: Any, use_gitignore: bool) -> Iterato
         stack.extend((d, ignores) for d in reversed(subdirs))
 
 
-def _ignored(path: str, is_dir: bool, ignores: list[tuple[str, Any]]) -> bool:
+def _ignored(path: str, is_dir: bool, ignores: list[tuple[str, IgnoreSpec]]) -> bool:
     for base, spec in ignores:
         rel = os.path.relpath(path, base).replace(os.sep, "/")
         if spec.match_file(rel + "/" if is_dir else rel):
