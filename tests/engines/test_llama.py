@@ -216,10 +216,15 @@ async def test_prefill_leaves_the_prompt_cached(llm: LlamaCppLLM) -> None:
     assert usage.cached_tokens >= usage.input_tokens - 2, usage
 
     shared = llm._shared()
-    stream = llm.stream(ask("Count from one to twenty.", max_output_tokens=32))
-    await anext(stream)  # a generation is running now
-    assert shared.active >= 1
+    streams = [
+        llm.stream(ask(f"Count from one to {n}.", max_output_tokens=32))
+        for n in range(20, 20 + shared.lane.capacity)
+    ]
+    for stream in streams:
+        await anext(stream)  # every run of the model's lane is taken now
+    assert shared.active >= shared.lane.capacity
     began = time.perf_counter()
     await llm.prefill(ask("Something else entirely, please."))
     assert time.perf_counter() - began < 0.05  # returned at once: skipped
-    await stream.aclose()
+    for stream in streams:
+        await stream.aclose()

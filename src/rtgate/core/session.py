@@ -528,6 +528,19 @@ class Session:
             )
         return plan
 
+    @property
+    def uses_speech_text(self) -> bool:
+        """Whether the text of the user's speech will be used: input transcription is
+        configured, or turn detection creates responses (which read the transcript).
+
+        A session that only listens for turns (``create_response: false`` and no
+        transcription) needs no transcription while the user speaks.
+        """
+        if self.config.audio.input.transcription is not None:
+            return True
+        td = self.config.audio.input.turn_detection
+        return isinstance(self.config, RealtimeSessionConfig) and td is not None and td.create_response
+
     def draft_plan(self, item_id: str) -> fx.ResponsePlan | None:
         """The plan of the response turn detection would create if the user's speech were
         committed now as item ``item_id``, or ``None`` when no response would be created.

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +57,14 @@ class BackendError(Exception):
         self.message = message
         self.code = code
         self.backend = backend
+
+
+class Skipped(BackendError):
+    """Speculative work that was not run: the engine had no spare capacity."""
+
+    def __init__(self, backend: str = "") -> None:
+        super().__init__(f"{backend or 'backend'} is busy; speculative work skipped", code="skipped",
+                         backend=backend)
 
 
 class BackendTimeout(BackendError):
@@ -178,7 +186,7 @@ class Backend(ABC):  # noqa: B024 - abstract by intent; stages add the abstract 
                 f"{self.name} did not answer within {self.deadlines.total_s:.1f} s",
                 backend=self.name,
             ) from None
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, Skipped):
             raise
         except BackendError:
             self.metrics.failures += 1
@@ -237,6 +245,9 @@ class TranscriptionOptions:
     prompt: str | None = None
     partial: bool = False
     reference: str | None = None
+    speculative: bool = False
+    """Nobody waits for this result (a pass over a growing utterance): engines run it only
+    on spare capacity and otherwise raise :class:`Skipped` at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +291,18 @@ ToolChoice = Literal["auto", "none", "required"] | str
 """``auto``/``none``/``required``, or the name of the one function the model must call."""
 
 
+class Pacer(Protocol):
+    """When an answer's next words are needed (:class:`~rtgate.pipeline.pacing.Playback`)."""
+
+    def due(self) -> float:
+        """Monotonic time by which the next piece of output is needed."""
+        ...
+
+    async def wait_ready(self) -> None:
+        """Return once more output is wanted (the client's audio is running low)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
     """One generation: chat-completions-shaped messages plus tool settings.
@@ -296,6 +319,10 @@ class LLMRequest:
     tool_choice: ToolChoice = "auto"
     max_output_tokens: int | None = None
     temperature: float | None = None
+    pacer: Pacer | None = None
+    """Set for spoken answers: engines that can generate in segments generate the next one
+    only when :meth:`Pacer.wait_ready` says it is wanted, due at :meth:`Pacer.due`;
+    without it the whole answer is due now."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +386,8 @@ class SpeechRequest:
     text: str
     voice: str = "alloy"
     speed: float = 1.0
+    due: float | None = None
+    """Monotonic time the audio is needed by (None: now); orders the engine's lane."""
 
 
 class TTS(Backend):

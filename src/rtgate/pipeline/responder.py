@@ -5,6 +5,11 @@ stream of outputs for the session core. For audio responses the LLM runs ahead i
 task, cut into sentence/clause chunks, while the TTS speaks the chunks already cut; each
 chunk's text travels with its first audio, so the transcript never runs ahead of the
 audio actually produced. Cancelling the consumer cancels both stages.
+
+Spoken answers are paced (:mod:`~rtgate.pipeline.pacing`): the responder follows the
+audio it hands out in a :class:`~rtgate.pipeline.pacing.Playback`, which the LLM request
+carries as its pacer and whose due time orders the TTS work, so an answer is generated a
+bounded margin ahead of what the client hears.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from .base import (
     MODEL_SAMPLE_RATE,
     STT,
     TTS,
+    WIRE_SAMPLE_RATE,
     Finish,
     SpeechRequest,
     TextDelta,
@@ -33,6 +39,7 @@ from .base import (
     Usage,
 )
 from .context import SentenceChunker, audio_items_needing_transcripts, build_request
+from .pacing import PacingLimits, Playback
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class Pipeline:
         *,
         incremental_stt: bool = True,
         prefill: bool = True,
+        pacing: PacingLimits | None = None,
     ) -> None:
         self.name = name
         self.llm = llm
@@ -109,6 +117,8 @@ class Pipeline:
         self.prefill_llm = prefill
         """Let incremental STT hand the likely next prompt to the LLM before the commit
         (:meth:`prefill`)."""
+        self.pacing = pacing or PacingLimits()
+        """How far spoken answers are generated ahead of playback."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
@@ -159,17 +169,21 @@ class Pipeline:
                 text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
             transcripts[str(ctx.wire.get("id"))] = text
         request = build_request(plan, transcripts)
-        stream = self.llm.stream(request)
         if "audio" in plan.output_modalities and self.tts is not None:
-            async for out in self._speak(stream, plan):
+            playback = Playback(self.pacing)
+            stream = self.llm.stream(replace(request, pacer=playback))
+            async for out in self._speak(stream, plan, playback):
                 yield out
             return
+        stream = self.llm.stream(request)
         async for chunk in stream:
             translated = _translate(chunk)
             if translated is not None:
                 yield translated
 
-    async def _speak(self, stream: AsyncIterator[object], plan: ResponsePlan) -> AsyncIterator[PipelineOut]:
+    async def _speak(
+        self, stream: AsyncIterator[object], plan: ResponsePlan, playback: Playback
+    ) -> AsyncIterator[PipelineOut]:
         assert self.tts is not None
         # Bounded: the LLM may run at most a few sentences ahead of speech.
         queue: asyncio.Queue[object] = asyncio.Queue(maxsize=8)
@@ -187,6 +201,10 @@ class Pipeline:
                             await queue.put(out)
                 for sentence in chunker.flush():
                     await queue.put(sentence)
+            except asyncio.CancelledError:
+                # Only the consumer cancels the producer, and it reads nothing more: a
+                # put here would wait on a full queue for ever (issue 17, session leak).
+                raise
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 await queue.put(exc)
                 return
@@ -203,10 +221,12 @@ class Pipeline:
                     raise item
                 if isinstance(item, str):
                     first = True
-                    async for pcm in self.tts.synthesize(
-                        SpeechRequest(text=item.strip(), voice=plan.voice, speed=plan.speed)
-                    ):
+                    request = SpeechRequest(
+                        text=item.strip(), voice=plan.voice, speed=plan.speed, due=playback.due()
+                    )
+                    async for pcm in self.tts.synthesize(request):
                         yield AudioOut(pcm=pcm, transcript=item if first else "")
+                        playback.sent(len(pcm) / (2 * WIRE_SAMPLE_RATE))
                         first = False
                     if first:  # the engine produced no audio for this chunk
                         yield AudioOut(pcm=b"", transcript=item)

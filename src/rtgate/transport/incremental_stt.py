@@ -20,6 +20,13 @@ Passes run every ``interval_ms`` of appended audio; words two consecutive passes
 (all but the last) are published at once as deltas under the id the next commit will
 use (:meth:`Session.reserve_input_item_id`). The commit's final pass publishes the rest.
 
+Scheduling (:mod:`~rtgate.pipeline.scheduler`): in turn mode the partial passes are
+speculative — nobody waits for them — so they run only when the STT model is idle and
+are skipped otherwise (the next one is tried after ``interval_ms`` more audio); the
+final-quality passes are due now. Sessions whose speech text nobody will use
+(:attr:`Session.uses_speech_text` false: only listening for turns) get no passes at all.
+Live-mode passes are the product (their deltas), so they are never speculative.
+
 Rules: at most one pass in flight per session (passes are sequential in one task, and
 final passes share the same lock); passes run off the event loop (the STT engine's
 ``run_blocking``); every task is spawned through the runner, which cancels them at the
@@ -42,7 +49,7 @@ from ..audio import bytes_per_ms
 from ..core import effects as fx
 from ..core.session import Output, Session
 from ..core.turn_detection import VadState
-from ..pipeline.base import BackendError, Transcript, TranscriptionOptions
+from ..pipeline.base import BackendError, Skipped, Transcript, TranscriptionOptions
 from ..pipeline.responder import Pipeline
 
 log = logging.getLogger("rtgate.session")
@@ -89,6 +96,8 @@ class _Utterance:
     running: asyncio.Future[_Pass | None] | None = None
     speech_end_ms: float | None = None
     published: str = ""
+    skipped_until: float = 0.0
+    """End of the audio of the last speculative pass the engine skipped."""
 
 
 class IncrementalTranscriber:
@@ -117,6 +126,8 @@ class IncrementalTranscriber:
         self._loop: asyncio.Task[None] | None = None
         self.passes = 0
         """Background passes run (for tests and benchmarks)."""
+        self.skipped = 0
+        """Speculative passes skipped because the STT engine was busy."""
 
     # ------------------------------------------------------------------ hooks
 
@@ -255,9 +266,11 @@ class IncrementalTranscriber:
         u, detector = self._utterance, session.detector
         if u is None or detector is None or detector.state is not VadState.SPEAKING:
             return None
+        if not session.uses_speech_text:
+            return None  # only listening for turns: nothing will read a transcript
         if u.start_ms < buffer.start_ms or buffer.end_ms - u.start_ms > limits.max_utterance_ms:
             return None  # cleared, or too long to be worth passes
-        last = u.done.end_ms if u.done else u.start_ms
+        last = max(u.done.end_ms if u.done else u.start_ms, u.skipped_until)
         last_final = u.final_done.end_ms if u.final_done else u.start_ms
         speech_end = detector.last_speech_end_ms
         if buffer.end_ms - speech_end >= limits.pause_ms and last_final < speech_end:
@@ -272,7 +285,10 @@ class IncrementalTranscriber:
         loop = asyncio.get_running_loop()
         u.running, u.running_end_ms, u.running_final = loop.create_future(), end_ms, final
         options = replace(
-            self._options(), partial=not final, reference=u.done.text if u.done else None
+            self._options(),
+            partial=not final,
+            reference=u.done.text if u.done else None,
+            speculative=not final and not self.session.live_transcription,
         )
         result: _Pass | None = None
         try:
@@ -282,6 +298,9 @@ class IncrementalTranscriber:
             self.passes += 1
         except asyncio.CancelledError:
             raise
+        except Skipped:
+            self.skipped += 1
+            u.skipped_until = end_ms  # the next try waits for interval_ms of new audio
         except Exception as exc:  # the final pass reports failures; a partial one is advisory
             log.debug("session %s: incremental pass failed: %r", self.session.id, exc)
         finally:

@@ -7,8 +7,10 @@ Contract:
   the chunks as they are produced, so the first chunk leaves long before the sentence
   is finished.
 * espeak-ng keeps global state and is not reentrant: one process-wide lock serialises
-  every synthesis (and voice/rate change). Synthesis runs on the inference pool via
-  :func:`run_blocking`; chunks cross to the event loop through a bounded hand-off.
+  every synthesis (and voice/rate change), and requests take turns on the ``tts:espeak``
+  scheduler lane in the order of ``request.due`` (:mod:`~rtgate.pipeline.scheduler`).
+  Synthesis runs on the inference pool via :func:`run_blocking`; chunks cross to the
+  event loop through a bounded hand-off.
 * Cancelling the consumer aborts the synthesis at the next chunk (the synth callback
   returns 1), so the lock is released within one buffer (``BUFFER_MS``).
 * Synthesis runs ahead of a consumer paced to real time, buffering up to
@@ -42,6 +44,7 @@ from rtgate.pipeline.base import (
     SpeechRequest,
     run_blocking,
 )
+from rtgate.pipeline.scheduler import SCHEDULER, Hold
 
 BUFFER_MS = 60
 """Length of the chunks espeak-ng hands to the synth callback."""
@@ -189,6 +192,15 @@ class EspeakTTS(TTS):
         if not text:
             return
         engine = await run_blocking(_engine)
+        # The lane is held while espeak-ng synthesises, not while a slow reader plays.
+        run = SCHEDULER.lane("tts:espeak").hold(request.due)
+        async with run:
+            async for chunk in self._synthesize_on(engine, text, request, run):
+                yield chunk
+
+    async def _synthesize_on(
+        self, engine: _Espeak, text: str, request: SpeechRequest, run: Hold
+    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         room = threading.Semaphore(max(1, round(self.max_buffer_s * 1000 / BUFFER_MS)))
@@ -214,6 +226,7 @@ class EspeakTTS(TTS):
                 loop.call_soon_threadsafe(queue.put_nowait, None)
 
         job = asyncio.ensure_future(run_blocking(work))
+        job.add_done_callback(lambda _job: run.release())
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())

