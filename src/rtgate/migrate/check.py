@@ -8,6 +8,9 @@ Contracts:
   (sorted paths), whether scanning ran in one process or several. With ``fix=True`` it
   writes each fixed file once, byte-for-byte as fixed (line endings and undecodable
   bytes preserved), after the text parsed back (see :mod:`rtgate.migrate.fixer`).
+* SDK-version findings are kept only when the run read no code of that ecosystem
+  (a manifest checked alone) or some of it uses the SDK's realtime client: a pin of
+  ``openai`` in an app that uses it for chat completions only is not a migration issue.
 * Work is split over processes only for trees of at least :data:`PARALLEL_MIN_FILES`
   files and when more than one CPU is available to this process.
 """
@@ -15,6 +18,7 @@ Contracts:
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +28,28 @@ from .files import MAX_FILE_BYTES, Selection, discover, read_text
 from .model import FileResult, Finding, Lang
 
 PARALLEL_MIN_FILES = 1500
+
+# Code that uses an openai SDK's realtime client, Preview or GA (any ecosystem).
+_SDK_REALTIME = re.compile(
+    r"beta\.realtime|\.realtime\.(?:connect|client_secrets|clientSecrets)\b"
+    r"|openai\.(?:types|resources)\.(?:beta\.)?realtime|[\"']openai/(?:beta/)?realtime"
+    r"|OpenAIRealtimeWebSocket|OpenAIRealtimeWS|RealtimeConversation|GetRealtimeClient"
+    r"|\bRealtimeClient\b|\bOpenAI\.Realtime\b"
+)
+# Ecosystem of each SDK-version rule's manifest, and the code kinds that use that SDK.
+SDK_CODE_LANGS: dict[Lang, str] = {
+    Lang.PYTHON: "python",
+    Lang.NOTEBOOK: "python",
+    Lang.JS: "node",
+    Lang.TS: "node",
+    Lang.TSX: "node",
+    Lang.HTML: "node",
+    Lang.CSHARP: "dotnet",
+}
+_SDK_VERSION_RULES = frozenset(
+    {"sdk-version-python", "sdk-version-node", "sdk-version-dotnet", "sdk-version-floor"}
+)
+_MANIFEST_ECOSYSTEM: dict[Lang, str] = {Lang.PACKAGE_JSON: "node", Lang.NUGET: "dotnet"}
 BATCH_FILES = 64
 
 Progress = Callable[[int, int], None]  # (files done, files total)
@@ -56,6 +82,7 @@ def check_file(
         return FileResult(display, lang, skipped=reason), 0
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     result = FileResult(display, lang, scan_text(text, lang, display))
+    result.sdk_realtime = lang in SDK_CODE_LANGS and _SDK_REALTIME.search(text) is not None
     if fix and any(f.fixable for f in result.findings):
         from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
 
@@ -116,11 +143,28 @@ def run_check(
             done += len(batch)
             if progress:
                 progress(done, len(files))
+    _drop_unused_sdk_versions(report.results)
     if fix:
         for result in report.fixed:
             _write(result)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _drop_unused_sdk_versions(results: list[FileResult]) -> None:
+    """An SDK pin matters only where the SDK's realtime client is used: when the run read
+    code of that ecosystem and none of it uses the realtime client (openai used for chat
+    completions only, realtime spoken over a raw WebSocket), SDK-version findings go."""
+    seen: dict[str, bool] = {}
+    for r in results:
+        ecosystem = SDK_CODE_LANGS.get(r.lang)
+        if ecosystem is not None and not r.skipped:
+            seen[ecosystem] = seen.get(ecosystem, False) or r.sdk_realtime
+    for r in results:
+        ecosystem = _MANIFEST_ECOSYSTEM.get(r.lang, "python")
+        if seen.get(ecosystem, True):
+            continue
+        r.findings = [f for f in r.findings if f.rule.id not in _SDK_VERSION_RULES]
 
 
 def _write(result: FileResult) -> None:

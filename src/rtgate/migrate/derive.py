@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from rtgate.protocol.dialects import PREVIEW_AUDIO_FORMATS, SERVER_EVENT_RENAMES
+from rtgate.protocol.dialects import PREVIEW_AUDIO_FORMATS, PREVIEW_CONTENT_TYPES, SERVER_EVENT_RENAMES
 
 _SIMPLE_VALUE = re.compile(r"[\w.\-]*|\$\{\w+\}|\{[A-Za-z_]\w*\}")
 
@@ -21,15 +21,12 @@ Deriver = Callable[[re.Match[str], str], dict[str, str | None]]
 
 def _event_renamed(m: re.Match[str], text: str) -> dict[str, str | None]:
     ga = SERVER_EVENT_RENAMES[m["name"]]
-    q = m["q"]
-    # A handler for the GA name already exists: renaming would create a duplicate case.
-    if f"{q}{ga}{q}" in text:
-        return {
-            "ga": ga,
-            "fix": None,
-            "change": f"a handler for '{ga}' already exists: delete the Preview one",
-        }
-    return {"ga": ga}
+    # The GA name is in the file too: the code already handles both dialects (a handler
+    # per name, `in (old, new)`) or maps one to the other (a Preview bridge's table).
+    # Nothing breaks on GA, and renaming would create a duplicate case.
+    if re.search(rf"""\\?["'`](?:server\.|client\.)?{re.escape(ga)}\\?["'`]""", text):
+        return {"ga": ga, "drop": "GA name handled in the same file"}
+    return {"ga": ga, "pre": m["pre"] or ""}
 
 
 def _split_query(query: str) -> list[tuple[str, str]]:
@@ -123,7 +120,31 @@ def _audio_format(m: re.Match[str], text: str) -> dict[str, str | None]:
     return {"ga": "{" + body + "}", "span": f"{m.start('v')}:{m.end('v')}"}
 
 
+_REALTIME_CONTEXT = re.compile(
+    r"realtime|response\.(?:output_item|(?:output_)?audio)\.|conversation\.item\.|input_audio_buffer\.",
+    re.I,
+)
+_REALTIME_PATH = re.compile(r"/realtime\b(?!/client_secrets)")
+
+
+def _content_compare(m: re.Match[str], text: str) -> dict[str, str | None]:
+    """Only in Realtime code, and not on the parts of response.content_part.* events."""
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    if "content_part" in text[line_start : m.end()] or not _REALTIME_CONTEXT.search(text):
+        return {"drop": "not Realtime item content"}
+    return {"new": PREVIEW_CONTENT_TYPES[m["old"]], "span": f"{m.start('v')}:{m.end('v')}"}
+
+
+def _realtime_url_param(m: re.Match[str], text: str) -> dict[str, str | None]:
+    """Only where the file builds a realtime WebSocket URL."""
+    if not _REALTIME_PATH.search(text):
+        return {"drop": "no realtime URL in the file"}
+    return {}
+
+
 DERIVERS: Final[dict[str, Deriver]] = {
+    "content_compare": _content_compare,
+    "realtime_url_param": _realtime_url_param,
     "audio_format": _audio_format,
     "event_renamed": _event_renamed,
     "preview_path": _preview_path,

@@ -19,8 +19,9 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 
-from . import manifests, payloads
+from . import fields, manifests, payloads
 from .derive import DERIVERS
+from .lexmask import Mask
 from .model import (
     CODE_LANGS,
     MANIFEST_LANGS,
@@ -38,6 +39,7 @@ _TRIGGER = re.compile("|".join(re.escape(t) for t in TRIGGERS))
 _IGNORE = re.compile(r"rtgate:\s*ignore(?:\[(?P<ids>[^\]]*)\])?")
 _PAYLOAD_TRIGGERS = ("session.update", "conversation.item.create", "response.create")
 _PAYLOAD_LANGS = CODE_LANGS | {Lang.JSON}
+_FIELD_LANGS = CODE_LANGS | {Lang.JSON, Lang.YAML}
 
 
 class _Fields(dict[str, str]):
@@ -54,6 +56,8 @@ def _pattern_hits(rule: Rule, text: str) -> Iterator[Hit]:
         template = rule.fix
         if derive is not None:
             extra = derive(m, text)
+            if "drop" in extra:
+                continue
             span = extra.pop("span", None)
             if span:
                 a, b = span.split(":")
@@ -70,7 +74,80 @@ def _pattern_hits(rule: Rule, text: str) -> Iterator[Hit]:
 
 
 def raw_hits(text: str, lang: Lang) -> Iterator[Hit]:
-    """Every hit of every applicable rule, in rule order."""
+    """Every hit of every applicable rule that is not prose (see :func:`code_hits`)."""
+    hits = list(_all_hits(text, lang))
+    yield from code_hits(text, lang, hits) if hits else ()
+
+
+# Rules whose match starts at the opening quote of a string literal.
+_LITERAL_RULES = frozenset(
+    {
+        "event-renamed",
+        "event-prefix",
+        "event-removed",
+        "event-transcription-session-update",
+        "beta-subprotocol",
+        "beta-header",
+    }
+)
+_TEST_TITLE = re.compile(r"\b(?:it|test|describe|context|step)(?:\.\w+)?\s*\(\s*$")
+
+
+# Other vendors' realtime APIs borrow the Preview shapes (Gemini Live's
+# input_audio_transcription, Azure Voice Live's Preview event names, xAI's voice API…):
+# in a file that speaks to one of them, and shows no sign of OpenAI's Realtime API, the
+# protocol rules stay silent.
+_OTHER_VENDOR = re.compile(
+    r"gemini|generativelanguage\.googleapis|voice[-_]?live|cognitiveservices\.azure\.com"
+    r"|azure_semantic_vad|api\.x\.ai|\bgrok\b|ultravox|stepfun|dashscope|nova[-_]sonic",
+    re.I,
+)
+_OPENAI_REALTIME = re.compile(
+    r"api\.openai\.com|openai\.azure\.com|gpt-4o(?:-mini)?-realtime|gpt-realtime|OpenAI-Beta"
+    r"|beta\.realtime|openai_realtime|OpenAIRealtime|rtclient|rt-client",
+    re.I,
+)
+_PROTOCOL_RULES = frozenset(
+    {
+        "event-renamed",
+        "event-prefix",
+        "event-removed",
+        "session-missing-type",
+        "session-preview-field",
+        "response-preview-field",
+        "content-type-preview",
+        "content-type-compare",
+        "audio-format-string",
+    }
+)
+
+
+def other_vendor(text: str) -> bool:
+    """``text`` talks to another vendor's realtime API, not to OpenAI's."""
+    return _OTHER_VENDOR.search(text) is not None and _OPENAI_REALTIME.search(text) is None
+
+
+def code_hits(text: str, lang: Lang, hits: list[Hit]) -> list[Hit]:
+    """Drop hits in prose: comments, docstrings, a name quoted inside a larger string
+    (``'receives "conversation.item.created"'``) and test titles (``it("response.text.delta",``);
+    and protocol hits in files that talk to another vendor's API (:func:`other_vendor`)."""
+    if other_vendor(text):
+        hits = [h for h in hits if h.rule_id not in _PROTOCOL_RULES]
+    mask = Mask.of(text, lang)
+    kept = []
+    for hit in hits:
+        if mask.in_comment(hit.start):
+            continue
+        if hit.rule_id in _LITERAL_RULES and text[hit.start] != "\\":
+            if not mask.is_literal_start(hit.start):
+                continue
+            if _TEST_TITLE.search(text, max(0, hit.start - 40), hit.start):
+                continue
+        kept.append(hit)
+    return kept
+
+
+def _all_hits(text: str, lang: Lang) -> Iterator[Hit]:
     if not _TRIGGER.search(text):
         return
     for rule in PATTERN_RULES:
@@ -82,6 +159,8 @@ def raw_hits(text: str, lang: Lang) -> Iterator[Hit]:
         yield from _pattern_hits(rule, text)
     if lang in _PAYLOAD_LANGS and any(t in text for t in _PAYLOAD_TRIGGERS):
         yield from payloads.analyze(text)
+    if lang in _FIELD_LANGS and ("session" in text or any(f in text for f in fields.STRONG)):
+        yield from fields.analyze(text)
     if lang in MANIFEST_LANGS:
         yield from manifests.analyze(text, lang)
 

@@ -85,7 +85,7 @@ def translate(line: str) -> tuple[re.Pattern[str], bool] | None:
     if not line or line.startswith("#"):
         return None
     negated = line.startswith("!")
-    if negated or line.startswith(("\\!", "\\#")):  # drop the ! or the escaping \\
+    if negated or line.startswith(("\\!", "\\#")):  # drop "!" or the escaping backslash
         line = line[1:]
     dir_only = line.endswith("/")
     line = line.rstrip("/")

@@ -203,7 +203,12 @@ def _python(text: str, lang: Lang) -> Iterator[Hit]:
                 spec = f"=={spec}"
             iv = requirement_interval(spec)
             yield from _version_hits("python", "openai", spec, iv, m.start("spec"), m.end("spec"))
+    lines: set[int] = set()
     for m in _RTCLIENT_PY.finditer(text):
+        line = text.count("\n", 0, m.start())
+        if line in lines:  # rtclient = { url = ".../aoai-realtime-audio-sdk/..." }: one dependency
+            continue
+        lines.add(line)
         name = m["name"] or m["name2"]
         yield Hit("sdk-rtclient-dependency", m.start(), m.end(), {"name": name})
 

@@ -197,6 +197,7 @@ class FileResult:
     fixed_text: str | None = None  # set by --fix when the file changed and parsed back
     fix_refused: str = ""  # why a fix was not written
     diff: str = ""
+    sdk_realtime: bool = False  # the file uses the openai SDK's realtime client (any version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -158,7 +158,7 @@ def parse_object(text: str, open_idx: int) -> ObjectLiteral | None:
     return ObjectLiteral(open_idx, close, tuple(keys), spread)
 
 
-def _enclosing_open(text: str, pos: int) -> int:
+def enclosing_open(text: str, pos: int) -> int:
     """Index of the innermost unclosed ``{`` before ``pos`` (raw scan), or -1."""
     depth = 0
     for i in range(pos - 1, max(-1, pos - MAX_SCAN), -1):
@@ -191,18 +191,29 @@ def _call_payload(text: str, paren: int, name: str) -> ObjectLiteral | None:
     return _value_object(text, key)
 
 
+_SEND_DATA = re.compile(r"\s*,\s*\{")
+
+
+def _event_object(text: str, m: re.Match[str], name: str) -> ObjectLiteral | None:
+    """The payload of an event named by its type string: ``{type: "session.update",
+    session: {…}}``, or ``send("session.update", {session: {…}})`` (a dispatcher that takes
+    the type and the rest of the event apart, as openai-realtime-api-beta's ``send``)."""
+    data = _SEND_DATA.match(text, m.end())
+    if data is not None:
+        outer = parse_object(text, data.end() - 1)
+    else:
+        open_idx = enclosing_open(text, m.start())
+        outer = parse_object(text, open_idx) if open_idx >= 0 else None
+    key = outer.get(name) if outer else None
+    return _value_object(text, key) if key else None
+
+
 def find_payloads(text: str) -> Iterator[tuple[str, ObjectLiteral]]:
     """Yield ``(event type, payload object)`` for every analyzable client event."""
     for m in _EVENT.finditer(text):
         event = m["ev"] or m["call"]
         name = _PAYLOAD_KEY[event]
-        if m["call"]:
-            obj = _call_payload(text, m.end() - 1, name)
-        else:
-            open_idx = _enclosing_open(text, m.start())
-            outer = parse_object(text, open_idx) if open_idx >= 0 else None
-            key = outer.get(name) if outer else None
-            obj = _value_object(text, key) if key else None
+        obj = _call_payload(text, m.end() - 1, name) if m["call"] else _event_object(text, m, name)
         if obj is not None:
             yield event, obj
 
@@ -210,7 +221,7 @@ def find_payloads(text: str) -> Iterator[tuple[str, ObjectLiteral]]:
 _GA_FORMATS = ", ".join(f"{json.dumps(fmt)} for '{name}'" for name, fmt in PREVIEW_AUDIO_FORMATS.items())
 
 
-def _field_change(field: str, target: str | None) -> str:
+def field_change(field: str, target: str | None) -> str:
     if target is None:
         return f"remove '{field}' (GA has no such field)"
     if field == "modalities":
@@ -293,7 +304,7 @@ def analyze(text: str) -> Iterator[Hit]:
                         "response-preview-field",
                         key.start,
                         key.end,
-                        {"field": key.name, "change": _field_change(key.name, target)},
+                        {"field": key.name, "change": field_change(key.name, target)},
                         _rename_edit(obj, key),
                     )
         else:
@@ -301,6 +312,10 @@ def analyze(text: str) -> Iterator[Hit]:
 
 
 def _session_hits(text: str, obj: ObjectLiteral) -> Iterator[Hit]:
+    """Never a half migration: while the update keeps a Preview field that --fix cannot
+    move, no edit is offered for it (inserting only ``type`` made GA reject the whole
+    update with unknown_parameter, and the app ran with the default session)."""
+    stuck = [k.name for k in obj.keys if k.name in PREVIEW_SESSION_FIELDS and k.name not in _RENAMABLE]
     for key in obj.keys:
         if key.name in PREVIEW_SESSION_FIELDS:
             target = PREVIEW_SESSION_FIELDS[key.name]
@@ -308,9 +323,17 @@ def _session_hits(text: str, obj: ObjectLiteral) -> Iterator[Hit]:
                 "session-preview-field",
                 key.start,
                 key.end,
-                {"field": key.name, "change": _field_change(key.name, target)},
-                _rename_edit(obj, key),
+                {"field": key.name, "change": field_change(key.name, target)},
+                None if stuck else _rename_edit(obj, key),
             )
     if obj.get("type") is None and not obj.spread:
         end = obj.open + 1
-        yield Hit("session-missing-type", obj.open, end, {}, _insert_type(text, obj, "realtime"))
+        if stuck:
+            change = (
+                f"add type: 'realtime' in the same change that moves {', '.join(stuck)} "
+                "(GA rejects an update that still has them: unknown_parameter); "
+                "--fix leaves this update alone"
+            )
+            yield Hit("session-missing-type", obj.open, end, {"change": change})
+        else:
+            yield Hit("session-missing-type", obj.open, end, {}, _insert_type(text, obj, "realtime"))

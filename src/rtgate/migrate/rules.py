@@ -106,6 +106,22 @@ RULES: Final[tuple[Rule, ...]] = (
         fix="{fix}",
         derive_name="ga_query",
     ),
+    Rule(
+        id="endpoint-api-version-param",
+        severity=Severity.ERROR,
+        checklist=Checklist.ENDPOINTS,
+        languages=CODE_LANGS | {Lang.NOTEBOOK},
+        title="api-version added to a realtime URL as a query parameter",
+        message="api-version is added to the realtime URL's query (GA realtime URLs take none; "
+        "Azure answers 401)",
+        change="do not set api-version on the /openai/v1/realtime URL",
+        needle="api-version",
+        pattern=re.compile(
+            r"""searchParams\.(?:set|append)\(\s*(?P<q>["'])api-version(?P=q)"""
+            r"""|(?P<q2>["'])api-version(?P=q2)\s*:(?!:)"""
+        ),
+        derive_name="realtime_url_param",
+    ),
     # ---------------------------------------------------------------- webrtc / ephemeral keys
     Rule(
         id="webrtc-beta-sdp",
@@ -227,8 +243,10 @@ RULES: Final[tuple[Rule, ...]] = (
         message="'{name}' is the Preview name of '{ga}'; handlers for it never fire on GA",
         change="rename '{name}' to '{ga}'",
         needle=("response.", "conversation.item.created", "transcription_session."),
-        pattern=re.compile(rf"(?P<q>\\?{_Q})(?P<name>{_PREVIEW_EVENT_ALT})(?P=q)"),
-        fix="{q}{ga}{q}",
+        pattern=re.compile(
+            rf"(?P<q>\\?{_Q})(?P<pre>(?:server|client)\.)?(?P<name>{_PREVIEW_EVENT_ALT})(?P=q)"
+        ),
+        fix="{q}{pre}{ga}{q}",
         derive_name="event_renamed",
         help="SPEC §11.2; names from rtgate.protocol.dialects.SERVER_EVENT_RENAMES.",
     ),
@@ -253,7 +271,7 @@ RULES: Final[tuple[Rule, ...]] = (
         message="GA servers do not send 'conversation.created'; code that waits for it hangs",
         change="start after 'session.created' instead",
         needle="conversation.created",
-        pattern=re.compile(rf"(?P<q>{_Q})conversation\.created(?P=q)"),
+        pattern=re.compile(rf"(?P<q>{_Q})(?:server\.)?conversation\.created(?P=q)"),
     ),
     Rule(
         id="event-transcription-session-update",
@@ -284,7 +302,7 @@ RULES: Final[tuple[Rule, ...]] = (
         id="session-preview-field",
         severity=Severity.ERROR,
         checklist=Checklist.SESSION,
-        languages=CODE_LANGS | {Lang.NOTEBOOK, Lang.JSON},
+        languages=CODE_LANGS | {Lang.NOTEBOOK, Lang.JSON, Lang.YAML},
         title="Preview-only session field",
         message="'{field}' is a Preview session field: GA answers unknown_parameter",
         change="{change}",
@@ -329,6 +347,23 @@ RULES: Final[tuple[Rule, ...]] = (
         analyzer="payloads",
         help="SPEC §11.4 (response.content_part.* parts keep text/audio: not flagged).",
     ),
+    Rule(
+        id="content-type-compare",
+        severity=Severity.ERROR,
+        checklist=Checklist.CONTENT,
+        languages=CODE_LANGS | {Lang.NOTEBOOK},
+        title="Received item content compared with text/audio",
+        message="received assistant content has type '{new}' on GA, never '{old}': this test is always false",
+        change="compare with '{new}'",
+        needle=("content",),
+        pattern=re.compile(
+            r"""\bcontent\b[^\n;]{0,80}?(?:\.type\b|\[\s*["']type["']\s*\])\s*(?:===?|!==?|\bis\b)\s*"""
+            r"""(?P<v>(?P<q>["'])(?P<old>text|audio)(?P=q))"""
+        ),
+        fix="{q}{new}{q}",
+        derive_name="content_compare",
+        help="SPEC §11.4; only in files that speak the Realtime API (content_part.* parts keep text/audio).",
+    ),
     # ---------------------------------------------------------------- SDK usage
     Rule(
         id="sdk-python-beta-realtime",
@@ -369,7 +404,8 @@ RULES: Final[tuple[Rule, ...]] = (
         "≥ 5.20.0 (OpenAIRealtimeWebSocket from 'openai/realtime/websocket')",
         needle=("rtclient", "rt-client"),
         pattern=re.compile(
-            r"""(?m)^\s*(?:from|import)\s+(?P<name>rtclient)\b|(?P<q>["'])(?P<name2>rt-client)(?:/[\w/.-]*)?(?P=q)"""
+            r"""(?m)^[ \t]*(?:from|import)[ \t]+(?P<name>rtclient)\b"""
+            r"""|(?P<q>["'])(?P<name2>rt-client)(?:/[\w/.-]*)?(?P=q)"""
         ),
     ),
     Rule(
@@ -496,6 +532,11 @@ TRIGGERS: Final[tuple[str, ...]] = tuple(
             "OpenAI",
             "rtclient",
             "rt-client",
+            "input_audio_format",
+            "output_audio_format",
+            "input_audio_transcription",
+            "input_audio_noise_reduction",
+            "max_response_output_tokens",
         }
     )
 )
