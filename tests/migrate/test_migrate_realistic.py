@@ -215,6 +215,12 @@ def test_other_vendor_realtime_api() -> None:
         "    play(event)\n"
     )
     assert "event-renamed" not in rules(voicelive, PY)
+    azure_ad = (
+        'token = credential.get_token("https://cognitiveservices.azure.com/.default")\n'
+        'if event["type"] == "response.audio.delta":\n'
+        "    play(event)\n"
+    )
+    assert rules(azure_ad, PY) == ["event-renamed"]  # Azure OpenAI's own token scope
 
 
 def test_sdk_version_of_an_openai_used_for_chat_only(tmp_path: Path) -> None:

@@ -29,13 +29,17 @@ from .model import FileResult, Finding, Lang
 
 PARALLEL_MIN_FILES = 1500
 
-# Code that uses an openai SDK's realtime client, Preview or GA (any ecosystem).
-_SDK_REALTIME = re.compile(
-    r"beta\.realtime|\.realtime\.(?:connect|client_secrets|clientSecrets)\b"
-    r"|openai\.(?:types|resources)\.(?:beta\.)?realtime|[\"']openai/(?:beta/)?realtime"
-    r"|OpenAIRealtimeWebSocket|OpenAIRealtimeWS|RealtimeConversation|GetRealtimeClient"
-    r"|\bRealtimeClient\b|\bOpenAI\.Realtime\b"
-)
+# Code that uses an openai SDK's realtime client, Preview or GA, per ecosystem.
+_SDK_REALTIME: dict[str, re.Pattern[str]] = {
+    "python": re.compile(
+        r"beta\.realtime|\.realtime\.(?:connect|client_secrets)\b|openai\.(?:types|resources)\.(?:beta\.)?realtime"
+    ),
+    "node": re.compile(
+        r"beta\.realtime|\.realtime\.clientSecrets\b|[\"']openai/(?:beta/)?realtime"
+        r"|\bOpenAIRealtimeWebSocket\b|\bOpenAIRealtimeWS\b"
+    ),
+    "dotnet": re.compile(r"\bRealtimeConversation\b|\bGetRealtime\w*Client\b|\bOpenAI\.Realtime\b"),
+}
 # Ecosystem of each SDK-version rule's manifest, and the code kinds that use that SDK.
 SDK_CODE_LANGS: dict[Lang, str] = {
     Lang.PYTHON: "python",
@@ -82,7 +86,8 @@ def check_file(
         return FileResult(display, lang, skipped=reason), 0
     lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     result = FileResult(display, lang, scan_text(text, lang, display))
-    result.sdk_realtime = lang in SDK_CODE_LANGS and _SDK_REALTIME.search(text) is not None
+    ecosystem = SDK_CODE_LANGS.get(lang)
+    result.sdk_realtime = ecosystem is not None and _SDK_REALTIME[ecosystem].search(text) is not None
     if fix and any(f.fixable for f in result.findings):
         from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
 

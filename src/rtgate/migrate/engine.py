@@ -98,7 +98,7 @@ _TEST_TITLE = re.compile(r"\b(?:it|test|describe|context|step)(?:\.\w+)?\s*\(\s*
 # in a file that speaks to one of them, and shows no sign of OpenAI's Realtime API, the
 # protocol rules stay silent.
 _OTHER_VENDOR = re.compile(
-    r"gemini|generativelanguage\.googleapis|voice[-_]?live|cognitiveservices\.azure\.com"
+    r"gemini|generativelanguage\.googleapis|voice[-_]?live"
     r"|azure_semantic_vad|api\.x\.ai|\bgrok\b|ultravox|stepfun|dashscope|nova[-_]sonic",
     re.I,
 )
