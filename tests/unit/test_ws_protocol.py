@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 import uvicorn
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.server import ServerState
 from websockets.protocol import State
 
@@ -223,3 +225,26 @@ async def test_a_handler_that_raises_fails_the_connection_with_1011() -> None:
     assert protocol._on_text is None
     _arrive(protocol, "y")  # after the close, messages are dropped (uvicorn's rule)
     assert protocol.queue.empty()
+
+
+# -- writes after the socket failed (issue 17)
+
+
+class ClosingTransport(RecordingTransport):
+    """A socket asyncio has already given up on (``_force_close``): ``is_closing`` is true
+    while ``connection_lost`` is still one loop turn away."""
+
+    def is_closing(self) -> bool:
+        return True
+
+
+async def test_a_send_to_a_failed_socket_raises_instead_of_writing() -> None:
+    """A writer with events queued learns at its first send that the socket failed: no
+    write reaches the transport (each one logged "socket.send() raised exception")."""
+    protocol, _ = _open_protocol()
+    transport = ClosingTransport()
+    protocol.transport = transport
+    protocol.handshake_complete = True
+    with pytest.raises(ClientDisconnected):
+        await protocol.send({"type": "websocket.send", "text": "x"})
+    assert transport.written == b""

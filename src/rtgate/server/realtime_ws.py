@@ -9,6 +9,7 @@ are never logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -30,6 +31,7 @@ from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
 from .settings import Settings
+from .slots import SessionSlot
 from .ws_close import close_or_drop
 from .ws_protocol import TAP_EXTENSION, MessageTap
 
@@ -202,7 +204,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     # Text messages go straight from the parser to the session while this task waits
     # below (server/ws_protocol.py, MessageTap); the loop sees the rest.
     tap: MessageTap | None = ws.scope.get("extensions", {}).get(TAP_EXTENSION)
-    state.active_sessions += 1
+    slot = SessionSlot(state)
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     try:
         await runner.start()
@@ -224,8 +226,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     finally:
         if tap is not None:
             tap.detach()
-        state.active_sessions -= 1
-        await runner.stop()
+        stragglers: set[asyncio.Task[None]] = set()
+        try:
+            stragglers = await runner.stop(settings.session_stop_timeout_s)
+        finally:
+            slot.release_when_done(stragglers)  # issue 17: once, when the session is gone
         log.info("session %s closed", session.id)
         if bridge is not None:
             log.info("session %s: %s", session.id, bridge.summary())

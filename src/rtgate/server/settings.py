@@ -46,6 +46,9 @@ class Settings:
     """Seconds one send may block before the client counts as not reading (close 1008)."""
     max_sessions: int = 1000
     """Concurrent sessions per process; beyond it new sessions are refused."""
+    session_stop_timeout_s: float = 5.0
+    """Seconds a session's tasks get to end once it is over; the handler returns then
+    whatever they do, and the session's slot is freed when the last of them ends."""
     backend_first_chunk_s: float = 30.0
     """Seconds a backend may take to produce its first result."""
     backend_next_chunk_s: float = 15.0

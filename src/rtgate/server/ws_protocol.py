@@ -52,6 +52,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 DEFAULT_READ_BUFFER_BYTES = 256 * 1024
@@ -314,6 +315,13 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
             self._splice_release()
         elif self._splice_mode == _TAKEN:
             raise RuntimeError("a spliced connection is written by its sink, not through ASGI")
+        if message["type"] == "websocket.send" and self.handshake_complete and (
+            self.transport.is_closing()
+        ):
+            # The socket failed or is closing: asyncio learns of the loss one loop turn
+            # later (connection_lost), and every write in between logs "socket.send()
+            # raised exception" — hundreds per session from a writer with a full queue.
+            raise ClientDisconnected()
         await super().send(message)
 
 

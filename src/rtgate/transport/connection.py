@@ -45,6 +45,10 @@ OutputHook = Callable[[Output], "list[Output]"]
 """Sees each output of the core before the runner sends or runs it; see :meth:`SessionRunner.apply`."""
 
 
+STOP_TIMEOUT_S = 5.0
+"""Default bound on :meth:`SessionRunner.stop` (the server passes ``session_stop_timeout_s``)."""
+
+
 class ClientGone(Exception):
     """The client closed the connection or stopped reading."""
 
@@ -95,19 +99,36 @@ class SessionRunner:
         self._sync_vad()
         self._stt.start()
 
-    async def stop(self) -> None:
-        """End the session: cancel every task it owns and wait for them."""
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> set[asyncio.Task[None]]:
+        """End the session: cancel every task it owns and wait for them, ``timeout_s``
+        seconds at most whatever they do.
+
+        Returns the tasks still running then — code that swallowed its cancellation or
+        waits on something that cannot end — after cancelling them once more; the runner
+        forgets them, and the caller decides what their end releases (server/slots.py).
+        """
         self.apply(self.session.close())
         if self._vad is not None:
-            await self._vad.aclose()
-        tasks = list(self._tasks.values()) + list(self._background)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+            feed, self._vad = self._vad, None
+            await feed.aclose()
+        tasks = set(self._tasks.values()) | self._background
         self._tasks.clear()
         self._background.clear()
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return set()
+        done, pending = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in done:  # retrieved, so that none is reported as never retrieved
+            if not task.cancelled():
+                task.exception()
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("session %s: %d task(s) still running %.1f s after the session ended: %s",
+                        self.session.id, len(pending), timeout_s,
+                        ", ".join(sorted(t.get_name() for t in pending)))
+        return pending
 
     @property
     def closing(self) -> tuple[int, str] | None:
