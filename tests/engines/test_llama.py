@@ -228,3 +228,26 @@ async def test_prefill_leaves_the_prompt_cached(llm: LlamaCppLLM) -> None:
     assert time.perf_counter() - began < 0.05  # returned at once: skipped
     for stream in streams:
         await stream.aclose()
+
+
+async def test_brief_answer_ends_at_a_sentence_end_not_at_the_cap(llm: LlamaCppLLM) -> None:
+    """With an answer limit, a rambling prompt ends at a sentence boundary with reason stop."""
+    from rtgate.pipeline.answer import BRIEF
+
+    engine = LlamaCppLLM(max_output_tokens=512)
+    for _ in range(3):
+        chunks = await collect(engine, ask("Tell me everything about the moon.", answer=BRIEF))
+        text = text_of(chunks).rstrip()
+        usage = next(c for c in chunks if isinstance(c, Usage))
+        assert chunks[-1] == Finish("stop")
+        assert usage.output_tokens <= 96 and usage.input_tokens > 0
+        assert text[-1] in ".!?,;:\"')" or len(text.split()) < 12, text
+
+
+async def test_length_finish_only_for_the_clients_limit(llm: LlamaCppLLM) -> None:
+    """max_output_tokens from the client ends with length; the engine's own cap with stop."""
+    chunks = await collect(llm, ask("Tell me a long story about a dragon.", max_output_tokens=5))
+    assert chunks[-1] == Finish("length")
+    capped = LlamaCppLLM(max_output_tokens=5)
+    chunks = await collect(capped, ask("Tell me a long story about a dragon."))
+    assert chunks[-1] == Finish("stop")

@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from .answer import AnswerLimit
+
 T = TypeVar("T")
 
 FloatAudio = npt.NDArray[np.float32]
@@ -323,6 +325,10 @@ class LLMRequest:
     """Set for spoken answers: engines that can generate in segments generate the next one
     only when :meth:`Pacer.wait_ready` says it is wanted, due at :meth:`Pacer.due`;
     without it the whole answer is due now."""
+    answer: AnswerLimit | None = None
+    """Where the answer should end at a natural boundary (:mod:`~rtgate.pipeline.answer`);
+    set by profiles with ``voice_preamble`` on. Engines that stream in pieces honour it;
+    others may ignore it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +367,9 @@ class LLM(Backend):
     """A streaming chat model."""
 
     name = "llm"
+    voice_preamble = False
+    """Whether the profile adds the voice preamble and answer limits to this model's
+    requests (:mod:`~rtgate.pipeline.answer`); the embedded llama.cpp engine turns it on."""
 
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         return self._guard_stream(self._stream(request))

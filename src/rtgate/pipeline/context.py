@@ -2,8 +2,10 @@
 
 :func:`build_request` turns the conversation (text, audio transcripts, function calls and
 their outputs) into chat-completions messages with the instructions as the system
-message. :class:`SentenceChunker` cuts streamed text at sentence and clause boundaries so
-speech can start before the whole answer exists.
+message; with ``voice_preamble`` it also adds the voice preamble after the instructions
+and the answer's limit (:mod:`~rtgate.pipeline.answer`). :class:`SentenceChunker` cuts
+streamed text at sentence and clause boundaries so speech can start before the whole
+answer exists.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.effects import ContextItem, ResponsePlan
+from .answer import VOICE_PREAMBLE, answer_limit_for
 from .base import LLMRequest, ToolSpec
 
 
@@ -37,12 +40,25 @@ def tool_choice_for(plan: ResponsePlan) -> str:
     return str(choice or "auto")
 
 
-def build_request(plan: ResponsePlan, transcripts: Mapping[str, str] | None = None) -> LLMRequest:
-    """Chat messages for ``plan``; ``transcripts`` fills user audio without a transcript."""
+def build_request(
+    plan: ResponsePlan, transcripts: Mapping[str, str] | None = None, *, voice_preamble: bool = False
+) -> LLMRequest:
+    """Chat messages for ``plan``; ``transcripts`` fills user audio without a transcript.
+
+    With ``voice_preamble`` (docs/engines.md, "What the embedded profile adds"): the
+    system message is the instructions followed by :data:`VOICE_PREAMBLE`; a response
+    with instructions but no user or assistant message (an out-of-band "Reply with …")
+    also gets the instructions as the user's turn, since small models answer a lone
+    system message with noise; and the request carries the answer's limit, read from
+    the instructions first, then the user's last message.
+    """
     transcripts = transcripts or {}
     messages: list[dict[str, Any]] = []
-    if plan.instructions:
-        messages.append({"role": "system", "content": plan.instructions})
+    system = plan.instructions
+    if voice_preamble:
+        system = f"{system}\n{VOICE_PREAMBLE}" if system else VOICE_PREAMBLE
+    if system:
+        messages.append({"role": "system", "content": system})
     for ctx in plan.items:
         item = ctx.wire
         kind = item.get("type")
@@ -73,11 +89,19 @@ def build_request(plan: ResponsePlan, transcripts: Mapping[str, str] | None = No
         for t in plan.tools
         if t.get("type") == "function"
     ]
+    answer = None
+    if voice_preamble:
+        said = [m for m in messages if m["role"] in ("user", "assistant", "tool")]
+        if not said and plan.instructions:
+            messages.append({"role": "user", "content": plan.instructions})
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        answer = answer_limit_for(plan.instructions, last_user)
     return LLMRequest(
         messages=messages,
         tools=tools,
         tool_choice=tool_choice_for(plan) if tools else "none",
         max_output_tokens=plan.max_output_tokens,
+        answer=answer,
     )
 
 

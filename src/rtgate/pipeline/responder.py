@@ -142,7 +142,7 @@ class Pipeline:
         Bounded by :data:`PREFILL_TIMEOUT_S`; failures are logged at debug level and
         dropped (the real response reports its own).
         """
-        request = build_request(plan, transcripts)
+        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble)
         try:
             async with asyncio.timeout(PREFILL_TIMEOUT_S):
                 await self.llm.prefill(request)
@@ -168,7 +168,7 @@ class Pipeline:
             else:
                 text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
             transcripts[str(ctx.wire.get("id"))] = text
-        request = build_request(plan, transcripts)
+        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble)
         if "audio" in plan.output_modalities and self.tts is not None:
             playback = Playback(self.pacing)
             stream = self.llm.stream(replace(request, pacer=playback))

@@ -48,12 +48,13 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from rtgate.pipeline.answer import AnswerCutter
 from rtgate.pipeline.base import (
     LLM,
     BackendError,
@@ -79,6 +80,10 @@ TOOL_ARGUMENTS_MAX_TOKENS = 256
 SEGMENT_TOKENS = 32
 """Tokens per segment of a spoken answer (≈ 8 s of speech at espeak-ng's 175 words per
 minute; ≈ 0.6 s of decoding for SmolLM2-135M on one thread)."""
+
+
+STOP_STRINGS = ("<|im_start|>", "<|im_end|>", "\nUser:", "\nuser:", "\nHuman:", "\nAssistant:")
+"""Where a text answer ends even if the model goes on: a turn it writes for someone else."""
 
 
 def default_model_path() -> Path:
@@ -185,6 +190,9 @@ class LlamaCppLLM(LLM):
         max_output_tokens: int = 512,
         temperature: float = 0.6,
         auto_tools: AutoToolPolicy = "keywords",
+        repeat_penalty: float = 1.0,
+        dry_multiplier: float = 0.8,
+        voice_preamble: bool = True,
         deadlines: Deadlines | None = None,
     ) -> None:
         super().__init__(deadlines=deadlines)
@@ -197,6 +205,9 @@ class LlamaCppLLM(LLM):
         self.max_output_tokens = max_output_tokens
         self.temperature = temperature
         self.auto_tools = auto_tools
+        self.repeat_penalty = repeat_penalty
+        self.dry_multiplier = dry_multiplier
+        self.voice_preamble = voice_preamble
 
     def _shared(self) -> SharedModel:
         return load_model(
@@ -251,10 +262,16 @@ class LlamaCppLLM(LLM):
     async def _stream_text(
         self, shared: SharedModel, request: LLMRequest, messages: list[dict[str, Any]]
     ) -> AsyncIterator[LLMChunk]:
-        """The answer, in segments when paced (see the module docstring)."""
+        """The answer, in segments when paced (see the module docstring).
+
+        With ``request.answer`` the answer ends where its :class:`AnswerCutter` says (a
+        natural boundary), with finish reason ``stop``; ``length`` means the client's
+        ``max_output_tokens`` was reached, and the engine's own cap ends with ``stop``.
+        """
         limit = request.max_output_tokens or self.max_output_tokens
         temperature = self.temperature if request.temperature is None else request.temperature
         pacer = request.pacer
+        cutter = AnswerCutter(request.answer) if request.answer is not None else None
         answer = ""
         produced = 0
         usage: Usage | None = None
@@ -264,19 +281,33 @@ class LlamaCppLLM(LLM):
                 await pacer.wait_ready()
             size = limit - produced if pacer is None else min(self.segment_tokens, limit - produced)
             prefill = [{"role": "assistant", "content": answer}] if answer else []
-            body = {"messages": [*messages, *prefill], "max_tokens": size, "temperature": temperature}
+            body = self._text_body([*messages, *prefill], size, temperature, request, first=not answer)
             segment = _Segment()
+            ended = False
             async with shared.lane.hold(pacer.due() if pacer is not None else None) as ticket:
-                async for chunk in stream_completion(shared, body, should_stop=_yield_check(ticket)):
-                    for delta in segment.read(chunk):
-                        answer += delta
-                        yield TextDelta(delta)
-                yielded = ticket.yield_requested and segment.finish is None
+                chunks = stream_completion(shared, body, should_stop=_yield_check(ticket))
+                async with contextlib.aclosing(chunks):
+                    async for chunk in chunks:
+                        for delta in segment.read(chunk):
+                            if cutter is not None:
+                                delta, ended = cutter.feed(delta)
+                            if delta:
+                                answer += delta
+                                yield TextDelta(delta)
+                            if ended:
+                                break
+                        if ended:
+                            break
+                yielded = ticket.yield_requested and segment.finish is None and not ended
+                if ended and usage is None and segment.usage is None:
+                    segment.usage = await _prompt_usage(shared, body)
             produced += segment.tokens
             if usage is None and segment.usage is not None:
                 usage = segment.usage  # the first segment's prompt is the answer's input
-            if produced >= limit:
-                reason = "length" if segment.finish != "stop" else "stop"
+            if ended or segment.finish == "stop":
+                reason = "stop"
+            elif produced >= limit:
+                reason = "length" if request.max_output_tokens else "stop"
             elif segment.finish == "length" or yielded:
                 continue  # the segment reached its size, or made way for a more urgent job
             else:
@@ -287,6 +318,36 @@ class LlamaCppLLM(LLM):
             cached_tokens=usage.cached_tokens if usage else 0,
         )
         yield Finish(reason)
+
+    def _text_body(
+        self,
+        messages: list[dict[str, Any]],
+        size: int,
+        temperature: float,
+        request: LLMRequest,
+        *,
+        first: bool,
+    ) -> dict[str, Any]:
+        """A chat-completions body for one segment of a text answer.
+
+        Sampling that does not loop: DRY (a penalty on repeating a sequence already in
+        the answer, not on single tokens) instead of llama.cpp's token repetition
+        penalty, which we measured making SmolLM2's sentences longer (it penalises the
+        full stop it just wrote); stop strings for the turns a small model sometimes
+        writes for the user. An answer limit's grammar applies to the first segment.
+        """
+        body: dict[str, Any] = {
+            "messages": messages,
+            "max_tokens": size,
+            "temperature": temperature,
+            "repeat_penalty": self.repeat_penalty,
+            "dry_multiplier": self.dry_multiplier,
+            "dry_allowed_length": 3,
+            "stop": list(STOP_STRINGS),
+        }
+        if first and request.answer is not None and request.answer.grammar:
+            body["grammar"] = request.answer.grammar
+        return body
 
     # ------------------------------------------------------------------ tools
 
@@ -393,13 +454,27 @@ class _Segment:
         return texts
 
 
+async def _prompt_usage(shared: SharedModel, body: dict[str, Any]) -> Usage | None:
+    """The usage of ``body``'s prompt, for an answer cut before the server reported it:
+    one token more on the prompt the slot has just cached."""
+    probe = {**body, "max_tokens": 1}
+    probe.pop("grammar", None)
+    usage = None
+    async for chunk in stream_completion(shared, probe):
+        if chunk.get("usage"):
+            usage = _usage(chunk["usage"])
+    if usage is None:
+        return None
+    return Usage(input_tokens=usage.input_tokens, output_tokens=0, cached_tokens=usage.cached_tokens)
+
+
 def _yield_check(ticket: Ticket) -> Callable[[], bool]:
     return lambda: ticket.yield_requested
 
 
 async def stream_completion(
     shared: SharedModel, body: dict[str, Any], *, should_stop: Callable[[], bool] | None = None
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Run one streaming chat completion on ``shared`` and yield its chunk dicts.
 
     Closing the generator, or ``should_stop()`` turning true (it is read on the worker

@@ -13,12 +13,14 @@ faster-whisper stt ``model_dir`` (CTranslate2 dir; default tiny.en) or ``model: 
                   (Whisper base from the ``engines`` extra), ``device``,
                   ``compute_type``, ``cpu_threads``, ``beam_size``, ``short_context``
 llamacpp    llm   ``model_path`` (GGUF; default SmolLM2-135M), ``n_ctx``, ``n_parallel``,
-                  ``n_threads``, ``max_output_tokens``, ``temperature``, ``auto_tools``
+                  ``n_threads``, ``max_output_tokens``, ``temperature``, ``auto_tools``,
+                  ``repeat_penalty``, ``dry_multiplier``, ``voice_preamble`` (default on)
 espeak      tts   (none)
 piper       tts   ``model_path`` (``.onnx`` voice; default en_US-joe-medium)
 openai      any   ``base_url``, ``model``, ``api_key_env`` (name of the environment
                   variable holding the key), ``azure``, ``api_version``,
-                  ``connect_timeout_s``, ``read_timeout_s``; llm: ``max_tokens_field``;
+                  ``connect_timeout_s``, ``read_timeout_s``; llm: ``max_tokens_field``,
+                  ``voice_preamble`` (default off);
                   tts: ``instructions``
 =========== ===== =====================================================================
 
@@ -66,10 +68,13 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "temperature",
         "auto_tools",
     },
+        "repeat_penalty",
+        "dry_multiplier",
+        "voice_preamble",
     ("tts", "espeak"): set(),
     ("tts", "piper"): {"model_path"},
     ("stt", "openai"): _OPENAI_KEYS,
-    ("llm", "openai"): _OPENAI_KEYS | {"max_tokens_field"},
+    ("llm", "openai"): _OPENAI_KEYS | {"max_tokens_field", "voice_preamble"},
     ("tts", "openai"): _OPENAI_KEYS | {"instructions"},
 }
 
@@ -193,7 +198,10 @@ def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines | None) 
     endpoint = OpenAIEndpoint(api_key=api_key, **{k: v for k, v in options.items() if k in endpoint_keys})
     extra = {k: v for k, v in options.items() if k not in endpoint_keys}
     if stage == "llm":
-        return OpenAIChatLLM(endpoint, deadlines=deadlines, **extra)
+    voice_preamble = bool(options.pop("voice_preamble", False))
+        llm = OpenAIChatLLM(endpoint, deadlines=deadlines, **extra)
+        llm.voice_preamble = voice_preamble  # off unless configured: capable models need no help
+        return llm
     if stage == "stt":
         return OpenAITranscriptionSTT(endpoint, deadlines=deadlines)
     return OpenAISpeechTTS(endpoint, deadlines=deadlines, **extra)
