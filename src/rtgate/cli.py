@@ -56,6 +56,11 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--session-lifetime", type=float, dest="session_lifetime_s", metavar="SECONDS",
                    help="maximum session duration (default 3600)")
     p.add_argument("--max-sessions", type=int, help="concurrent sessions (default 1000)")
+    p.add_argument("--max-conversations", type=int, metavar="N",
+                   help="concurrent local sessions that the speech models transcribe or answer; "
+                   "more are refused with server_busy so that the running ones keep their "
+                   "voice latency (default 0: automatic, 4 per usable core; sessions that "
+                   "only listen for turns do not count)")
     p.add_argument("--ice-server", action="append", dest="webrtc_ice_servers", metavar="URL",
                    help="STUN or TURN server for WebRTC calls, e.g. stun:stun.example.org:3478 or "
                    "turn:turn.example.org:3478?transport=udp (repeatable; default: host "
@@ -126,7 +131,8 @@ def serve(args: argparse.Namespace) -> int:
     overrides = {
         k: getattr(args, k, None)
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
-                  "max_sessions", "log_level", "config_file", "webrtc_turn_username", "loop")
+                  "max_sessions", "max_conversations", "log_level", "config_file",
+                  "webrtc_turn_username", "loop")
     }
     if args.webrtc_ice_servers:
         overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)

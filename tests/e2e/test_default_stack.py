@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -129,3 +131,30 @@ async def test_tool_call_round_trip_with_the_real_llm(default_stack: ServerHandl
         assert answer["status"] in ("completed", "incomplete")
         message = next(o for o in answer["output"] if o["type"] == "message")
         assert message["content"][0]["text"].strip()
+
+
+async def test_four_spoken_conversations_at_once_are_all_answered(default_stack: ServerHandle) -> None:
+    """Four callers speak at the same time; every one gets a spoken answer (issue 11: the
+    scheduler orders the four first answers, none waits for another's whole answer)."""
+    questions = [
+        "What is the capital of France?",
+        "How many legs does a spider have?",
+        "What color is the sky?",
+        "Name a large animal.",
+    ]
+
+    async def converse(question: str) -> dict[str, Any]:
+        speech = await speech_pcm(question)
+        async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+            ev = Events(conn)
+            await ev.expect("session.created")
+            await conn.session.update(session={"type": "realtime", "max_output_tokens": 60})
+            await ev.expect("session.updated")
+            for chunk in chunks(silence_pcm(300) + speech + silence_pcm(700), 20):
+                await conn.input_audio_buffer.append(audio=chunk)
+            events = await ev.until("response.done")
+            assert "response.output_audio.delta" in types(events), types(events)
+            return events[-1]["response"]
+
+    answers = await asyncio.gather(*(converse(q) for q in questions))
+    assert all(a["status"] in ("completed", "incomplete") for a in answers), answers

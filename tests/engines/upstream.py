@@ -3,7 +3,9 @@
 It speaks ``/v1/chat/completions`` (SSE), ``/v1/audio/transcriptions`` (multipart) and
 ``/v1/audio/speech`` (streamed PCM). Fault knobs ride in the request: a model name of
 ``fail-500`` answers 500, ``hang`` never answers until the server stops, ``slow`` sends
-the first chunk and then stalls. Every request is recorded for assertions.
+the first chunk and then stalls, and so does a chat whose last message contains
+``[stall]`` (one caller's request stalls while the others' are answered). Every request
+is recorded for assertions.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def _app(state: Upstream, release: asyncio.Event) -> Starlette:
                 return f"data: {json.dumps(data)}\n\n".encode()
 
             yield chunk({"role": "assistant", "content": ""})
-            if model == "slow":
+            last = str((body.get("messages") or [{}])[-1].get("content") or "")
+            if model == "slow" or "[stall]" in last:
                 yield chunk({"content": "Hel"})
                 await release.wait()
             if body.get("tools") and body.get("tool_choice") != "none":

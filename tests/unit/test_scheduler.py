@@ -131,8 +131,8 @@ async def test_lane_hands_runs_over_in_due_order() -> None:
             order.append(name)
 
     tasks = [asyncio.create_task(job("late", 9.0)), asyncio.create_task(job("urgent", 1.0))]
-    while lane.rules.waiting < 2:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: both tasks run up to their wait
+    assert lane.rules.waiting == 2
     await first.__aexit__(None, None, None)
     await asyncio.gather(*tasks)
     assert order == ["urgent", "late"]
@@ -151,8 +151,8 @@ async def test_a_cancelled_waiter_passes_its_grant_on() -> None:
             ran.append("later")
 
     stays = asyncio.create_task(later())
-    while lane.rules.waiting < 2:
-        await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop turn: both tasks run up to their wait
+    assert lane.rules.waiting == 2
     gone.cancel()
     await first.__aexit__(None, None, None)  # grants "gone" first: it is cancelled
     await stays
@@ -200,3 +200,15 @@ def test_playback_restarts_when_the_client_ran_dry() -> None:
     playback.sent(2.0)
     assert playback.buffered_s() == 2.0
     assert playback.sent_s == 3.0
+
+
+def test_pressure_is_how_late_due_work_runs() -> None:
+    rules = LaneRules(capacity=1)
+    running = rules.request(due=0.0, now=0.0)
+    assert rules.pressure(now=0.0) == 0.0
+    rules.request(due=1.0, now=1.0)
+    rules.speculate(now=1.0)  # refused; speculation never counts
+    assert rules.pressure(now=1.5) == 0.5  # the waiter is overdue by 0.5 s
+    rules.release(running, now=3.0)  # granted 2 s late
+    assert rules.pressure(now=3.0) == 2.0
+    assert rules.pressure(now=3.0 + 11.0) == 0.0  # out of the window

@@ -107,6 +107,7 @@ class Pipeline:
         incremental_stt: bool = True,
         prefill: bool = True,
         pacing: PacingLimits | None = None,
+        admission_limited: bool = True,
     ) -> None:
         self.name = name
         self.llm = llm
@@ -119,6 +120,9 @@ class Pipeline:
         (:meth:`prefill`)."""
         self.pacing = pacing or PacingLimits()
         """How far spoken answers are generated ahead of playback."""
+        self.admission_limited = admission_limited
+        """Its sessions count towards ``max_conversations`` (server/admission.py); off for
+        stacks that do no model work (the builtin echo, the test fakes)."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):

@@ -39,7 +39,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import math
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,6 +84,10 @@ class LaneStats:
     """Total time by which grants came after their due time."""
 
 
+PRESSURE_WINDOW_S = 10.0
+"""How far back :meth:`LaneRules.pressure` looks at late grants."""
+
+
 @dataclass(slots=True)
 class LaneRules:
     """The pure state of one lane: who runs, who waits, who is asked to yield."""
@@ -92,6 +98,8 @@ class LaneRules:
     _waiting: list[tuple[float, int, Ticket]] = field(default_factory=list)
     _waiting_count: int = 0
     _seq: int = 0
+    _late: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=256))
+    """(grant time, lateness) of recent late grants."""
 
     def __post_init__(self) -> None:
         if self.capacity < 1:
@@ -100,6 +108,18 @@ class LaneRules:
     @property
     def waiting(self) -> int:
         return self._waiting_count
+
+    def pressure(self, now: float, window_s: float = PRESSURE_WINDOW_S) -> float:
+        """How late due work runs on this lane, in seconds: the larger of how overdue the
+        most urgent waiter is now and the worst lateness of a grant in the last
+        ``window_s``. 0 when everything ran on time."""
+        worst = 0.0
+        for _, _, ticket in heapq.nsmallest(1, (e for e in self._waiting if not e[2].cancelled)):
+            worst = max(worst, now - ticket.due)
+        for granted_at, late in self._late:
+            if now - granted_at <= window_s:
+                worst = max(worst, late)
+        return worst
 
     def has_spare(self) -> bool:
         return len(self.running) < self.capacity and not self._waiting_count
@@ -160,6 +180,7 @@ class LaneRules:
             self.stats.wait_s += now - ticket.requested_at
         if not ticket.speculative and now > ticket.due:
             self.stats.late_s += now - ticket.due
+            self._late.append((now, now - ticket.due))
 
     def _drop_cancelled_head(self) -> None:
         while self._waiting and self._waiting[0][2].cancelled:
@@ -184,12 +205,17 @@ class LaneRules:
 
 
 class Lane:
-    """A resource run at most ``capacity`` jobs at a time, in due order; see the module docstring."""
+    """A resource run at most ``capacity`` jobs at a time, in due order; see the module docstring.
+
+    Thread-safe: the engines are process-wide, and a process may run more than one event
+    loop (tests run a server's loop beside their own); each waiter is woken on its own loop.
+    """
 
     def __init__(self, name: str, capacity: int, *, clock: Clock = time.monotonic) -> None:
         self.name = name
         self.rules = LaneRules(capacity)
         self._clock = clock
+        self._lock = threading.Lock()
         self._grants: dict[Ticket, asyncio.Future[None]] = {}
 
     @property
@@ -219,14 +245,47 @@ class Lane:
         """
         return Speculation(self)
 
-    def _wake(self, granted: list[Ticket]) -> None:
-        for ticket in granted:
-            future = self._grants.get(ticket)
-            if future is not None and not future.done():
-                future.set_result(None)
-            elif future is None or future.cancelled():
-                # Its waiter is gone (cancelled between grant and wake-up): pass the run on.
-                self._wake(self.rules.release(ticket, self._clock()))
+    def _request(self, due: float | None) -> tuple[Ticket, asyncio.Future[None] | None]:
+        with self._lock:
+            now = self._clock()
+            ticket = self.rules.request(now if due is None else due, now)
+            if ticket.granted_at is not None:
+                return ticket, None
+            future = asyncio.get_running_loop().create_future()
+            self._grants[ticket] = future
+            return ticket, future
+
+    def _speculate(self) -> Ticket | None:
+        with self._lock:
+            return self.rules.speculate(self._clock())
+
+    def _release(self, ticket: Ticket) -> None:
+        with self._lock:
+            self._grants.pop(ticket, None)
+            granted = self.rules.release(ticket, self._clock())
+            wake = [(t, self._grants.pop(t, None)) for t in granted]
+        for granted_ticket, future in wake:
+            if future is None:
+                self._release(granted_ticket)  # its waiter is gone: pass the run on
+            else:
+                self._resolve(granted_ticket, future)
+
+    def _resolve(self, ticket: Ticket, future: asyncio.Future[None]) -> None:
+        loop = future.get_loop()
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._grant(ticket, future)
+        else:
+            loop.call_soon_threadsafe(self._grant, ticket, future)
+
+    def _grant(self, ticket: Ticket, future: asyncio.Future[None]) -> None:
+        if future.done():  # the waiter was cancelled meanwhile: pass the run on
+            self._release(ticket)
+        else:
+            future.set_result(None)
 
 
 class Hold:
@@ -241,19 +300,14 @@ class Hold:
         self._ticket: Ticket | None = None
 
     async def __aenter__(self) -> Ticket:
-        lane = self._lane
-        now = lane.now()
-        ticket = self._ticket = lane.rules.request(now if self._due is None else self._due, now)
-        if ticket.granted_at is None:
-            future = asyncio.get_running_loop().create_future()
-            lane._grants[ticket] = future
+        ticket, future = self._lane._request(self._due)
+        self._ticket = ticket
+        if future is not None:
             try:
                 await future
             except BaseException:
-                lane._grants.pop(ticket, None)
-                lane._wake(lane.rules.release(ticket, lane.now()))
+                self.release()
                 raise
-            lane._grants.pop(ticket, None)
         return ticket
 
     async def __aexit__(self, *exc: object) -> None:
@@ -264,7 +318,7 @@ class Hold:
         interest, such as a thread that finishes after its reader paused."""
         if self._ticket is not None:
             ticket, self._ticket = self._ticket, None
-            self._lane._wake(self._lane.rules.release(ticket, self._lane.now()))
+            self._lane._release(ticket)
 
 
 class Speculation:
@@ -277,13 +331,13 @@ class Speculation:
         self._ticket: Ticket | None = None
 
     def __enter__(self) -> Ticket | None:
-        self._ticket = self._lane.rules.speculate(self._lane.now())
+        self._ticket = self._lane._speculate()
         return self._ticket
 
     def __exit__(self, *exc: object) -> None:
         if self._ticket is not None:
             ticket, self._ticket = self._ticket, None
-            self._lane._wake(self._lane.rules.release(ticket, self._lane.now()))
+            self._lane._release(ticket)
 
     async def __aenter__(self) -> Ticket | None:
         return self.__enter__()
@@ -308,6 +362,11 @@ class Scheduler:
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes.values())
+
+    def pressure(self) -> float:
+        """The largest :meth:`LaneRules.pressure` of any lane now (seconds late)."""
+        now = self._clock()
+        return max((lane.rules.pressure(now) for lane in self._lanes.values()), default=0.0)
 
     def now(self) -> float:
         return self._clock()

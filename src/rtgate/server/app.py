@@ -6,17 +6,21 @@ Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/rea
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
+from ..pipeline.scheduler import SCHEDULER
+from .admission import Admission, auto_conversations
 from .auth import Authenticator
 from .calls import ROUTES as CALL_ROUTES
 from .calls import CallRegistry
@@ -24,6 +28,7 @@ from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
 from .ephemeral import EphemeralKeyStore
 from .metrics import Metrics, metrics_endpoint
+from .preauth import install_accept_error_filter
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
 from .profiles import gateway_config, pipelines_from_config
 from .realtime_ws import ServerState, realtime_endpoint
@@ -38,7 +43,7 @@ PipelineFactory = Callable[[Settings], dict[str, Pipeline]]
 def builtin_pipeline() -> Pipeline:
     from ..pipeline.builtin import EchoLLM, ToneTTS
 
-    return Pipeline("builtin", EchoLLM(), ToneTTS())
+    return Pipeline("builtin", EchoLLM(), ToneTTS(), admission_limited=False)
 
 
 def default_pipeline() -> Pipeline:
@@ -65,6 +70,13 @@ def build_profiles(settings: Settings) -> dict[str, Pipeline]:
     )
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that left while its request body was being read (or that missed the body
+    deadline, server/preauth.py): nothing to answer, nothing to log (issue 17)."""
+    log.debug("client left during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 def default_vad() -> VAD:
     from ..pipeline.vad_silero import SileroVAD
 
@@ -88,6 +100,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         from ..transport.vad import VadService
 
+        install_accept_error_filter(asyncio.get_running_loop())  # issue 17: no EMFILE flood
         pipelines = profiles(settings)
         vad_model = vad_factory()
         vad = VadService(vad_model) if vad_model is not None else None
@@ -96,6 +109,18 @@ def create_app(
         if vad is not None:
             await vad.start()
         ephemeral = EphemeralKeyStore.for_deployment(settings.api_keys)
+        metrics = Metrics(SCHEDULER)
+        admission = Admission(
+            SCHEDULER,
+            max_conversations=settings.max_conversations or auto_conversations(),
+            overload_late_s=settings.overload_late_s or math.inf,
+            refused=metrics.sessions_refused,
+        )
+        log.info(
+            "admission: %d conversations at once (max_conversations), refused while the "
+            "models run over %.1f s late (overload_late_s)",
+            admission.max_conversations, admission.overload_late_s,
+        )
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
@@ -103,7 +128,8 @@ def create_app(
             vad=vad,
             ephemeral=ephemeral,
             calls=CallRegistry(settings),
-            metrics=Metrics(),
+            metrics=metrics,
+            admission=admission,
         )
         if on_ready is not None:
             on_ready()
@@ -132,4 +158,5 @@ def create_app(
         *PREVIEW_REST_ROUTES,
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={ClientDisconnect: _client_gone})

@@ -177,6 +177,9 @@ async def create_call(request: Request) -> Response:
             raise RestError(503, RealtimeError(
                 f"This server is at its limit of {settings.max_sessions} sessions; try again "
                 "later.", "server_busy", type="server_error"))
+        refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
+        if refusal is not None:
+            raise RestError(503, refusal)
     except RestError as exc:
         return error_response(exc.status, exc.error)
 
@@ -193,6 +196,9 @@ async def create_call(request: Request) -> Response:
             now=time.time(),
             transport="webrtc",
         )
+        if admission is not None:
+            admission.opened(session)
+            sessions.append(session)
         return SessionRunner(
             session, channel, pipeline, vad=state.vad, output_hook=output_hook,
             decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
@@ -201,7 +207,13 @@ async def create_call(request: Request) -> Response:
             send_deadline_s=settings.send_deadline_s,
         )
 
+    admission = state.admission if pipeline.admission_limited else None
+    sessions: list[Session] = []
+
     def on_closed(call: WebRTCCall) -> None:
+        if admission is not None:
+            for session in sessions:
+                admission.closed(session)
         if registry.calls.pop(call.id, None) is not None:
             state.active_sessions -= 1
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from ..pipeline.scheduler import Lane, Scheduler
 from .auth import extract_credential
 
 MAX_SERIES_PER_METRIC = 512
@@ -142,6 +143,12 @@ class Registry:
 
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
+        self._collectors: list[Callable[[], list[str]]] = []
+
+    def collect(self, collector: Callable[[], list[str]]) -> None:
+        """Add ``collector``: it returns exposition lines (with HELP and TYPE) at each render,
+        for values that live elsewhere (the scheduler's lanes)."""
+        self._collectors.append(collector)
 
     def _add(self, metric: _Metric) -> _Metric:
         if metric.name in self._metrics:
@@ -176,6 +183,8 @@ class Registry:
             lines.append(f"# HELP {metric.name} {metric.help}")
             lines.append(f"# TYPE {metric.name} {metric.kind}")
             lines.extend(metric.render())  # type: ignore[attr-defined]
+        for collector in self._collectors:
+            lines.extend(collector())
         return "\n".join(lines) + "\n"
 
 
@@ -215,9 +224,56 @@ class RelayMetrics:
 class Metrics:
     """Every metric family of one server; ``app.state.rtgate.metrics``."""
 
-    def __init__(self) -> None:
+    def __init__(self, scheduler: Scheduler | None = None) -> None:
         self.registry = Registry()
         self.relay = RelayMetrics(self.registry)
+        self.sessions_refused = self.registry.counter(
+            "rtgate_sessions_refused_total",
+            "Local sessions refused by admission control (server/admission.py), by reason: "
+            "capacity (max_conversations reached) or overloaded (models running late).",
+            ["reason"])
+        if scheduler is not None:
+            self.registry.collect(lambda: scheduler_lines(scheduler))
+
+
+_LANE_FAMILIES = (
+    ("granted", "counter", "rtgate_scheduler_granted_total", "Jobs granted a run, by lane."),
+    ("waited", "counter", "rtgate_scheduler_waited_total", "Granted jobs that had to queue, by lane."),
+    ("wait_s", "counter", "rtgate_scheduler_wait_seconds_total", "Time granted jobs spent queued."),
+    ("late_s", "counter", "rtgate_scheduler_late_seconds_total",
+     "Time by which grants came after their due time."),
+    ("speculated", "counter", "rtgate_scheduler_speculated_total", "Speculative jobs run."),
+    ("speculation_refused", "counter", "rtgate_scheduler_speculation_refused_total",
+     "Speculative jobs dropped: the lane had no spare capacity."),
+    ("yield_requests", "counter", "rtgate_scheduler_yield_requests_total",
+     "Running jobs asked to make way for a more urgent one."),
+)
+
+
+def _stat(attr: str) -> Callable[[Lane], float]:
+    return lambda lane: float(getattr(lane.stats, attr))
+
+
+def scheduler_lines(scheduler: Scheduler) -> list[str]:
+    """Exposition lines of every lane's counters, its queue and its pressure."""
+    lanes = scheduler.lanes()
+    now = scheduler.now()
+    families: list[tuple[str, str, str, Callable[[Lane], float]]] = [
+        (name, kind, help_text, _stat(attr)) for attr, kind, name, help_text in _LANE_FAMILIES
+    ]
+    families.append(
+        ("rtgate_scheduler_waiting", "gauge", "Jobs queued now, by lane.", lambda lane: lane.rules.waiting)
+    )
+    families.append((
+        "rtgate_scheduler_pressure_seconds", "gauge",
+        "How late due work runs on the lane (admission control).",
+        lambda lane: lane.rules.pressure(now),
+    ))
+    lines: list[str] = []
+    for name, kind, help_text, value in families:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f'{name}{{lane="{_escape(lane.name)}"}} {_fmt(value(lane))}' for lane in lanes]
+    return lines
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -28,6 +28,7 @@ from ..protocol.preview import PreviewState
 from ..protocol.session import validate_session
 from ..transport.connection import Channel, SessionRunner
 from ..transport.preview_bridge import PreviewBridge, PreviewChannel
+from .admission import Admission
 from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
 from .settings import Settings
@@ -48,6 +49,7 @@ class ServerState:
     ephemeral: Any = None  # server.ephemeral.EphemeralKeyStore
     calls: Any = None  # server.calls.CallRegistry
     metrics: Any = None  # server.metrics.Metrics
+    admission: Admission | None = None
 
 
 class StarletteChannel:
@@ -169,6 +171,10 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             1013,
         )
         return
+    refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
+    if refusal is not None:
+        await _refuse(ws, refusal, 1013)
+        return
 
     session = Session(
         session_id=f"sess_{secrets.token_hex(11)}",
@@ -205,6 +211,9 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     # below (server/ws_protocol.py, MessageTap); the loop sees the rest.
     tap: MessageTap | None = ws.scope.get("extensions", {}).get(TAP_EXTENSION)
     slot = SessionSlot(state)
+    admission = state.admission if pipeline.admission_limited else None
+    if admission is not None:
+        admission.opened(session)
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     try:
         await runner.start()
@@ -227,6 +236,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         if tap is not None:
             tap.detach()
         stragglers: set[asyncio.Task[None]] = set()
+        if admission is not None:
+            admission.closed(session)
         try:
             stragglers = await runner.stop(settings.session_stop_timeout_s)
         finally:

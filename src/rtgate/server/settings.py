@@ -46,6 +46,13 @@ class Settings:
     """Seconds one send may block before the client counts as not reading (close 1008)."""
     max_sessions: int = 1000
     """Concurrent sessions per process; beyond it new sessions are refused."""
+    max_conversations: int = 0
+    """Concurrent local sessions whose speech the models transcribe or answer (sessions
+    that only listen for turns do not count); beyond it new local sessions are refused
+    (``server_busy``, close 1013). 0: automatic, 4 per usable core (server/admission.py)."""
+    overload_late_s: float = 1.0
+    """New local sessions are refused while the speech models run more than this many
+    seconds behind their due work (server/admission.py); 0 disables the check."""
     session_stop_timeout_s: float = 5.0
     """Seconds a session's tasks get to end once it is over; the handler returns then
     whatever they do, and the session's slot is freed when the last of them ends."""
@@ -55,6 +62,18 @@ class Settings:
     """Seconds a backend may take between results."""
     backend_total_s: float = 300.0
     """Seconds one backend call (a whole response) may take."""
+    http_header_timeout_s: float = 10.0
+    """Seconds a connection may take to send its request line and headers (from the
+    connection, or from the end of its previous response); then 408 and close
+    (server/preauth.py)."""
+    http_body_timeout_s: float = 30.0
+    """Seconds a request may take to send its body once its headers are in; then 408."""
+    ws_handshake_timeout_s: float = 10.0
+    """Seconds from a WebSocket upgrade request until the server has answered it."""
+    max_unauthenticated_connections: int = 0
+    """Connections still sending their request line, headers or body; beyond it new
+    connections get 503 and are closed at once. 0: automatic, a quarter of the open-file
+    limit (16–1024)."""
     ping_interval_s: float = 20.0
     """WebSocket keepalive ping interval (the cloud pings every ~20 s)."""
     ping_timeout_s: float = 20.0

@@ -167,7 +167,7 @@ def load_model(
             params.n_threads_http = 1
             server = xllamacpp.Server(params)
             executor = ThreadPoolExecutor(max_workers=n_parallel, thread_name_prefix="rtgate-llama")
-            lane = SCHEDULER.lane(f"llm:{path.name}:{n_parallel}x{n_ctx}", lane_capacity)
+            lane = SCHEDULER.lane(f"llm:{path.name}:{n_parallel}x{n_ctx}:{lane_capacity}", lane_capacity)
             shared = SharedModel(server, executor, n_parallel, lane)
             _MODELS[key] = shared
         return shared

@@ -15,6 +15,11 @@ Contract:
 * :class:`OpenAITranscriptionSTT` posts a 16 kHz PCM16 WAV to ``/audio/transcriptions``.
 * :class:`OpenAISpeechTTS` streams ``/audio/speech`` with ``response_format: "pcm"``
   (24 kHz PCM16 mono, the wire rate) and yields whole samples as they arrive.
+* Requests in flight to one backend are bounded by ``max_in_flight`` (default 8): each
+  backend has a scheduler lane (:mod:`~rtgate.pipeline.scheduler`), so requests beyond it
+  wait in due order (a turn's first answer before the next words of an answer being
+  played), a slow request holds one run and nobody else's, and speculative transcription
+  passes run only when a run is free (else :class:`~rtgate.pipeline.base.Skipped`).
 * An upstream error status becomes :class:`BackendError` with code ``upstream_error``
   and a message naming the status and the upstream's own message; connection failures
   and transport timeouts become :class:`BackendError` / :class:`BackendTimeout`. No
@@ -45,6 +50,7 @@ from rtgate.pipeline.base import (
     FloatAudio,
     LLMChunk,
     LLMRequest,
+    Skipped,
     SpeechRequest,
     TextDelta,
     ToolCallDelta,
@@ -52,6 +58,7 @@ from rtgate.pipeline.base import (
     TranscriptionOptions,
     Usage,
 )
+from rtgate.pipeline.scheduler import SCHEDULER
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class OpenAIEndpoint:
     api_version: str | None = None
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
+    max_in_flight: int = 8
+    """Requests to this backend at once; more wait in due order."""
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     def headers(self) -> dict[str, str]:
@@ -90,6 +99,9 @@ class _HTTPBackend:
         self.endpoint = endpoint
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # Named by host and model only: a base URL may carry credentials.
+        host = httpx.URL(endpoint.base_url).host or "backend"
+        self.lane = SCHEDULER.lane(f"{self.name}:{host}/{endpoint.model}", max(1, endpoint.max_in_flight))
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -214,6 +226,12 @@ class OpenAIChatLLM(_HTTPBackend, LLM):
         return body
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        due = request.pacer.due() if request.pacer is not None else None
+        async with self.lane.hold(due):
+            async for chunk in self._stream_now(request):
+                yield chunk
+
+    async def _stream_now(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         try:
             async with self._http().stream("POST", "chat/completions", json=self._body(request)) as response:
                 await self._check(response)
@@ -285,6 +303,15 @@ class OpenAITranscriptionSTT(_HTTPBackend, STT):
         self._init_http(endpoint, transport)
 
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
+        if options.speculative:
+            async with self.lane.speculate() as ticket:
+                if ticket is None:
+                    raise Skipped(self.name)
+                return await self._transcribe_now(audio, options)
+        async with self.lane.hold():
+            return await self._transcribe_now(audio, options)
+
+    async def _transcribe_now(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         data = {"model": options.model or self.endpoint.model, "response_format": "json"}
         if options.language:
             data["language"] = options.language
@@ -328,6 +355,11 @@ class OpenAISpeechTTS(_HTTPBackend, TTS):
         self.instructions = instructions
 
     async def _synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
+        async with self.lane.hold(request.due):
+            async for chunk in self._synthesize_now(request):
+                yield chunk
+
+    async def _synthesize_now(self, request: SpeechRequest) -> AsyncIterator[bytes]:
         body: dict[str, Any] = {
             "model": self.endpoint.model,
             "input": request.text,

@@ -46,6 +46,7 @@ _OPENAI_KEYS = {
     "api_version",
     "connect_timeout_s",
     "read_timeout_s",
+    "max_in_flight",
 }
 _KINDS: dict[tuple[str, str], set[str]] = {
     ("stt", "faster-whisper"): {
@@ -67,10 +68,10 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "max_output_tokens",
         "temperature",
         "auto_tools",
-    },
         "repeat_penalty",
         "dry_multiplier",
         "voice_preamble",
+    },
     ("tts", "espeak"): set(),
     ("tts", "piper"): {"model_path"},
     ("stt", "openai"): _OPENAI_KEYS,
@@ -194,11 +195,12 @@ def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines | None) 
         "api_version",
         "connect_timeout_s",
         "read_timeout_s",
+        "max_in_flight",
     }
     endpoint = OpenAIEndpoint(api_key=api_key, **{k: v for k, v in options.items() if k in endpoint_keys})
+    voice_preamble = bool(options.pop("voice_preamble", False))
     extra = {k: v for k, v in options.items() if k not in endpoint_keys}
     if stage == "llm":
-    voice_preamble = bool(options.pop("voice_preamble", False))
         llm = OpenAIChatLLM(endpoint, deadlines=deadlines, **extra)
         llm.voice_preamble = voice_preamble  # off unless configured: capable models need no help
         return llm
