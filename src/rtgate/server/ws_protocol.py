@@ -146,9 +146,12 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
     the module docstring."""
 
     read_buffer_bytes = DEFAULT_READ_BUFFER_BYTES
+    handshake_timeout_s: float = 10.0
+    """Seconds from the upgrade request until the app has answered it (server/preauth.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._handshake_timer: asyncio.TimerHandle | None = None
         self._queued_bytes = 0
         self._splice_mode: str | None = None
         self._splice_sink: RawSink | None = None
@@ -285,7 +288,24 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
         if self._splice_mode is None:  # an armed connection starts it when released
             super().start_keepalive()
 
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._handshake_timer = self.loop.call_later(self.handshake_timeout_s,
+                                                     self._handshake_expired)
+
+    def _handshake_expired(self) -> None:
+        self._handshake_timer = None
+        if not self.handshake_complete and not self.transport.is_closing():
+            log.info("closing a WebSocket whose upgrade was not answered within %.0f s",
+                     self.handshake_timeout_s)
+            self.handshake_complete = self.close_sent = True
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+            self.transport.close()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         super().connection_lost(exc)
         if self._splice_sink is not None:
             self._splice_sink.connection_lost(exc)
@@ -325,21 +345,27 @@ class BufferedSansIOProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
 
 
-def ws_protocol(read_buffer_bytes: int = DEFAULT_READ_BUFFER_BYTES) -> type[BufferedSansIOProtocol]:
-    """A :class:`BufferedSansIOProtocol` class for uvicorn's ``ws=`` with this limit."""
+def ws_protocol(
+    read_buffer_bytes: int = DEFAULT_READ_BUFFER_BYTES, handshake_timeout_s: float = 10.0
+) -> type[BufferedSansIOProtocol]:
+    """A :class:`BufferedSansIOProtocol` class for uvicorn's ``ws=`` with these limits."""
     if read_buffer_bytes < 0:
         raise ValueError("read_buffer_bytes must be ≥ 0")
     return type(
         "BufferedSansIOProtocol",
         (BufferedSansIOProtocol,),
-        {"read_buffer_bytes": read_buffer_bytes},
+        {"read_buffer_bytes": read_buffer_bytes, "handshake_timeout_s": handshake_timeout_s},
     )
 
 
 def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
-    """uvicorn ``Config`` keyword arguments for rtgate's WebSocket endpoint (one place)."""
+    """uvicorn ``Config`` keyword arguments for rtgate's connections (one place): the
+    WebSocket protocol above and the HTTP protocol with pre-authentication deadlines."""
+    from .preauth import http_protocol
+
     return {
-        "ws": ws_protocol(settings.ws_read_buffer_bytes),
+        "http": http_protocol(settings),
+        "ws": ws_protocol(settings.ws_read_buffer_bytes, settings.ws_handshake_timeout_s),
         "ws_max_size": settings.max_frame_bytes,
         "ws_ping_interval": settings.ping_interval_s,
         "ws_ping_timeout": settings.ping_timeout_s,
