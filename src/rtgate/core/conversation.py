@@ -13,7 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..protocol.errors import RealtimeError
+from ..protocol.errors import RealtimeError, echo
 
 ROOT = "root"
 
@@ -37,7 +37,7 @@ class StoredItem:
 
 def not_found(item_id: str, param: str = "item_id") -> RealtimeError:
     return RealtimeError(
-        f"Item with item_id '{item_id}' not found in the conversation.",
+        f"Item with item_id '{echo(item_id)}' not found in the conversation.",
         "item_not_found",
         param,
     )
@@ -85,7 +85,7 @@ class Conversation:
         """
         if item.id in self._by_id:
             raise RealtimeError(
-                f"Item with id '{item.id}' already exists in the conversation.",
+                f"Item with id '{echo(item.id)}' already exists in the conversation.",
                 "item_already_exists",
                 "item.id",
             )

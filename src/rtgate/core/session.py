@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from ..audio import bytes_per_ms
 from ..protocol import client_events as ce
-from ..protocol.errors import RealtimeError, invalid_value
+from ..protocol.errors import RealtimeError, echo, invalid_value
 from ..protocol.items import ALLOWED_CONTENT, item_wire_without_audio
 from ..protocol.session import (
     RealtimeSessionConfig,
@@ -403,7 +403,7 @@ class Session:
         ):
             raise RealtimeError(
                 "Only assistant messages with audio content can be truncated; "
-                f"item '{event.item_id}' has no audio at content_index {event.content_index}.",
+                f"item '{echo(event.item_id)}' has no audio at content_index {event.content_index}.",
                 "invalid_value",
                 "content_index",
             )

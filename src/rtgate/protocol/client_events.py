@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import RealtimeError, from_validation_error, invalid_value
+from .errors import RealtimeError, echo, from_validation_error, invalid_value
 from .items import ConversationItem, ResponseCreateParams
 
 GA_CLIENT_EVENT_TYPES = (
@@ -218,7 +218,7 @@ def _parse_append(
     for key in obj:
         if key not in ("type", "audio", "event_id"):
             return RealtimeError(
-                f"Unknown parameter: '{key}'.", "unknown_parameter", key
+                f"Unknown parameter: '{echo(key)}'.", "unknown_parameter", key
             ).with_event_id(event_id)
     if "event_id" in obj and obj["event_id"] is not None and event_id is None:
         return RealtimeError(

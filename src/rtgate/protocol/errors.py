@@ -35,8 +35,8 @@ class RealtimeError(Exception):
         return {
             "type": self.type,
             "code": self.code,
-            "message": self.message,
-            "param": self.param,
+            "message": echo(self.message, MAX_MESSAGE_CHARS),
+            "param": None if self.param is None else echo(self.param, MAX_PARAM_CHARS),
             "event_id": self.event_id,
         }
 
@@ -50,12 +50,12 @@ def invalid_value(param: str, value: Any, allowed: str | None = None) -> Realtim
 
 
 def unknown_parameter(param: str) -> RealtimeError:
-    return RealtimeError(f"Unknown parameter: '{param}'.", "unknown_parameter", param)
+    return RealtimeError(f"Unknown parameter: '{echo(param)}'.", "unknown_parameter", param)
 
 
 def missing_parameter(param: str) -> RealtimeError:
     return RealtimeError(
-        f"Missing required parameter: '{param}'.", "missing_required_parameter", param
+        f"Missing required parameter: '{echo(param)}'.", "missing_required_parameter", param
     )
 
 
@@ -92,9 +92,23 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
+ECHO_CHARS = 80
+"""Characters of a client's value an error message repeats; the rest becomes ``...``."""
+
+MAX_MESSAGE_CHARS = 1000
+MAX_PARAM_CHARS = 200
+"""Backstops on the wire: an error never carries more of a client's input than this."""
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """A client's value as an error message shows it, cut to ``limit`` characters: an
+    error must not send back the megabyte it complains about (issue 17)."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _show(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return echo(repr(value) if isinstance(value, str) else str(value))
 
 
 def _param(prefix: str, loc: tuple[int | str, ...]) -> str:

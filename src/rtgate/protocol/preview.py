@@ -246,8 +246,9 @@ def ga_server_to_preview(event: JSON, state: PreviewState) -> list[JSON]:
     kind = event.get("type")
     if kind in ("session.created", "session.updated"):
         return _session_event(event, state)
-    name = GA_TO_PREVIEW_SERVER_EVENTS.get(str(kind), kind)
-    if name not in PREVIEW_SERVER_EVENT_TYPES or name.startswith("transcription_session."):
+    name = GA_TO_PREVIEW_SERVER_EVENTS.get(kind, kind) if isinstance(kind, str) else None
+    if (name is None or name not in PREVIEW_SERVER_EVENT_TYPES
+            or name.startswith("transcription_session.")):
         state.dropped_server_events[str(kind)] += 1
         return []
     out = copy.deepcopy(event)

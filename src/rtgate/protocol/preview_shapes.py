@@ -177,7 +177,12 @@ def turn_detection_to_ga(value: Any, *, param: str, dropped: list[str]) -> Any:
     if not isinstance(value, dict):
         return value
     kind = value.get("type") or "server_vad"
-    allowed = {"server_vad": SERVER_VAD_FIELDS, "semantic_vad": SEMANTIC_VAD_FIELDS}.get(kind)
+    # Client values are looked up only when they are strings: a list or object as ``type``
+    # is the GA validator's to report (invalid_type), not a TypeError here (issue 17).
+    allowed = (
+        {"server_vad": SERVER_VAD_FIELDS, "semantic_vad": SEMANTIC_VAD_FIELDS}.get(kind)
+        if isinstance(kind, str) else None
+    )
     out: JSON = {"type": kind}
     for key, item in value.items():
         if key == "type":
@@ -317,7 +322,7 @@ def preview_item_to_ga(item: JSON, *, param: str = "item") -> JSON:
                 "'response.create' input items of type 'item_reference' instead.",
                 param=f"{param}.content[{index}].type",
             )
-        if out.get("role") == "assistant" and kind in PREVIEW_CONTENT_TYPES:
+        if out.get("role") == "assistant" and isinstance(kind, str) and kind in PREVIEW_CONTENT_TYPES:
             part["type"] = PREVIEW_CONTENT_TYPES[kind]
     return out
 
@@ -349,7 +354,9 @@ def ga_item_to_preview(item: JSON) -> JSON | None:
     content = out.get("content")
     if isinstance(content, list):
         for part in content:
-            if isinstance(part, dict) and part.get("type") in GA_CONTENT_TYPES_TO_PREVIEW:
+            if isinstance(part, dict) and isinstance(part.get("type"), str) and (
+                part["type"] in GA_CONTENT_TYPES_TO_PREVIEW
+            ):
                 part["type"] = GA_CONTENT_TYPES_TO_PREVIEW[part["type"]]
     return out
 

@@ -14,7 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import RealtimeError, from_validation_error, invalid_value, missing_parameter
+from .errors import (
+    RealtimeError,
+    echo,
+    from_validation_error,
+    invalid_value,
+    missing_parameter,
+)
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful, witty, and friendly AI. Act like a human, but remember that you "
@@ -329,7 +335,7 @@ def apply_update(
         if patch["type"] not in ("realtime", "transcription"):
             raise invalid_value("session.type", patch["type"], "'realtime', 'transcription'")
         raise RealtimeError(
-            f"Invalid value: '{patch['type']}'. This is a {current.type} session; "
+            f"Invalid value: '{echo(patch['type'])}'. This is a {current.type} session; "
             "the session type cannot change after the session is created.",
             "invalid_value",
             "session.type",
@@ -342,7 +348,7 @@ def apply_update(
     if isinstance(new, RealtimeSessionConfig) and isinstance(current, RealtimeSessionConfig):
         if new.model != current.model and "model" in patch:
             raise RealtimeError(
-                f"Invalid value: '{new.model}'. The model of a session cannot be changed "
+                f"Invalid value: '{echo(new.model)}'. The model of a session cannot be changed "
                 f"after it is created (it is '{current.model}').",
                 "invalid_value",
                 "session.model",
