@@ -1,13 +1,16 @@
 """The scheduler's order: earliest deadline first, speculation on spare capacity only,
 yield requests to the least urgent run (pipeline/scheduler.py), and answer pacing
-(pipeline/pacing.py). Pure: an injected clock, no sleeps."""
+(pipeline/pacing.py). An injected clock, no sleeps — except the two pacing-deadline tests
+at the end, which wait a fraction of a second of real playback time."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
+from rtgate.pipeline.base import LLM, BackendTimeout, Deadlines, LLMChunk, LLMRequest, TextDelta
 from rtgate.pipeline.pacing import PacingLimits, Playback
 from rtgate.pipeline.scheduler import SPECULATIVE, Lane, LaneRules
 
@@ -42,7 +45,8 @@ def test_waiters_are_granted_earliest_due_first_ties_in_arrival_order() -> None:
     assert rules.release(urgent, now=5.0) == [urgent_too]
     assert rules.release(urgent_too, now=6.0) == [late]
     assert rules.stats.waited == 3
-    assert rules.stats.late_s == pytest.approx((4.0 - 2.0) + (5.0 - 2.0))
+    # Late from max(due, requested): the second urgent job asked at 3.0, after its due time.
+    assert rules.stats.late_s == pytest.approx((4.0 - 2.0) + (5.0 - 3.0))
 
 
 def test_a_cancelled_waiter_leaves_the_queue() -> None:
@@ -212,3 +216,38 @@ def test_pressure_is_how_late_due_work_runs() -> None:
     rules.release(running, now=3.0)  # granted 2 s late
     assert rules.pressure(now=3.0) == 2.0
     assert rules.pressure(now=3.0 + 11.0) == 0.0  # out of the window
+
+
+class _PacedLLM(LLM):
+    """Two chunks with a pacing wait of ``wait_s`` between them."""
+
+    async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+        yield TextDelta("Hello.")
+        assert request.pacer is not None
+        await request.pacer.wait_ready()
+        yield TextDelta(" Again.")
+
+
+async def test_a_pacing_wait_does_not_count_against_the_backend_deadline() -> None:
+    """The client still has audio to play: the engine's wait for it extends the
+    between-chunk deadline instead of failing the answer with backend_timeout."""
+    playback = Playback(PacingLimits(ahead_s=0.0, margin_s=0.0))
+    playback.sent(0.2)  # 0.2 s of audio to play before more is wanted
+    llm = _PacedLLM(deadlines=Deadlines(first_chunk_s=1.0, next_chunk_s=0.05, total_s=0.1))
+    chunks = [c async for c in llm.stream(LLMRequest(messages=[], pacer=playback))]
+    assert chunks == [TextDelta("Hello."), TextDelta(" Again.")]
+    assert playback.waited_s > 0.1
+
+
+async def test_a_stalled_engine_still_times_out_when_paced() -> None:
+    class Stalled(LLM):
+        async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
+            yield TextDelta("Hello.")
+            await asyncio.Event().wait()
+            yield TextDelta("never")
+
+    llm = Stalled(deadlines=Deadlines(first_chunk_s=1.0, next_chunk_s=0.05, total_s=None))
+    stream = llm.stream(LLMRequest(messages=[], pacer=Playback()))
+    assert await anext(stream) == TextDelta("Hello.")
+    with pytest.raises(BackendTimeout):
+        await anext(stream)

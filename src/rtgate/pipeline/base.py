@@ -137,12 +137,27 @@ class Backend(ABC):  # noqa: B024 - abstract by intent; stages add the abstract 
             f"{self.name} failed: {type(exc).__name__}: {exc}"[:500], backend=self.name
         )
 
-    async def _guard_stream(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
-        """Yield from ``source`` under the stream deadlines, mapping errors."""
+    async def _guard_stream(self, source: AsyncIterator[T], pacer: Pacer | None = None) -> AsyncIterator[T]:
+        """Yield from ``source`` under the stream deadlines, mapping errors.
+
+        Time the engine spends waiting for ``pacer`` (the client still has audio to
+        play) is not the backend's: it extends the deadline that is running.
+        """
         self.metrics.calls += 1
         loop = asyncio.get_running_loop()
         started = loop.time()
         first = True
+        running: asyncio.Timeout | None = None
+
+        def extend(seconds: float) -> None:
+            nonlocal started
+            started += seconds
+            when = running.when() if running is not None else None
+            if when is not None:
+                running.reschedule(when + seconds)  # type: ignore[union-attr]
+
+        if pacer is not None:
+            pacer.on_wait(extend)
         try:
             while True:
                 limit = self.deadlines.first_chunk_s if first else self.deadlines.next_chunk_s
@@ -150,8 +165,9 @@ class Backend(ABC):  # noqa: B024 - abstract by intent; stages add the abstract 
                     remaining = self.deadlines.total_s - (loop.time() - started)
                     limit = remaining if limit is None else min(limit, remaining)
                 try:
-                    async with asyncio.timeout(limit):
+                    async with asyncio.timeout(limit) as running:
                         chunk = await anext(source)
+                    running = None
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
@@ -304,6 +320,10 @@ class Pacer(Protocol):
         """Return once more output is wanted (the client's audio is running low)."""
         ...
 
+    def on_wait(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(seconds)`` whenever :meth:`wait_ready` is about to wait that long."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
@@ -372,7 +392,7 @@ class LLM(Backend):
     requests (:mod:`~rtgate.pipeline.answer`); the embedded llama.cpp engine turns it on."""
 
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
-        return self._guard_stream(self._stream(request))
+        return self._guard_stream(self._stream(request), request.pacer)
 
     async def prefill(self, request: LLMRequest) -> None:
         """A hint that ``request`` is likely to be generated soon.

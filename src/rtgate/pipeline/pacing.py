@@ -41,8 +41,11 @@ class Playback:
         self.limits = limits or PacingLimits()
         self._clock = clock
         self._end: float | None = None
+        self._listeners: list[Callable[[float], None]] = []
         self.sent_s = 0.0
         """Seconds of audio sent so far."""
+        self.waited_s = 0.0
+        """Seconds :meth:`wait_ready` has waited."""
 
     def sent(self, seconds: float) -> None:
         """``seconds`` of audio went to the client now."""
@@ -76,5 +79,13 @@ class Playback:
     async def wait_ready(self) -> None:
         """Wait until less than ``ahead_s`` of audio is left to play."""
         # A timer, not an ordering device: the wait is the client's playback time.
-        while (delay := self.ready_in()) > 0:  # noqa: ASYNC110 - waits for a time, not an event
+        while (delay := self.ready_in()) > 0:
+            self.waited_s += delay
+            for listener in self._listeners:
+                listener(delay)
             await asyncio.sleep(delay)
+
+    def on_wait(self, listener: Callable[[float], None]) -> None:
+        """Call ``listener(seconds)`` whenever :meth:`wait_ready` is about to wait that
+        long (a backend's deadline does not run while the client is still playing)."""
+        self._listeners.append(listener)

@@ -81,7 +81,8 @@ class LaneStats:
     wait_s: float = 0.0
     """Total time granted jobs spent queued."""
     late_s: float = 0.0
-    """Total time by which grants came after their due time."""
+    """Total time grants waited past their due time (queueing only: a job that asks
+    after its due time is late from when it asks)."""
 
 
 PRESSURE_WINDOW_S = 10.0
@@ -115,7 +116,7 @@ class LaneRules:
         ``window_s``. 0 when everything ran on time."""
         worst = 0.0
         for _, _, ticket in heapq.nsmallest(1, (e for e in self._waiting if not e[2].cancelled)):
-            worst = max(worst, now - ticket.due)
+            worst = max(worst, now - max(ticket.due, ticket.requested_at))
         for granted_at, late in self._late:
             if now - granted_at <= window_s:
                 worst = max(worst, late)
@@ -178,9 +179,10 @@ class LaneRules:
         if now > ticket.requested_at:
             self.stats.waited += 1
             self.stats.wait_s += now - ticket.requested_at
-        if not ticket.speculative and now > ticket.due:
-            self.stats.late_s += now - ticket.due
-            self._late.append((now, now - ticket.due))
+        late = now - max(ticket.due, ticket.requested_at)
+        if not ticket.speculative and late > 0:
+            self.stats.late_s += late
+            self._late.append((now, late))
 
     def _drop_cancelled_head(self) -> None:
         while self._waiting and self._waiting[0][2].cancelled:
