@@ -45,10 +45,12 @@ def extract_credential(
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A successful authentication; ``session`` is the config bound to an ephemeral key."""
+    """A successful authentication; ``session`` is the config bound to an ephemeral key,
+    ``key_id`` that key's identity (server/scope.py)."""
 
     ephemeral: bool = False
     session: dict[str, Any] | None = None
+    key_id: str | None = None
 
 
 class EphemeralKeys(Protocol):

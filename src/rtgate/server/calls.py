@@ -22,6 +22,7 @@ import email.policy
 import logging
 import secrets
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -33,16 +34,20 @@ from starlette.websockets import WebSocket
 from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
-from ..protocol.errors import RealtimeError
+from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
 from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant
 from .client_secrets import RestError, authenticate, error_response, read_body
+from .scope import may_hang_up, model_refusal
 from .settings import Settings
 
 log = logging.getLogger("rtgate.calls")
+
+owners: weakref.WeakKeyDictionary[WebRTCCall, str | None] = weakref.WeakKeyDictionary()
+"""The ephemeral key (``Grant.key_id``) that started each call; ``None``: an API key."""
 
 PREFIXES = ("/openai/v1", "/v1", "/openai")
 MAX_SDP_BYTES = 64 * 1024
@@ -157,6 +162,10 @@ async def create_call(request: Request) -> Response:
     try:
         grant = authenticate(request, allow_ephemeral=True)
         sdp, config = await _parse_offer(request, grant)
+        requested = getattr(config, "model", None) or request.query_params.get("model")
+        refusal = model_refusal(grant, requested, state.router, param="session.model")
+        if refusal is not None:  # an ephemeral key reaches its own model only
+            raise RestError(400, refusal)
         model = (getattr(config, "model", None) or request.query_params.get("model")
                  or "gpt-realtime")
         pipeline = state.router.resolve(model)
@@ -220,6 +229,7 @@ async def create_call(request: Request) -> Response:
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
                       send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
     registry.calls[call_id] = call
+    owners[call] = grant.key_id
     state.active_sessions += 1
     try:
         answer = await call.answer(sdp)
@@ -243,14 +253,18 @@ async def create_call(request: Request) -> Response:
 async def hangup_call(request: Request) -> Response:
     registry: CallRegistry = request.app.state.rtgate.calls
     try:
-        authenticate(request, allow_ephemeral=True)
+        grant = authenticate(request, allow_ephemeral=True)
     except RestError as exc:
         return error_response(exc.status, exc.error)
     call = registry.get(request.path_params["call_id"])
     if call is None:
         return error_response(404, RealtimeError(
-            f"No live call with id '{request.path_params['call_id']}'.", "call_not_found",
+            f"No live call with id '{echo(request.path_params['call_id'])}'.", "call_not_found",
             "call_id"))
+    if not may_hang_up(grant, owners.get(call)):
+        return error_response(403, RealtimeError(
+            "This ephemeral key did not start the call, so it cannot hang it up; use the key "
+            "that started it or a standard API key.", "invalid_api_key", "call_id"))
     await call.aclose("hangup requested")
     return Response(status_code=200)
 

@@ -30,6 +30,7 @@ from ..protocol.errors import RealtimeError, invalid_value, missing_parameter, u
 from ..protocol.session import SessionConfig, session_wire, validate_session
 from .auth import Grant, extract_credential
 from .ephemeral import SessionTooLarge
+from .scope import unknown_model
 
 log = logging.getLogger("rtgate.client_secrets")
 
@@ -172,6 +173,9 @@ async def create_client_secret(request: Request) -> Response:
             ttl, config = parse_request(body)
         except RealtimeError as error:
             raise RestError(400, error) from None
+        refusal = unknown_model(getattr(config, "model", None), request.app.state.rtgate.router)
+        if refusal is not None:
+            raise RestError(400, refusal)
         forwarded = await _mint_upstream(request, body, config)
         if forwarded is not None:
             return forwarded

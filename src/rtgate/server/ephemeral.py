@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from .auth import Grant
+from .scope import key_id
 
 log = logging.getLogger("rtgate.ephemeral")
 
@@ -159,4 +160,4 @@ class EphemeralKeyStore:
             return None
         if not isinstance(session, dict):
             return None
-        return Grant(ephemeral=True, session=session)
+        return Grant(ephemeral=True, session=session, key_id=key_id(key))

@@ -57,6 +57,7 @@ from .client_secrets import (
     read_body,
 )
 from .ephemeral import SessionTooLarge
+from .scope import unknown_model
 
 log = logging.getLogger("rtgate.preview_rest")
 
@@ -112,6 +113,10 @@ async def _mint(request: Request, *, transcription: bool) -> Response:
             raise RestError(400, RealtimeError(exc.message, exc.code, exc.param)) from None
         except RealtimeError as error:
             raise RestError(400, error) from None
+        refusal = unknown_model(getattr(config, "model", None), request.app.state.rtgate.router,
+                                "model")
+        if refusal is not None:
+            raise RestError(400, refusal)
         ttl = _ttl(translated.ttl_s, transcription=transcription)
         store = getattr(request.app.state.rtgate, "ephemeral", None)
         if store is None:

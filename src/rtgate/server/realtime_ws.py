@@ -31,6 +31,7 @@ from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .admission import Admission
 from .auth import Authenticator, extract_credential
 from .routing import ModelRouter
+from .scope import model_refusal
 from .settings import Settings
 from .slots import SessionSlot
 from .ws_close import close_or_drop
@@ -125,6 +126,10 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     transcription = query.get("intent") == "transcription" or (
         initial is not None and initial.type == "transcription"
     )
+    refusal = model_refusal(grant, query.get("model") or query.get("deployment"), state.router)
+    if refusal is not None:  # an ephemeral key reaches its own model only (server/scope.py)
+        await _refuse(ws, refusal, 4000)
+        return
     upstream = state.router.upstream_for(model) if model else None
     if upstream is not None:
         # A relayed model skips the local core entirely (relay/endpoint.py).
