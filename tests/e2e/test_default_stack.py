@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,3 +160,43 @@ async def test_four_spoken_conversations_at_once_are_all_answered(default_stack:
 
     answers = await asyncio.gather(*(converse(q) for q in questions))
     assert all(a["status"] in ("completed", "incomplete") for a in answers), answers
+
+
+async def test_out_of_band_one_word_reply_completes_without_running_to_the_cap(
+    default_stack: ServerHandle,
+) -> None:
+    """Issue 19: "Reply with exactly one word" out of band ends completed, one word, every time."""
+    async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        for _ in range(3):
+            await conn.response.create(response={
+                "conversation": "none", "input": [], "output_modalities": ["text"],
+                "instructions": "Reply with exactly one word: done.",
+            })
+            done = (await ev.until("response.done"))[-1]["response"]
+            assert done["status"] == "completed", done.get("status_details")
+            text = done["output"][0]["content"][0]["text"]
+            assert len(text.split()) == 1, text
+
+
+async def test_spoken_one_sentence_answer_is_one_short_sentence(default_stack: ServerHandle) -> None:
+    """Issue 19: "Answer in one short sentence." gives one sentence of at most 8 s of audio."""
+    async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.session.update(session={"type": "realtime", "instructions": "Answer in one short sentence."})
+        await ev.expect("session.updated")
+        await conn.conversation.item.create(item={
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "What is the weather like in Paris today?"}],
+        })
+        await conn.response.create()
+        events = await ev.until("response.done")
+        audio_s = sum(len(base64.b64decode(e["delta"])) for e in events
+                      if e["type"] == "response.output_audio.delta") / 48000
+        done = events[-1]["response"]
+        transcript = done["output"][0]["content"][0]["transcript"].strip()
+        assert done["status"] == "completed"
+        assert 0 < audio_s <= 8.0, (audio_s, transcript)
+        assert not re.search(r"[.!?]\s+\w", transcript), transcript
