@@ -5,6 +5,8 @@ selects the behaviour; every connection's request headers are recorded.
 
 * ``fault-ok``: ``session.created``, then one ``error`` reply per client frame whose message is
   the frame's type and the SHA-256 of its bytes as received.
+* ``fault-mirror``: ``session.created``, then every client frame back as it came (text or
+  binary).
 * ``fault-close``: accepts the upgrade and closes at once with 1011.
 * ``fault-reset``: ``session.created``, then on the first client event the TCP connection
   is aborted (no close frame).
@@ -126,6 +128,10 @@ class FaultUpstream:
             await ws.wait_closed()
             self.watch_closes.append(ws.close_code)
             self.watch_closed.set()
+            return
+        if model == "fault-mirror":  # every frame back as it came, text or binary
+            async for message in ws:
+                await ws.send(message)
             return
         async for message in ws:
             raw = message.encode() if isinstance(message, str) else message

@@ -63,6 +63,15 @@ class StarletteClient:
             self._gone = True
             raise ClientGone from None
 
+    async def send_bytes(self, data: bytes) -> None:
+        if self._gone:
+            raise ClientGone
+        try:
+            await self._ws.send_bytes(data)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self._gone = True
+            raise ClientGone from None
+
     async def close(self, code: int, reason: str) -> None:
         if self._gone:
             return

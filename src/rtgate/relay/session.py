@@ -99,6 +99,10 @@ class ClientSocket(Protocol):
         """Send one text frame; raises :class:`ClientGone` when the client is closed."""
         ...
 
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary frame; raises :class:`ClientGone` when the client is closed."""
+        ...
+
     async def close(self, code: int, reason: str) -> None: ...
 
 
@@ -282,7 +286,7 @@ class RelaySession:
         for out in self.dialect.to_client(text) if self.dialect is not None else [text]:
             await self._send(out)
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, frame: str | bytes) -> None:
         """Send one frame to the client under the send deadline.
 
         Raises :class:`ClientGone` when the client has left and :class:`ClientStuck` when
@@ -297,7 +301,10 @@ class RelaySession:
             self._watchdog = self._loop.call_at(started + self.limits.send_deadline_s,
                                                 self._watch_sends)
         try:
-            await self.client.send_text(text)
+            if isinstance(frame, bytes):
+                await self.client.send_bytes(frame)
+            else:
+                await self.client.send_text(frame)
         except asyncio.CancelledError:
             if task not in self._stalled:
                 raise
@@ -400,9 +407,9 @@ class RelaySession:
                     self.frames[TO_CLIENT] += 1
                     self.bytes[TO_CLIENT] += size
                     try:
-                        if isinstance(frame, bytes):
-                            continue  # the GA protocol has no binary server frames
-                        if dialect is None:
+                        # Binary frames pass as they are, on this path as on the spliced
+                        # one (docs/relay.md); only text is the dialect's to translate.
+                        if dialect is None or isinstance(frame, bytes):
                             await send(frame)
                         else:
                             for out in dialect.to_client(frame):
