@@ -28,6 +28,12 @@ class RealtimeError(Exception):
     type: str = INVALID_REQUEST
     event_id: str | None = None
 
+    @property
+    def close_reason(self) -> str:
+        """The WebSocket close reason that goes with this error: ``"<type>.<code>"``, or the
+        type alone for an error without a code (the cloud's missing-key error has none)."""
+        return f"{self.type}.{self.code}" if self.code else self.type
+
     def with_event_id(self, event_id: str | None) -> RealtimeError:
         return RealtimeError(self.message, self.code, self.param, self.type, event_id)
 

@@ -125,7 +125,7 @@ class Ending:
 
     @classmethod
     def fault(cls, error: RealtimeError, close_code: int) -> Ending:
-        return cls(close_code, f"{error.type}.{error.code}", error)
+        return cls(close_code, error.close_reason, error)
 
     @classmethod
     def not_reading(cls, send_deadline_s: float) -> Ending:

@@ -76,7 +76,7 @@ def _is_preview(ws: WebSocket, subprotocols: list[str]) -> bool:
 async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
     event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
     await ws.send_text(orjson.dumps(event).decode())
-    await ws.close(close_code, f"{error.type}.{error.code}")
+    await ws.close(close_code, error.close_reason)
 
 
 async def realtime_endpoint(ws: WebSocket) -> None:
