@@ -251,7 +251,11 @@ def test_item_limit_reports_true_previous_item() -> None:
     h = Harness(limits=CoreLimits(max_items=2))
     created_item(h, user_text("a", id="a"))
     created_item(h, user_text("b", id="b"))
-    assert created_item(h, user_text("c", id="c"))["previous_item_id"] == "b"
+    out = h.create_item(user_text("c", id="c"))
+    # The drop is announced, never silent (issue 17).
+    assert_events(out, ["conversation.item.added", "conversation.item.done",
+                        "conversation.item.deleted"])
+    assert events(out)[0]["previous_item_id"] == "b" and events(out)[2]["item_id"] == "a"
     assert ids_in_order(h) == ["b", "c"]
 
 
@@ -262,6 +266,8 @@ def test_item_limit_keeps_the_item_just_added() -> None:
     h = Harness(limits=CoreLimits(max_items=2))
     created_item(h, user_text("a", id="a"))
     created_item(h, user_text("b", id="b"))
-    created_item(h, user_text("r", id="r"), previous_item_id="root")
+    out = h.create_item(user_text("r", id="r"), previous_item_id="root")
+    assert events(out)[-1] == {"type": "conversation.item.deleted",
+                               "event_id": events(out)[-1]["event_id"], "item_id": "a"}
     assert ids_in_order(h) == ["r", "b"]
     assert retrieve(h, "r")["id"] == "r"

@@ -53,6 +53,9 @@ class Conversation:
         self._max_items = max_items
         self._max_audio_bytes = max_audio_bytes
         self._audio_bytes = 0
+        self.evicted: list[str] = []
+        """Ids of items dropped by the ``max_items`` limit and not yet announced; the session
+        announces each with ``conversation.item.deleted`` (a drop is never silent)."""
 
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._by_id
@@ -148,6 +151,7 @@ class Conversation:
             # The item just inserted is never the one dropped (it was announced as added).
             dropped = self._items.pop(1 if self._items[0] is keep else 0)
             del self._by_id[dropped.id]
+            self.evicted.append(dropped.id)
             self._audio_bytes -= dropped.audio_bytes()
         # Oldest audio goes first; transcripts and text stay in context.
         for item in self._items:

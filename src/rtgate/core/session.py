@@ -27,6 +27,7 @@ from ..protocol.session import (
     SessionConfig,
     TranscriptionSessionConfig,
     apply_update,
+    check_tool_choice,
     default_config,
     session_wire,
 )
@@ -134,6 +135,11 @@ class Session:
         self._out.append(effect)
 
     def _flush(self) -> list[Output]:
+        evicted = self.conversation.evicted
+        if evicted:  # the max_items limit dropped the oldest items: say so (issue 17)
+            for item_id in evicted:
+                self._emit("conversation.item.deleted", item_id=item_id)
+            evicted.clear()
         out, self._out = self._out, []
         return out
 
@@ -225,6 +231,11 @@ class Session:
     # ------------------------------------------------------------------ input audio
 
     def _on_append(self, event: ce.InputAudioAppend, now: float) -> None:
+        if len(event.audio) % 2 and self.buffer.format == "audio/pcm":
+            raise RealtimeError(
+                f"Invalid 'audio': audio/pcm is 16-bit samples, so an append carries an even "
+                f"number of bytes; this one decodes to {len(event.audio)}.", "invalid_value",
+                "audio")
         self.buffer.append(event.audio)
 
     def _on_commit(self, event: ce.InputAudioCommit, now: float) -> None:
@@ -520,6 +531,10 @@ class Session:
             conversation=not out_of_band,
             metadata=params.metadata if params else None,
         )
+        if params is not None and (params.tool_choice is not None or params.tools is not None):
+            # The session's own pair was checked by session.update.
+            check_tool_choice(params.tool_choice if params.tool_choice is not None
+                              else cfg.tool_choice, tools, "response.tool_choice")
         if "audio" in plan.output_modalities and "text" in plan.output_modalities:
             raise RealtimeError(
                 "Invalid value: ['text', 'audio']. output_modalities must be ['audio'] or ['text'].",

@@ -157,8 +157,12 @@ def decode_json(frame: str | bytes) -> dict[str, Any] | RealtimeError:
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
+        detail = str(exc)
+        if "infinity" in detail:  # orjson's wording for a number no double can hold
+            detail = (f"a number is too large (numbers must fit in a 64-bit integer or a "
+                      f"double): {detail.split(': ', 1)[-1]}")
         return RealtimeError(
-            f"Invalid event: failed to parse JSON value. {exc}", "invalid_json", None
+            f"Invalid event: failed to parse JSON value. {detail}", "invalid_json", None
         )
     if not isinstance(obj, dict):
         return RealtimeError(
@@ -242,6 +246,8 @@ def _parse_append(
             "audio",
         ).with_event_id(event_id)
     try:
+        if len(audio) % 4:  # padded base64 only: strict mode lets 'QUJD=' through
+            raise ValueError
         data = binascii.a2b_base64(audio, strict_mode=True)
     except (binascii.Error, ValueError):
         return RealtimeError(

@@ -192,6 +192,17 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeErr
             f"{number}_{'below_min' if below else 'above_max'}_value",
             param,
         )
+    if kind in ("int_type", "int_from_float") and isinstance(value, float) and (
+        value.is_integer() and abs(value) >= 2**63
+    ):
+        # The JSON parser reads integers beyond 64 bits as doubles: say what was wrong.
+        above = value > 0
+        return RealtimeError(
+            f"Invalid '{param}': the integer is {'above' if above else 'below'} the 64-bit "
+            f"range (at most {2**63 - 1}); send a value within the parameter's limits.",
+            f"integer_{'above_max' if above else 'below_min'}_value",
+            param,
+        )
     if kind in _LENGTH_CODES:
         return RealtimeError(f"Invalid '{param}': {err['msg']}.", _LENGTH_CODES[kind], param)
     if kind in _TYPE_NAMES or kind.endswith("_type") or kind.endswith("_parsing"):

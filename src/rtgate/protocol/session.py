@@ -317,6 +317,23 @@ def validate_session(raw: Any, prefix: str = "session") -> SessionConfig:
         raise from_validation_error(exc, prefix) from None
 
 
+def check_tool_choice(tool_choice: Any, tools: Any, param: str) -> None:
+    """Raise when ``tool_choice`` demands a tool that ``tools`` does not offer: ``required``
+    with no tools, or a function by name that is not among them (issue 17)."""
+    choice = tool_choice.model_dump() if hasattr(tool_choice, "model_dump") else tool_choice
+    names = {getattr(t, "name", None) for t in tools or ()}
+    if choice == "required" and not tools:
+        raise RealtimeError(
+            "Invalid value: 'required'. tool_choice 'required' needs at least one tool in "
+            "'tools'; add tools or use 'auto'.", "invalid_value", param)
+    if isinstance(choice, dict) and choice.get("type") == "function" and (
+        choice.get("name") not in names
+    ):
+        raise RealtimeError(
+            f"Invalid value: '{echo(choice.get('name'))}'. tool_choice names a function that "
+            "is not among 'tools'.", "invalid_value", param)
+
+
 def apply_update(
     current: SessionConfig, patch: Any, *, voice_locked: bool = False
 ) -> SessionConfig:
@@ -353,6 +370,8 @@ def apply_update(
                 "invalid_value",
                 "session.model",
             )
+        if {"tool_choice", "tools"} & set(patch):
+            check_tool_choice(new.tool_choice, new.tools, "session.tool_choice")
         if voice_locked and new.audio.output.voice != current.audio.output.voice:
             raise RealtimeError(
                 "Cannot update a conversation's voice if assistant audio is present.",
