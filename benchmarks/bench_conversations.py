@@ -295,6 +295,38 @@ def start_server(build: Build, serve_args: Sequence[str], log_dir: Path) -> Serv
     return Server(build, proc, port, log_path, imported_from(build))
 
 
+LANE_COUNTERS = {
+    "rtgate_scheduler_granted_total": "granted",
+    "rtgate_scheduler_wait_seconds_total": "wait_s",
+    "rtgate_scheduler_busy_seconds_total": "busy_s",
+    "rtgate_scheduler_late_seconds_total": "late_s",
+    "rtgate_scheduler_speculated_total": "speculated",
+    "rtgate_scheduler_speculation_refused_total": "skipped",
+    "rtgate_scheduler_yield_requests_total": "yields",
+}
+
+
+def lane_counters(server: Server) -> dict[str, dict[str, float]]:
+    """The scheduler's per-lane counters from ``/metrics`` (empty for builds without them)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    lanes: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{lane=\"")
+        if name in LANE_COUNTERS and rest:
+            lane, _, value = rest.partition("\"} ")
+            lanes.setdefault(lane, {})[LANE_COUNTERS[name]] = float(value)
+    return lanes
+
+
+def lane_delta(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {lane: {k: v - before.get(lane, {}).get(k, 0.0) for k, v in values.items()}
+            for lane, values in after.items()}
+
+
 def health(server: Server) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=2) as reply:
         return dict(json.loads(reply.read()))
@@ -663,6 +695,8 @@ class Step:
     n: int
     records: list[TurnRecord]
     cpu: CpuWindow
+    lanes: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Scheduler counters over the step, per lane (builds with a scheduler only)."""
 
     def latencies(self) -> list[float]:
         """First audio per turn with a session; unanswered = infinitely late; failed left out."""
@@ -697,12 +731,14 @@ class Step:
 async def run_step(server: Server, n: int, clips: list[Clip], args: argparse.Namespace) -> Step:
     turns = args.turns if not args.duration else 10_000
     print(f"{server.build.name}: N={n}", file=sys.stderr, flush=True)
+    before = lane_counters(server)
     with CpuWindow(server.proc.pid) as cpu:
         start = time.monotonic()
         per_conversation = await asyncio.gather(
             *(converse(server, n, plan, clips, args, start) for plan in plans(n, turns, args)))
     await wait_idle(server)
-    return Step(server.build.name, n, [r for rs in per_conversation for r in rs], cpu)
+    lanes = lane_delta(before, lane_counters(server))
+    return Step(server.build.name, n, [r for rs in per_conversation for r in rs], cpu, lanes)
 
 
 async def warm_up(server: Server, clips: list[Clip], args: argparse.Namespace) -> None:
@@ -807,6 +843,14 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
         "Server log lines with ERROR or Traceback: "
         + ", ".join(f"{s.build.name} {log_problems(s)}" for s in servers) + ".",
     ]
+    for step in steps:
+        if step.lanes:
+            lines.append(f"Scheduler, {step.build} N={step.n}: " + "; ".join(
+                f"{lane} {v.get('granted', 0):.0f} runs, busy {v.get('busy_s', 0):.1f} s, mean wait "
+                f"{1000 * v.get('wait_s', 0) / max(v.get('granted', 0), 1):.0f} ms, late "
+                f"{v.get('late_s', 0):.1f} s, speculation {v.get('speculated', 0):.0f} run / "
+                f"{v.get('skipped', 0):.0f} skipped, {v.get('yields', 0):.0f} yields"
+                for lane, v in sorted(step.lanes.items()) if v.get("granted", 0)))
     return lines
 
 

@@ -1,11 +1,16 @@
 """Load generator: N concurrent real-time audio sessions against a real rtgate on loopback.
 
     python benchmarks/bench_load.py [--quick] [--sessions 5,10,25,50,100,200,300,400] [--step-seconds 15]
+        [--pipelines builtin[,default]] [--server-cpus 1]
 
 The server is a separate process (``python -m rtgate serve --pipeline builtin``: the
 deterministic echo model and tone TTS, real Silero VAD with cross-session batching), so
 its CPU time can be read from ``/proc/<pid>/stat`` (all its threads) apart from the
-client's. The client is this process: one asyncio loop and the ``websockets`` library
+client's. ``--pipelines builtin,default`` runs the same ramp against the default speech
+stack too, in the same run, so that the cost of listening sessions (``--no-responses``:
+turn detection only) on the real stack is compared with the builtin one's;
+``--server-cpus 1`` pins the server to that CPU list (``taskset``) and the load
+generator to the others. The client is this process: one asyncio loop and the ``websockets`` library
 directly (no SDK), with every ``input_audio_buffer.append`` frame pre-encoded, so its
 per-chunk cost is one WebSocket send.
 
@@ -169,12 +174,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def rtgate_server(log_path: Path):
+def rtgate_server(log_path: Path, pipeline: str = "builtin", cpus: str | None = None):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    pin = ["taskset", "-c", cpus] if cpus else []
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtgate", "serve", "--pipeline", "builtin", "--port", str(port),
+            [*pin, sys.executable, "-m", "rtgate", "serve", "--pipeline", pipeline, "--port", str(port),
              "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
@@ -411,14 +417,17 @@ def markdown(results: list[StepResult], source: str, seconds: float, warmup: flo
     return "\n".join(lines)
 
 
-async def ramp(steps: list[int], seconds: float, warmup: float, budget_s: float) -> str:
+async def ramp(
+    steps: list[int], seconds: float, warmup: float, budget_s: float,
+    pipeline: str = "builtin", cpus: str | None = None,
+) -> str:
     clip, source = speech_clip()
     frames = append_frames(clip)
     results: list[StepResult] = []
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
-        with rtgate_server(log_path) as (proc, port):
+        with rtgate_server(log_path, pipeline, cpus) as (proc, port):
             for n in steps:
                 if time.monotonic() - began + seconds + 10 > budget_s:
                     print(f"(stopping before N={n}: time budget of {budget_s:.0f} s)", file=sys.stderr)
@@ -435,7 +444,7 @@ async def ramp(steps: list[int], seconds: float, warmup: float, budget_s: float)
                 if result.lags_ms and result.pct(result.lags_ms, 50) > 1000:
                     print("(saturated: stopping the ramp)", file=sys.stderr)
                     break
-    return markdown(results, source, seconds, warmup)
+    return f"#### `--pipeline {pipeline}`\n\n" + markdown(results, source, seconds, warmup)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -448,6 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-responses", action="store_true",
                         help="create_response off: VAD and speech events only, no response audio")
     parser.add_argument("--quick", action="store_true", help="ramp 10,25,100 with 10 s steps (≤ 60 s)")
+    parser.add_argument("--pipelines", default="builtin",
+                        help="comma-separated server pipelines to ramp in turn: builtin, default")
+    parser.add_argument("--server-cpus", metavar="LIST",
+                        help="pin the server to these CPUs (taskset -c LIST) and this process to the others")
     args = parser.parse_args(argv)
     global SESSION_UPDATE
     SESSION_UPDATE = session_update(not args.no_responses)
@@ -457,7 +470,13 @@ def main(argv: list[str] | None = None) -> int:
         steps = [int(s) for s in args.sessions.split(",")]
         seconds, warmup, budget = min(args.step_seconds, 20.0), args.warmup_seconds, args.budget_seconds
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs", file=sys.stderr)
-    print(asyncio.run(ramp(steps, seconds, warmup, budget)))
+    if args.server_cpus:
+        server_cpus = {int(c) for c in args.server_cpus.split(",")}
+        others = set(range(os.cpu_count() or 1)) - server_cpus
+        if others:
+            os.sched_setaffinity(0, others)
+    for pipeline in args.pipelines.split(","):
+        print(asyncio.run(ramp(steps, seconds, warmup, budget, pipeline, args.server_cpus)))
     return 0
 
 

@@ -86,6 +86,34 @@ async def test_stt_verified_short_window(
     assert off.windows == {"30s": 1}
 
 
+async def test_stt_keeps_the_short_window_when_others_wait(
+    tts: EspeakTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load (passes wait for the model) an unverified short-window result is kept
+    instead of decoding again on the 30 s window; a speculative pass finding no free
+    worker is skipped at once."""
+    from rtgate.pipeline.base import Skipped
+    from rtgate.pipeline.engines import whisper_context
+    from rtgate.pipeline.scheduler import SCHEDULER
+
+    text = "Can you remind me to call my mother tomorrow morning?"
+    audio = await utterance(tts, text)
+    stt = FasterWhisperSTT(short_context="verified", workers=1)
+    monkeypatch.setattr(whisper_context, "CONFIDENT_LOGPROB", 1.0)  # nothing is confident
+    lane = SCHEDULER.lane(f"stt:{stt.model_dir.name}:{stt.compute_type}:1", 1)
+    blocker = lane.hold()
+    await blocker.__aenter__()  # the one worker is busy ...
+    queued = asyncio.create_task(stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
+    waiting = asyncio.create_task(stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
+    await asyncio.sleep(0)  # one loop turn: both passes queue behind it
+    with pytest.raises(Skipped):
+        await stt.transcribe(audio, TranscriptionOptions(partial=True, speculative=True))
+    blocker.release()  # ... the first pass runs with the second waiting: it keeps the short window
+    results = await asyncio.gather(queued, waiting)
+    assert stt.windows["short-busy"] == 1 and stt.windows["30s-fallback"] == 1, stt.windows
+    assert all(word_error_rate(text, r.text) < 0.3 for r in results), results
+
+
 async def test_stt_concurrent_sessions_share_the_model(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
     """Two transcriptions at once on the shared model both come back right."""
     texts = [

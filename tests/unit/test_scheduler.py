@@ -176,9 +176,12 @@ async def test_speculate_context_releases_its_run() -> None:
 # --------------------------------------------------------------------------- pacing
 
 
-def test_playback_before_any_audio_is_due_now() -> None:
+def test_playback_before_any_audio_is_due_when_asked_for() -> None:
+    """Fixed at the turn's end, not sliding with the clock: a first answer that runs never
+    looks less urgent than one that waits."""
     clock = Clock(10.0)
     playback = Playback(PacingLimits(ahead_s=4.0, margin_s=1.0), clock=clock)
+    clock.now = 12.0
     assert playback.due() == 10.0
     assert playback.ready_in() == 0.0
 
@@ -251,3 +254,26 @@ async def test_a_stalled_engine_still_times_out_when_paced() -> None:
     assert await anext(stream) == TextDelta("Hello.")
     with pytest.raises(BackendTimeout):
         await anext(stream)
+
+
+def test_an_idle_only_lane_speculates_only_when_nothing_runs() -> None:
+    rules = LaneRules(capacity=2, speculate_idle_only=True)
+    real = rules.request(due=0.0, now=0.0)
+    assert rules.speculate(now=0.0) is None  # a run is free, but the model is busy
+    rules.release(real, now=1.0)
+    assert rules.speculate(now=1.0) is not None
+    assert rules.stats.busy_s == 1.0
+
+
+async def test_a_run_whose_work_became_less_urgent_makes_way() -> None:
+    """A spoken answer is urgent until its first words are out; then a waiting first
+    answer of another caller goes first (Lane.should_yield, read between tokens)."""
+    lane = Lane("llm", 1, clock=Clock(0.0))
+    running = lane.hold(due=0.0)
+    ticket = await running.__aenter__()
+    waiter = asyncio.create_task(lane.hold(due=5.0).__aenter__())
+    await asyncio.sleep(0)  # one loop turn: the waiter queues
+    assert not lane.should_yield(ticket, due=1.0)  # still more urgent than the waiter
+    assert lane.should_yield(ticket, due=10.0)  # its next words are due after the waiter's
+    running.release()
+    await waiter

@@ -5,9 +5,10 @@ whole answer at once spends the model on words nobody hears for seconds (and nev
 hears, after a barge-in) while another caller waits for a first word. :class:`Playback`
 follows one response's audio as it is sent and tells the engines two things:
 
-* :meth:`Playback.due` — when the next piece is needed: now until the first audio is
-  out, then the moment the audio already sent runs out, less ``margin_s`` for the work
-  itself (the due time of its lane request, :mod:`~rtgate.pipeline.scheduler`);
+* :meth:`Playback.due` — when the next piece is needed: the moment the answer was
+  asked for (the turn's end) until its first audio is out, then the moment the audio
+  already sent runs out, less ``margin_s`` for the work itself (the due time of its
+  lane request, :mod:`~rtgate.pipeline.scheduler`);
 * :meth:`Playback.wait_ready` — returns once less than ``ahead_s`` of audio is left
   to play, so generation stays a bounded margin ahead of what the client hears.
 
@@ -40,6 +41,7 @@ class Playback:
     def __init__(self, limits: PacingLimits | None = None, *, clock: Clock = time.monotonic) -> None:
         self.limits = limits or PacingLimits()
         self._clock = clock
+        self._asked = clock()
         self._end: float | None = None
         self._listeners: list[Callable[[float], None]] = []
         self.sent_s = 0.0
@@ -69,7 +71,9 @@ class Playback:
     def due(self) -> float:
         """When the next piece of this answer is needed (monotonic seconds)."""
         if self._end is None:
-            return self._clock()
+            # Fixed, not "now": first answers are served in the order they were asked
+            # for, and a running one never looks less urgent than one that waits.
+            return self._asked
         return self._end - self.limits.margin_s
 
     def ready_in(self) -> float:

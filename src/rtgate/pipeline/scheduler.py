@@ -20,7 +20,8 @@ event                                   outcome
 ======================================  ==================================================
 request, a run free, nobody waiting     granted at once
 request otherwise                       waits in due order
-speculate, a run free, nobody waiting   granted, marked speculative
+speculate, a run free, nobody waiting   granted, marked speculative (on a lane made with
+                                        ``speculate_idle_only``: only when nothing runs)
 speculate otherwise                     refused (``None``): the caller drops the work
 a job waits and every run is taken      the running job with the latest due time later
                                         than the waiter's (speculation first) is asked
@@ -80,6 +81,8 @@ class LaneStats:
     yield_requests: int = 0
     wait_s: float = 0.0
     """Total time granted jobs spent queued."""
+    busy_s: float = 0.0
+    """Total time granted jobs held their runs."""
     late_s: float = 0.0
     """Total time grants waited past their due time (queueing only: a job that asks
     after its due time is late from when it asks)."""
@@ -94,6 +97,10 @@ class LaneRules:
     """The pure state of one lane: who runs, who waits, who is asked to yield."""
 
     capacity: int
+    speculate_idle_only: bool = False
+    """Speculation only when nothing runs: for engines whose concurrent runs share the
+    same cores (llama.cpp batches every run on its threads), where a speculative run
+    slows the real one even with a run free."""
     running: set[Ticket] = field(default_factory=set)
     stats: LaneStats = field(default_factory=LaneStats)
     _waiting: list[tuple[float, int, Ticket]] = field(default_factory=list)
@@ -122,6 +129,11 @@ class LaneRules:
                 worst = max(worst, late)
         return worst
 
+    def first_waiting_due(self) -> float:
+        """The due time of the most urgent job waiting (``inf`` when none waits)."""
+        self._drop_cancelled_head()
+        return self._waiting[0][0] if self._waiting else math.inf
+
     def has_spare(self) -> bool:
         return len(self.running) < self.capacity and not self._waiting_count
 
@@ -138,7 +150,7 @@ class LaneRules:
 
     def speculate(self, now: float) -> Ticket | None:
         """Speculative work asks to run: granted only on spare capacity, else refused."""
-        if not self.has_spare():
+        if not self.has_spare() or (self.speculate_idle_only and self.running):
             self.stats.speculation_refused += 1
             return None
         ticket = self._ticket(SPECULATIVE, now)
@@ -156,6 +168,7 @@ class LaneRules:
         if ticket not in self.running:
             return []
         self.running.discard(ticket)
+        self.stats.busy_s += now - ticket.granted_at
         granted: list[Ticket] = []
         while self._waiting and len(self.running) < self.capacity:
             _, _, waiter = heapq.heappop(self._waiting)
@@ -213,9 +226,11 @@ class Lane:
     loop (tests run a server's loop beside their own); each waiter is woken on its own loop.
     """
 
-    def __init__(self, name: str, capacity: int, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, name: str, capacity: int, *, clock: Clock = time.monotonic, speculate_idle_only: bool = False
+    ) -> None:
         self.name = name
-        self.rules = LaneRules(capacity)
+        self.rules = LaneRules(capacity, speculate_idle_only)
         self._clock = clock
         self._lock = threading.Lock()
         self._grants: dict[Ticket, asyncio.Future[None]] = {}
@@ -246,6 +261,16 @@ class Lane:
         The body should stop early once ``ticket.yield_requested`` is set.
         """
         return Speculation(self)
+
+    def should_yield(self, ticket: Ticket, due: float) -> bool:
+        """Whether a run whose work is now due at ``due`` should make way: it was asked
+        to, or a job more urgent than that waits. A running job's due time moves as it
+        goes (a spoken answer is urgent until its first words are out, then due when
+        its audio runs low); engines call this between tokens, from any thread."""
+        if ticket.yield_requested:
+            return True
+        with self._lock:
+            return self.rules.first_waiting_due() < due
 
     def _request(self, due: float | None) -> tuple[Ticket, asyncio.Future[None] | None]:
         with self._lock:
@@ -355,11 +380,13 @@ class Scheduler:
         self._clock = clock
         self._lanes: dict[str, Lane] = {}
 
-    def lane(self, key: str, capacity: int = 1) -> Lane:
+    def lane(self, key: str, capacity: int = 1, *, speculate_idle_only: bool = False) -> Lane:
         """The lane for ``key``, made on first use with ``capacity``."""
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = Lane(key, capacity, clock=self._clock)
+            lane = self._lanes[key] = Lane(
+                key, capacity, clock=self._clock, speculate_idle_only=speculate_idle_only
+            )
         return lane
 
     def lanes(self) -> list[Lane]:

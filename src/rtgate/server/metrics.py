@@ -240,6 +240,7 @@ _LANE_FAMILIES = (
     ("granted", "counter", "rtgate_scheduler_granted_total", "Jobs granted a run, by lane."),
     ("waited", "counter", "rtgate_scheduler_waited_total", "Granted jobs that had to queue, by lane."),
     ("wait_s", "counter", "rtgate_scheduler_wait_seconds_total", "Time granted jobs spent queued."),
+    ("busy_s", "counter", "rtgate_scheduler_busy_seconds_total", "Time granted jobs held their runs."),
     ("late_s", "counter", "rtgate_scheduler_late_seconds_total",
      "Time by which grants came after their due time."),
     ("speculated", "counter", "rtgate_scheduler_speculated_total", "Speculative jobs run."),

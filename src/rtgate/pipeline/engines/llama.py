@@ -18,8 +18,9 @@ Contract:
   turns into a few tokens of work, so an answer costs what is heard, and a long answer
   never holds the model while another caller waits for a first word. A running segment
   asked to yield by a more urgent job stops at the next token and resumes after it.
-* Prefill (:meth:`LlamaCppLLM.prefill`) is speculative: it runs only on a lane with
-  spare capacity and stops as soon as real work waits.
+* Prefill (:meth:`LlamaCppLLM.prefill`) is speculative: it runs only when nothing else
+  runs on the model (a batched run beside a real generation would slow it) and stops as
+  soon as real work asks for the lane.
 * Requests go through ``Server.handle_chat_completions`` in process. xllamacpp always
   opens llama.cpp's HTTP listener as well; rtgate binds it to 127.0.0.1 on an ephemeral
   port, protects it with a random API key that never leaves this process, restricts CORS
@@ -62,6 +63,7 @@ from rtgate.pipeline.base import (
     Finish,
     LLMChunk,
     LLMRequest,
+    Pacer,
     TextDelta,
     ToolCallDelta,
     ToolSpec,
@@ -76,6 +78,9 @@ AutoToolPolicy = Literal["keywords", "model"]
 
 TOOL_ARGUMENTS_MAX_TOKENS = 256
 """Cap on the tokens of one tool call's arguments."""
+
+MIN_SEGMENT_TOKENS = 4
+"""Tokens a segment makes before it may make way for more urgent work."""
 
 SEGMENT_TOKENS = 32
 """Tokens per segment of a spoken answer (≈ 8 s of speech at espeak-ng's 175 words per
@@ -167,7 +172,10 @@ def load_model(
             params.n_threads_http = 1
             server = xllamacpp.Server(params)
             executor = ThreadPoolExecutor(max_workers=n_parallel, thread_name_prefix="rtgate-llama")
-            lane = SCHEDULER.lane(f"llm:{path.name}:{n_parallel}x{n_ctx}:{lane_capacity}", lane_capacity)
+            # Every run decodes on the same threads: a prefill beside a real generation
+            # slows it, so speculation waits for an idle model.
+            name = f"llm:{path.name}:{n_parallel}x{n_ctx}:{lane_capacity}"
+            lane = SCHEDULER.lane(name, lane_capacity, speculate_idle_only=True)
             shared = SharedModel(server, executor, n_parallel, lane)
             _MODELS[key] = shared
         return shared
@@ -285,7 +293,8 @@ class LlamaCppLLM(LLM):
             segment = _Segment()
             ended = False
             async with shared.lane.hold(pacer.due() if pacer is not None else None) as ticket:
-                chunks = stream_completion(shared, body, should_stop=_yield_check(ticket))
+                stop = _MakeWay(shared.lane, ticket, pacer)
+                chunks = stream_completion(shared, body, should_stop=stop)
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
                         for delta in segment.read(chunk):
@@ -298,9 +307,7 @@ class LlamaCppLLM(LLM):
                                 break
                         if ended:
                             break
-                yielded = ticket.yield_requested and segment.finish is None and not ended
-                if ended and usage is None and segment.usage is None:
-                    segment.usage = await _prompt_usage(shared, body)
+                yielded = stop.fired and segment.finish is None and not ended
             produced += segment.tokens
             if usage is None and segment.usage is not None:
                 usage = segment.usage  # the first segment's prompt is the answer's input
@@ -344,6 +351,7 @@ class LlamaCppLLM(LLM):
             "dry_multiplier": self.dry_multiplier,
             "dry_allowed_length": 3,
             "stop": list(STOP_STRINGS),
+            "timings_per_token": True,  # the prompt's size even when the answer is cut
         }
         if first and request.answer is not None and request.answer.grammar:
             body["grammar"] = request.answer.grammar
@@ -438,8 +446,15 @@ class _Segment:
     finish: str | None = None
 
     def read(self, chunk: dict[str, Any]) -> list[str]:
-        """The text deltas of ``chunk``; counts tokens and keeps usage and finish reason."""
+        """The text deltas of ``chunk``; counts tokens and keeps usage and finish reason.
+
+        The prompt's size comes with every chunk (``timings_per_token``), so a segment
+        cut before the server's final usage still knows its input tokens."""
         texts: list[str] = []
+        timings = chunk.get("timings")
+        if timings and self.usage is None:
+            cached = int(timings.get("cache_n", 0))
+            self.usage = Usage(input_tokens=int(timings.get("prompt_n", 0)) + cached, cached_tokens=cached)
         if chunk.get("usage"):
             self.usage = _usage(chunk["usage"])
         for choice in chunk.get("choices") or ():
@@ -454,22 +469,33 @@ class _Segment:
         return texts
 
 
-async def _prompt_usage(shared: SharedModel, body: dict[str, Any]) -> Usage | None:
-    """The usage of ``body``'s prompt, for an answer cut before the server reported it:
-    one token more on the prompt the slot has just cached."""
-    probe = {**body, "max_tokens": 1}
-    probe.pop("grammar", None)
-    usage = None
-    async for chunk in stream_completion(shared, probe):
-        if chunk.get("usage"):
-            usage = _usage(chunk["usage"])
-    if usage is None:
-        return None
-    return Usage(input_tokens=usage.input_tokens, output_tokens=0, cached_tokens=usage.cached_tokens)
-
-
 def _yield_check(ticket: Ticket) -> Callable[[], bool]:
     return lambda: ticket.yield_requested
+
+
+class _MakeWay:
+    """``should_stop`` of a text segment: stop when the lane asks to, or — for a paced
+    answer — once its first words are out and another caller's more urgent work waits
+    (the rest of this answer is due later). Read on the worker thread at every token;
+    a segment makes at least :data:`MIN_SEGMENT_TOKENS` tokens first, so two answers
+    never hand the model back and forth without progress."""
+
+    def __init__(self, lane: Lane, ticket: Ticket, pacer: Pacer | None) -> None:
+        self._lane = lane
+        self._ticket = ticket
+        self._pacer = pacer
+        self._tokens = 0
+        self.fired = False
+
+    def __call__(self) -> bool:
+        self._tokens += 1
+        if self._tokens <= MIN_SEGMENT_TOKENS:
+            return False
+        if self._pacer is None:
+            self.fired = self._ticket.yield_requested
+        else:
+            self.fired = self._lane.should_yield(self._ticket, self._pacer.due())
+        return self.fired
 
 
 async def stream_completion(

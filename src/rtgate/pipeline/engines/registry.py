@@ -55,6 +55,7 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "device",
         "compute_type",
         "cpu_threads",
+        "workers",
         "beam_size",
         "short_context",
     },
