@@ -341,6 +341,10 @@ class LLMRequest:
     tool_choice: ToolChoice = "auto"
     max_output_tokens: int | None = None
     temperature: float | None = None
+    conversation: str | None = None
+    """Shared by the requests of one conversation (its first item's id, also in the
+    prefill drafts): engines with several instances, each with its own prompt cache,
+    send them to the same one."""
     pacer: Pacer | None = None
     """Set for spoken answers: engines that can generate in segments generate the next one
     only when :meth:`Pacer.wait_ready` says it is wanted, due at :meth:`Pacer.due`;

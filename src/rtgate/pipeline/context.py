@@ -102,6 +102,7 @@ def build_request(
         tool_choice=tool_choice_for(plan) if tools else "none",
         max_output_tokens=plan.max_output_tokens,
         answer=answer,
+        conversation=str(plan.items[0].wire.get("id")) if plan.items else None,
     )
 
 

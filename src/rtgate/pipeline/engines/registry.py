@@ -64,6 +64,7 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "n_ctx",
         "n_parallel",
         "n_threads",
+        "instances",
         "lane_capacity",
         "segment_tokens",
         "max_output_tokens",
