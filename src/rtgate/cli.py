@@ -59,7 +59,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-conversations", type=int, metavar="N",
                    help="concurrent local sessions that the speech models transcribe or answer; "
                    "more are refused with server_busy so that the running ones keep their "
-                   "voice latency (default 0: automatic, 4 per usable core; sessions that "
+                   "voice latency (default 0: automatic, 2 per usable core; sessions that "
                    "only listen for turns do not count)")
     p.add_argument("--ice-server", action="append", dest="webrtc_ice_servers", metavar="URL",
                    help="STUN or TURN server for WebRTC calls, e.g. stun:stun.example.org:3478 or "

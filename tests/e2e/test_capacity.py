@@ -14,6 +14,7 @@ from engines.upstream import API_KEY, running_upstream
 from rtgate.pipeline.engines.openai_compat import OpenAIChatLLM, OpenAIEndpoint
 from rtgate.pipeline.responder import Pipeline
 from rtgate.server.settings import Settings
+from rtgate.testing.audio import chunks, silence_pcm
 from rtgate.testing.fakes import FakeLLM, FakeTTS
 from rtgate.testing.server import ServerHandle, running_server
 
@@ -47,6 +48,8 @@ async def test_a_session_past_capacity_is_refused_and_the_running_one_keeps_goin
     async with client.realtime.connect(model="gpt-realtime") as running:
         ev = Events(running)
         await ev.expect("session.created")
+        done = (await ask(ev, running, "Hello?"))[-1]  # a conversation now
+        assert done["response"]["status"] == "completed"  # type: ignore[index]
         async with client.realtime.connect(model="gpt-realtime") as refused:
             refusal = Events(refused)
             error = await refusal.next()
@@ -73,6 +76,8 @@ async def test_a_session_that_only_listens_leaves_room_for_a_conversation(
         await listener.session.update(session={"type": "realtime", "audio": {"input": {
             "turn_detection": {"type": "server_vad", "create_response": False}}}})
         await ev.expect("session.updated")
+        for chunk in chunks(silence_pcm(200)):  # it has started: listening, not answering
+            await listener.input_audio_buffer.append(audio=chunk)
         async with client.realtime.connect(model="gpt-realtime") as talker:
             talk = Events(talker)
             await talk.expect("session.created")

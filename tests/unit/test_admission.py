@@ -9,7 +9,7 @@ from rtgate.pipeline.scheduler import Scheduler
 from rtgate.server.admission import Admission, auto_conversations
 from rtgate.server.metrics import Metrics
 
-from .helpers import Harness
+from .helpers import Harness, silence
 
 
 class Clock:
@@ -27,6 +27,13 @@ def admission(limit: int, clock: Clock | None = None, late_s: float = math.inf) 
                      refused=metrics.sessions_refused), metrics
 
 
+def talker() -> Harness:
+    """A session with the default configuration (it answers) that has begun streaming."""
+    h = Harness()
+    h.append(silence(100))
+    return h
+
+
 def listener() -> Harness:
     h = Harness()
     h.update({"type": "realtime", "audio": {"input": {"turn_detection": {
@@ -38,7 +45,7 @@ def test_conversations_up_to_the_limit_are_admitted_then_refused() -> None:
     gate, metrics = admission(2)
     for _ in range(2):
         assert gate.refusal() is None
-        gate.opened(Harness().session)
+        gate.opened(talker().session)
     refusal = gate.refusal()
     assert refusal is not None
     assert (refusal.type, refusal.code) == ("server_error", "server_busy")
@@ -46,9 +53,19 @@ def test_conversations_up_to_the_limit_are_admitted_then_refused() -> None:
     assert 'rtgate_sessions_refused_total{reason="capacity"} 1' in metrics.registry.render()
 
 
-def test_a_closed_conversation_frees_its_place() -> None:
+def test_a_session_that_has_not_started_does_not_count_yet() -> None:
+    """Just connected, a listener still has the default (answering) configuration."""
     gate, _ = admission(1)
     h = Harness()
+    gate.opened(h.session)
+    assert gate.refusal() is None
+    h.append(silence(100))
+    assert gate.refusal() is not None
+
+
+def test_a_closed_conversation_frees_its_place() -> None:
+    gate, _ = admission(1)
+    h = talker()
     gate.opened(h.session)
     assert gate.refusal() is not None
     gate.closed(h.session)
@@ -58,7 +75,9 @@ def test_a_closed_conversation_frees_its_place() -> None:
 def test_sessions_that_only_listen_for_turns_do_not_count() -> None:
     gate, _ = admission(1)
     for _ in range(50):
-        gate.opened(listener().session)
+        h = listener()
+        h.append(silence(100))
+        gate.opened(h.session)
     assert gate.conversations() == 0
     assert gate.refusal() is None
 
@@ -66,6 +85,7 @@ def test_sessions_that_only_listen_for_turns_do_not_count() -> None:
 def test_a_listener_that_asks_for_transcription_counts_again() -> None:
     gate, _ = admission(1)
     h = listener()
+    h.append(silence(100))
     gate.opened(h.session)
     h.update({"type": "realtime", "audio": {"input": {"transcription": {"model": "whisper-1"}}}})
     assert gate.conversations() == 1
@@ -90,9 +110,9 @@ def test_a_late_scheduler_refuses_new_sessions() -> None:
     assert gate.refusal() is None
 
 
-def test_auto_allows_four_conversations_per_core() -> None:
-    assert auto_conversations(2) == 8
-    assert auto_conversations(1) == 4
+def test_auto_allows_two_conversations_per_core() -> None:
+    assert auto_conversations(2) == 4
+    assert auto_conversations(1) == 2
 
 
 def test_scheduler_lanes_are_exported_on_metrics() -> None:

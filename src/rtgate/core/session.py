@@ -556,6 +556,15 @@ class Session:
         td = self.config.audio.input.turn_detection
         return isinstance(self.config, RealtimeSessionConfig) and td is not None and td.create_response
 
+    @property
+    def engaged(self) -> bool:
+        """Whether the session has done anything yet: appended audio or added an item.
+
+        A session that has just connected still has the default configuration, which
+        answers; whether it will only listen shows once it sends its ``session.update``.
+        """
+        return self.buffer.end_ms > 0 or len(self.conversation) > 0
+
     def draft_plan(self, item_id: str) -> fx.ResponsePlan | None:
         """The plan of the response turn detection would create if the user's speech were
         committed now as item ``item_id``, or ``None`` when no response would be created.

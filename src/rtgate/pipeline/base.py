@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,15 @@ class BackendMetrics:
 
 
 # --------------------------------------------------------------------------- threads
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a
+    container's cpuset), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
 
 # One shared pool for CPU-bound inference. Two cores: more threads than that only adds
 # contention; engines that parallelise internally use their own threads on top.

@@ -10,11 +10,13 @@ turn into text and answers — with the voice latency target held for all of the
   being played) started more than ``overload_late_s`` after it was due within the last
   :data:`~rtgate.pipeline.scheduler.PRESSURE_WINDOW_S` (:meth:`Scheduler.pressure`).
 
-Only conversations count: a session that only listens for turns (``create_response:
-false``, no input transcription: :attr:`Session.uses_speech_text` false) costs the VAD
-alone, and the global ``max_sessions`` bounds those. The count is read when a session
-asks to start, so a session that turns listening-only with a ``session.update`` stops
-counting from then on.
+Only conversations count: sessions that have started (appended audio or added an item:
+:attr:`Session.engaged`) and whose speech the models will use
+(:attr:`Session.uses_speech_text`). A session that only listens for turns
+(``create_response: false``, no input transcription) costs the VAD alone, and the
+global ``max_sessions`` bounds those; one that has just connected has not said yet what
+it will be. The count is read when a session asks to start, so a session that turns
+listening-only with a ``session.update`` stops counting from then on.
 
 The refusal is the ``error`` event the server sends for its own limits (``server_error``,
 ``server_busy``) and close code 1013 (try again later); each one is counted on
@@ -24,26 +26,22 @@ untouched.
 
 from __future__ import annotations
 
-import os
 from typing import Protocol
 
 from ..core.session import Session
+from ..pipeline.base import usable_cores
 from ..pipeline.scheduler import Scheduler
 from ..protocol.errors import RealtimeError
 
-CONVERSATIONS_PER_CORE = 4
-"""What ``max_conversations = auto`` allows per core (measured: docs/benchmarks.md,
-"Conversations")."""
+CONVERSATIONS_PER_CORE = 2
+"""What ``max_conversations = auto`` allows per core: the most conversations measured to
+keep first audio within 1 s for nine turns in ten with the default stack on 2 cores
+(docs/benchmarks.md, "Conversations": 4 held, p90 0.94 s; 6: p90 1.13 s)."""
 
 
 def auto_conversations(cores: int | None = None) -> int:
     """``max_conversations`` for ``auto``: :data:`CONVERSATIONS_PER_CORE` per usable core."""
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
-    return max(1, CONVERSATIONS_PER_CORE * cores)
+    return max(1, CONVERSATIONS_PER_CORE * (cores or usable_cores()))
 
 
 class RefusalCounter(Protocol):
@@ -68,8 +66,8 @@ class Admission:
         self._sessions: set[Session] = set()
 
     def conversations(self) -> int:
-        """Open local sessions whose speech the models will use."""
-        return sum(1 for session in self._sessions if session.uses_speech_text)
+        """Open local sessions that have started and whose speech the models will use."""
+        return sum(1 for s in self._sessions if s.uses_speech_text and s.engaged)
 
     def refusal(self) -> RealtimeError | None:
         """Why a new local session may not start now, or ``None`` when it may."""
