@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import sys
 
 from . import __version__
@@ -183,6 +184,7 @@ def serve(args: argparse.Namespace) -> int:
         loop=loop,  # resolved above, so the log says what runs
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)),
     )
     server = uvicorn.Server(config)
     install_log_redaction()

@@ -53,6 +53,10 @@ class Settings:
     overload_late_s: float = 1.0
     """New local sessions are refused while the speech models run more than this many
     seconds behind their due work (server/admission.py); 0 disables the check."""
+    shutdown_timeout_s: float = 10.0
+    """Seconds SIGTERM waits for open connections to close (a client that stops reading
+    never answers the close handshake); then their tasks are cancelled and the server
+    exits."""
     session_stop_timeout_s: float = 5.0
     """Seconds a session's tasks get to end once it is over; the handler returns then
     whatever they do, and the session's slot is freed when the last of them ends."""
