@@ -75,20 +75,22 @@ def test_fix_applies_the_expected_rewrites(fixed_corpus: tuple[Path, str]) -> No
     js = (root / "node_ws/index.js").read_text()
     assert "/openai/v1/realtime?model=${deployment}`" in js
     assert "OpenAI-Beta" not in js
-    # Its session.update keeps voice/turn_detection/formats: never half migrated (issue 15).
-    assert 'type: "realtime",' not in js and 'voice: "shimmer",' in js
+    # Its session.update is migrated whole: typed, fields moved under audio (issue 15).
+    assert 'type: "realtime",' in js and 'output: {\n            voice: "shimmer",' in js
+    assert "modalities: [" not in js.replace("output_modalities", "")
     assert '{ type: "output_text", text: "Earlier I said hello." }' in js
     py = (root / "py_beta_realtime/app.py").read_text()
     assert "client.realtime.connect(" in py and "client.beta.realtime.connect" not in py
-    # The session.update keeps Preview fields --fix cannot move: it is left whole, neither
-    # typed nor partly renamed (a half-migrated update is rejected by GA).
+    # The session.update is migrated whole (typed, no Preview field left).
     session = next(
         n
         for n in ast.walk(ast.parse(py))
-        if isinstance(n, ast.Dict) and n.keys and _key(n, 0) == "modalities"
+        if isinstance(n, ast.Dict) and n.keys and _key(n, 1) == "output_modalities"
     )
-    assert "type" not in [_key(session, i) for i in range(len(session.keys))]
-    assert '"max_response_output_tokens": 512' in py
+    assert [_key(session, i) for i in range(len(session.keys))] == [
+        "type", "output_modalities", "audio", "max_output_tokens"
+    ]
+    assert '"max_response_output_tokens": 512' not in py
     ts = (root / "ts_client/realtime.ts").read_text()
     assert '"openai/realtime/websocket"' in ts
     cs = (root / "dotnet_console/Program.cs").read_text()

@@ -265,16 +265,19 @@ def test_import_finding_is_on_the_import_line() -> None:
 
 
 def test_session_update_with_preview_fields_is_not_half_fixed() -> None:
-    """--fix inserts session.type only when nothing Preview is left in the update; otherwise
-    it leaves the whole update alone and says why (GA rejects a half-migrated update)."""
+    """--fix migrates a session.update whole or not at all: an update it cannot rewrite
+    completely (here a format held in a variable) is left alone, and the findings say why
+    (GA rejects a half-migrated update)."""
     text = (
         "ws.send(JSON.stringify({\n"
         "  type: 'session.update',\n"
-        "  session: { voice: 'alloy', input_audio_format: 'g711_ulaw', max_response_output_tokens: 5 },\n"
+        "  session: { voice: 'alloy', input_audio_format: fmt, max_response_output_tokens: 5 },\n"
         "}));\n"
     )
     [missing] = only(text, JS, "session-missing-type")
     assert not missing.fixable and "unknown_parameter" in missing.change
+    assert "'input_audio_format' is not a Preview format string literal" in missing.change
+    assert not any(f.fixable for f in only(text, JS, "session-preview-field"))
     assert fix_text(text, JS) == (None, "")
     clean = "ws.send(JSON.stringify({type: 'session.update', session: {max_response_output_tokens: 5}}));\n"
     fixed, _ = fix_text(clean, JS)

@@ -158,7 +158,7 @@ def _all_hits(text: str, lang: Lang) -> Iterator[Hit]:
             continue
         yield from _pattern_hits(rule, text)
     if lang in _PAYLOAD_LANGS and any(t in text for t in _PAYLOAD_TRIGGERS):
-        yield from payloads.analyze(text)
+        yield from payloads.analyze(text, lang)
     if lang in _FIELD_LANGS and ("session" in text or any(f in text for f in fields.STRONG)):
         yield from fields.analyze(text)
     if lang in MANIFEST_LANGS:

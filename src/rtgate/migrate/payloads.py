@@ -27,7 +27,7 @@ from rtgate.protocol.dialects import (
     PREVIEW_SESSION_FIELDS,
 )
 
-from .model import Edit, Hit
+from .model import Edit, Hit, Lang
 
 MAX_SCAN = 8000  # characters searched around an event for its payload
 
@@ -287,15 +287,16 @@ def _content_hits(text: str, item: ObjectLiteral) -> Iterator[Hit]:
         )
 
 
-def analyze(text: str) -> Iterator[Hit]:
-    """All payload-shape hits in ``text`` (any supported language)."""
+def analyze(text: str, lang: Lang | None = None) -> Iterator[Hit]:
+    """All payload-shape hits in ``text`` (any supported language; ``lang`` enables the
+    complete ``session.update`` rewrite where it is supported)."""
     seen: set[int] = set()
     for event, obj in find_payloads(text):
         if obj.open in seen:
             continue
         seen.add(obj.open)
         if event == "session.update":
-            yield from _session_hits(text, obj)
+            yield from _session_hits(text, obj, lang)
         elif event == "response.create":
             for key in obj.keys:
                 if key.name in _RESPONSE_FIELDS:
@@ -311,28 +312,41 @@ def analyze(text: str) -> Iterator[Hit]:
             yield from _content_hits(text, obj)
 
 
-def _session_hits(text: str, obj: ObjectLiteral) -> Iterator[Hit]:
-    """Never a half migration: while the update keeps a Preview field that --fix cannot
-    move, no edit is offered for it (inserting only ``type`` made GA reject the whole
-    update with unknown_parameter, and the app ran with the default session)."""
-    stuck = [k.name for k in obj.keys if k.name in PREVIEW_SESSION_FIELDS and k.name not in _RENAMABLE]
+def _session_hits(text: str, obj: ObjectLiteral, lang: Lang | None) -> Iterator[Hit]:
+    """Never a half migration: the update is either rewritten whole (one edit replacing the
+    session literal, :mod:`rtgate.migrate.session_rewrite`, carried by every finding it
+    fixes) or left alone with the reason; inserting only ``type`` made GA reject the whole
+    update with unknown_parameter, and the app ran with the default session."""
+    from .session_rewrite import rewrite  # late: it builds on this module's scanner
+
+    preview = [k.name for k in obj.keys if k.name in PREVIEW_SESSION_FIELDS]
+    stuck = [name for name in preview if name not in _RENAMABLE]
+    whole: Edit | None = None
+    reason = ""
+    if preview and lang is not None:
+        result = rewrite(text, obj, lang)
+        if isinstance(result, Edit):
+            whole, stuck = result, []
+        else:
+            reason = result
     for key in obj.keys:
         if key.name in PREVIEW_SESSION_FIELDS:
             target = PREVIEW_SESSION_FIELDS[key.name]
-            yield Hit(
-                "session-preview-field",
-                key.start,
-                key.end,
-                {"field": key.name, "change": field_change(key.name, target)},
-                None if stuck else _rename_edit(obj, key),
-            )
+            change = field_change(key.name, target)
+            if stuck and reason:
+                change += f" (--fix leaves this update alone: {reason})"
+            edit = whole or (None if stuck else _rename_edit(obj, key))
+            fields = {"field": key.name, "change": change}
+            yield Hit("session-preview-field", key.start, key.end, fields, edit)
     if obj.get("type") is None and not obj.spread:
         end = obj.open + 1
-        if stuck:
+        if whole is not None:
+            yield Hit("session-missing-type", obj.open, end, {}, whole)
+        elif stuck:
+            why = f"--fix leaves this update alone: {reason}" if reason else "--fix leaves this update alone"
             change = (
                 f"add type: 'realtime' in the same change that moves {', '.join(stuck)} "
-                "(GA rejects an update that still has them: unknown_parameter); "
-                "--fix leaves this update alone"
+                f"(GA rejects an update that still has them: unknown_parameter); {why}"
             )
             yield Hit("session-missing-type", obj.open, end, {"change": change})
         else:
