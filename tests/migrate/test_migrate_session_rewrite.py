@@ -162,6 +162,7 @@ def test_json_update_is_rewritten() -> None:
         ('{"voice": "alloy",  # warm\n "turn_detection": None}', "holds comments"),
         ('{"voice": "alloy", "audio": {"input": {}}}', "it already has 'audio'"),
         ('{"voice": "alloy", "voice": "echo"}', "a key appears twice"),
+        ('{"type": "transcription", "input_audio_format": "pcm16"}', "not 'realtime'"),
     ],
 )
 def test_update_not_self_contained_is_left_alone(session: str, reason: str) -> None:
@@ -171,6 +172,7 @@ def test_update_not_self_contained_is_left_alone(session: str, reason: str) -> N
     assert fix_text(text, Lang.PYTHON) == (None, "")
     findings = [f for f in scan_text(text, Lang.PYTHON) if f.rule.id.startswith("session-")]
     assert findings and not any(f.fixable for f in findings)
+    assert any(f.rule.id == "session-preview-field" for f in findings)
     assert all(reason in f.change for f in findings if f.rule.id == "session-preview-field")
 
 
@@ -180,3 +182,13 @@ def test_other_languages_keep_report_only() -> None:
     [field] = [f for f in scan_text(text, Lang.CSHARP) if f.rule.id == "session-preview-field"]
     assert not field.fixable
     assert "rewritten in Python, JavaScript / TypeScript and JSON only" in field.change
+
+
+def test_typed_update_keeps_its_type() -> None:
+    """An update that already says type: 'realtime' is rewritten without a second type."""
+    text = 'x = {"type": "session.update", "session": {"type": "realtime", "voice": "alloy"}}\n'
+    fixed, _ = fix_text(text, Lang.PYTHON)
+    assert fixed == (
+        'x = {"type": "session.update", "session": {"type": "realtime", '
+        '"audio": {"output": {"voice": "alloy"}}}}\n'
+    )

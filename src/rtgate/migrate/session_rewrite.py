@@ -53,6 +53,7 @@ _GA_KEYS = ("audio", "output_modalities", "max_output_tokens")
 _FORMAT_STRING = re.compile(r"""(?P<q>["'`])(?P<fmt>\w+)(?P=q)\Z""")
 _MODALITIES = re.compile(r"""\[\s*(?:(?P<q>["'])(?:text|audio)(?P=q)\s*(?:,\s*)?)+\]\Z""")
 _STRING = re.compile(r"""["']""")
+_REALTIME = re.compile(r"""(["'])realtime\1\Z""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,9 @@ def rewrite(text: str, obj: ObjectLiteral, lang: Lang) -> Edit | str:
     clash = next((k for k in _GA_KEYS if any(e.key.name == k for e in entries)), None)
     if clash is not None:
         return f"it already has '{clash}'; merge the Preview fields into it by hand"
+    kind = next((e.value for e in entries if e.key.name == "type"), None)
+    if kind is not None and not _REALTIME.match(kind):
+        return f"its type is {kind[:30]}, not 'realtime' (the Preview fields belong to a realtime session)"
     style = _style(text, obj, entries, lang)
     kq = style.key_quote
     audio: dict[str, list[tuple[str, str]]] = {"input": [], "output": []}
