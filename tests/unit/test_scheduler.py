@@ -235,11 +235,11 @@ async def test_a_pacing_wait_does_not_count_against_the_backend_deadline() -> No
     """The client still has audio to play: the engine's wait for it extends the
     between-chunk deadline instead of failing the answer with backend_timeout."""
     playback = Playback(PacingLimits(ahead_s=0.0, margin_s=0.0))
-    playback.sent(0.2)  # 0.2 s of audio to play before more is wanted
-    llm = _PacedLLM(deadlines=Deadlines(first_chunk_s=1.0, next_chunk_s=0.05, total_s=0.1))
+    playback.sent(0.6)  # 0.6 s of audio to play before more is wanted
+    llm = _PacedLLM(deadlines=Deadlines(first_chunk_s=1.0, next_chunk_s=0.2, total_s=0.4))
     chunks = [c async for c in llm.stream(LLMRequest(messages=[], pacer=playback))]
     assert chunks == [TextDelta("Hello."), TextDelta(" Again.")]
-    assert playback.waited_s > 0.1
+    assert playback.waited_s > 0.4  # longer than both deadlines
 
 
 async def test_a_stalled_engine_still_times_out_when_paced() -> None:
