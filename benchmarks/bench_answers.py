@@ -33,23 +33,19 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-READY_TIMEOUT_S = 300.0
+from builds import Build, baseline_build, build_env, current_build, free_port, imported_from, wait_healthy
+
 RUNAWAY_AUDIO_S = 30.0
 """A spoken answer longer than this counts as a runaway (and is cancelled)."""
 ANSWER_TIMEOUT_S = 90.0
@@ -146,60 +142,19 @@ def passes(check: str, text: str) -> bool:
 # --------------------------------------------------------------------------- servers
 
 
-@dataclass
-class Build:
-    name: str
-    src: Path
-    revision: str
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def current_build() -> Build:
-    revision = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--", "src"):
-        revision += " + uncommitted changes in src/"
-    return Build("current", REPO / "src", revision)
-
-
-@contextlib.contextmanager
-def baseline_build(ref: str) -> Iterator[Build]:
-    revision = git("rev-parse", "--short", f"{ref}^{{commit}}")
-    tmp = Path(tempfile.mkdtemp(prefix="rtgate-answers-"))
-    tree = tmp / "tree"
-    git("worktree", "add", "--detach", str(tree), revision)
-    try:
-        yield Build("baseline", tree / "src", revision)
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def serving(build: Build, log_dir: Path) -> Iterator[str]:
     """``rtgate serve`` (default stack) of ``build``; yields its SDK base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {**os.environ, "PYTHONPATH": str(build.src), "HF_HUB_OFFLINE": "1"}
-    log = open(log_dir / f"{build.name}.log", "wb")  # noqa: SIM115 - closed below
+    port = free_port()
+    imported_from(build)  # the server must run this build's code
+    log_path = log_dir / f"{build.name}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "rtgate", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        stdout=log, stderr=subprocess.STDOUT, env=build_env(build),
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{build.name} server exited; see {log.name}")
-            with contextlib.suppress(OSError, ValueError):
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{build.name} server not ready in {READY_TIMEOUT_S:.0f} s")
-            time.sleep(0.5)
+        wait_healthy(proc, port, build.name, log_path)
         yield f"http://127.0.0.1:{port}/openai/v1"
     finally:
         proc.terminate()

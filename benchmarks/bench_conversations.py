@@ -103,7 +103,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -111,14 +110,23 @@ import time
 import urllib.request
 import wave
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from builds import (
+    Build,
+    baseline_build,
+    build_env,
+    current_build,
+    free_port,
+    imported_from,
+    wait_healthy,
+)
+
 RATE = 24_000
 CHUNK_MS = 20
 CHUNK_S = CHUNK_MS / 1000
@@ -131,7 +139,6 @@ TARGET_P90_S = 1.0
 STALL_S = 0.1  # a player that waits longer than this for the rest of an answer: an audible gap
 DONE_CAP_S = 120.0  # after the first audio, the longest wait for the answer's response.done
 CONNECT_TIMEOUT_S = 30.0
-READY_TIMEOUT_S = 300.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 INSTRUCTIONS = "You are a friendly voice assistant. Answer in one or two short sentences."
 
@@ -216,13 +223,6 @@ SILENT_FRAME = base64.b64encode(bytes(CHUNK_SAMPLES * 2)).decode()
 # ---------------------------------------------------------------------- builds and servers
 
 
-@dataclass(frozen=True)
-class Build:
-    name: str
-    src: Path
-    revision: str
-
-
 @dataclass
 class Server:
     build: Build
@@ -234,55 +234,6 @@ class Server:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/openai/v1"
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def current_build() -> Build:
-    revision = git("rev-parse", "--short", "HEAD")
-    if git("status", "--porcelain", "--", "src"):
-        revision += " + uncommitted changes in src/"
-    return Build("current", REPO / "src", revision)
-
-
-@contextlib.contextmanager
-def baseline_build(ref: str) -> Iterator[Build]:
-    """A detached ``git worktree`` of ``ref`` in a temporary directory, removed afterwards."""
-    revision = git("rev-parse", "--short", f"{ref}^{{commit}}")
-    tmp = Path(tempfile.mkdtemp(prefix="rtgate-baseline-"))
-    tree = tmp / "tree"
-    git("worktree", "add", "--detach", str(tree), revision)
-    try:
-        yield Build("baseline", tree / "src", revision)
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)],
-                       capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def build_env(build: Build) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(build.src), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    return env
-
-
-def imported_from(build: Build) -> str:
-    """Which ``rtgate/__init__.py`` a server of ``build`` imports; fails if not the build's."""
-    path = subprocess.run([sys.executable, "-c", "import rtgate; print(rtgate.__file__)"],
-                          env=build_env(build), check=True, capture_output=True, text=True).stdout.strip()
-    if not Path(path).resolve().is_relative_to(build.src.resolve()):
-        raise RuntimeError(f"{build.name} imports rtgate from {path}, not from {build.src}")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_server(build: Build, serve_args: Sequence[str], log_dir: Path) -> Server:
@@ -333,16 +284,7 @@ def health(server: Server) -> dict[str, Any]:
 
 
 def wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.build.name} server exited:\n{server.log_path.read_text()[-3000:]}")
-        with contextlib.suppress(OSError, ValueError):
-            health(server)
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{server.build.name} server not ready in {READY_TIMEOUT_S:.0f} s")
-        time.sleep(0.5)
+    wait_healthy(server.proc, server.port, server.build.name, server.log_path)
 
 
 def stop_server(server: Server) -> None:

@@ -25,10 +25,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def one_conversation() -> Iterator[ServerHandle]:
-    """Room for one conversation; the fake stack counts as a model stack here."""
+    """Room for one conversation; the fake stack counts as a local model stack here."""
 
     def profiles(_settings: Settings) -> dict[str, Pipeline]:
-        return {"default": Pipeline("fake", FakeLLM("Hello there."), FakeTTS())}
+        return {"default": Pipeline("fake", FakeLLM("Hello there."), FakeTTS(), admission_limited=True)}
 
     with running_server(Settings(api_keys=("sk-test",), max_conversations=1), profiles=profiles) as handle:
         yield handle
@@ -94,7 +94,7 @@ def shared_network_llm() -> Iterator[ServerHandle]:
         llm = OpenAIChatLLM(endpoint)
 
         def profiles(_settings: Settings) -> dict[str, Pipeline]:
-            return {"default": Pipeline("network", llm, FakeTTS(), admission_limited=False)}
+            return {"default": Pipeline("network", llm, FakeTTS())}
 
         with running_server(Settings(api_keys=("sk-test",)), profiles=profiles) as handle:
             yield handle

@@ -210,7 +210,8 @@ async def test_deadline_turns_a_slow_start_into_backend_timeout(llm: LlamaCppLLM
 async def test_prefill_leaves_the_prompt_cached(llm: LlamaCppLLM) -> None:
     """After ``prefill``, the same request evaluates (almost) nothing of its prompt again;
     a prefill while the server is busy is skipped rather than queued."""
-    request = ask("Tell me one thing about the moon and one thing about the sea.", max_output_tokens=4)
+    request = ask("Tell me one thing about the moon and one thing about the sea.", max_output_tokens=4,
+                  conversation="item_moon")
     await llm.prefill(request)
     usage = next(c for c in await collect(llm, request) if isinstance(c, Usage))
     assert usage.cached_tokens >= usage.input_tokens - 2, usage
@@ -222,12 +223,29 @@ async def test_prefill_leaves_the_prompt_cached(llm: LlamaCppLLM) -> None:
     ]
     for stream in streams:
         await anext(stream)  # every run of the model's lane is taken now
-    assert shared.active >= shared.lane.capacity
+    assert len(shared.lane.rules.running) == shared.lane.capacity
     began = time.perf_counter()
     await llm.prefill(ask("Something else entirely, please."))
     assert time.perf_counter() - began < 0.05  # returned at once: skipped
     for stream in streams:
         await stream.aclose()
+
+
+async def test_a_conversation_stays_on_the_instance_that_cached_its_prompt(llm: LlamaCppLLM) -> None:
+    """With several model instances, a conversation's prefill and its answer meet on the
+    same one (``LLMRequest.conversation``), even when the first instance was busy at the
+    prefill and is free again at the answer."""
+    shared = llm._shared()
+    if len(shared.instances) < 2:
+        pytest.skip("one model instance on this machine")
+    busy = llm.stream(ask("Count from one to thirty.", max_output_tokens=24))
+    await anext(busy)  # the first instance is busy now
+    request = ask("Name one thing about the rain and one about snow.", max_output_tokens=4,
+                  conversation="item_rain")
+    await llm.prefill(request)  # on the idle instance
+    await busy.aclose()
+    usage = next(c for c in await collect(llm, request) if isinstance(c, Usage))
+    assert usage.cached_tokens >= usage.input_tokens - 2, usage
 
 
 async def test_brief_answer_ends_at_a_sentence_end_not_at_the_cap(llm: LlamaCppLLM) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 
+from rtgate.pipeline.responder import Pipeline
 from rtgate.pipeline.scheduler import Scheduler
 from rtgate.server.admission import Admission, auto_conversations
 from rtgate.server.metrics import Metrics
+from rtgate.testing.fakes import FakeLLM, FakeTTS
 
 from .helpers import Harness, silence
 
@@ -126,3 +128,25 @@ def test_scheduler_lanes_are_exported_on_metrics() -> None:
     assert 'rtgate_scheduler_granted_total{lane="stt:tiny"} 1' in text
     assert 'rtgate_scheduler_waiting{lane="stt:tiny"} 1' in text
     assert 'rtgate_scheduler_pressure_seconds{lane="stt:tiny"} 0.25' in text
+
+
+class _LocalTTS(FakeTTS):
+    runs_locally = True
+
+
+def test_only_profiles_running_models_on_this_machine_are_limited() -> None:
+    """Network backends and the fakes do no local model work; one local stage is enough."""
+    assert not Pipeline("network", FakeLLM(), FakeTTS()).admission_limited
+    assert Pipeline("mixed", FakeLLM(), _LocalTTS()).admission_limited
+    assert Pipeline("forced", FakeLLM(), FakeTTS(), admission_limited=True).admission_limited
+
+
+def test_a_late_network_backend_does_not_refuse_local_sessions() -> None:
+    """Admission measures this machine's models; a network backend bounds itself."""
+    clock = Clock()
+    gate, _ = admission(100, clock, late_s=1.0)
+    remote = gate.scheduler.lane("openai-chat:example/chat", 1, local=False)
+    remote.rules.request(due=0.0, now=0.0)
+    remote.rules.request(due=0.0, now=0.0)
+    clock.now = 5.0
+    assert gate.refusal() is None

@@ -127,6 +127,10 @@ class Backend(ABC):  # noqa: B024 - abstract by intent; stages add the abstract 
     """Common base: a name, deadlines, metrics and error mapping."""
 
     name: str = "backend"
+    runs_locally: bool = False
+    """Its model work runs on this machine's cores (Whisper, llama.cpp, espeak-ng, Piper),
+    so its sessions count towards ``max_conversations`` (server/admission.py); network
+    backends bound themselves (``max_in_flight``)."""
 
     def __init__(self, *, deadlines: Deadlines | None = None) -> None:
         self.deadlines = deadlines or Deadlines()

@@ -58,10 +58,6 @@ class Playback:
         self._end = start + seconds
         self.sent_s += seconds
 
-    @property
-    def started(self) -> bool:
-        return self._end is not None
-
     def buffered_s(self) -> float:
         """Audio sent but not yet played, in seconds."""
         if self._end is None:

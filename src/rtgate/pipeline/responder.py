@@ -107,7 +107,7 @@ class Pipeline:
         incremental_stt: bool = True,
         prefill: bool = True,
         pacing: PacingLimits | None = None,
-        admission_limited: bool = True,
+        admission_limited: bool | None = None,
     ) -> None:
         self.name = name
         self.llm = llm
@@ -120,9 +120,12 @@ class Pipeline:
         (:meth:`prefill`)."""
         self.pacing = pacing or PacingLimits()
         """How far spoken answers are generated ahead of playback."""
+        if admission_limited is None:
+            admission_limited = any(b is not None and b.runs_locally for b in (llm, tts, stt))
         self.admission_limited = admission_limited
-        """Its sessions count towards ``max_conversations`` (server/admission.py); off for
-        stacks that do no model work (the builtin echo, the test fakes)."""
+        """Its sessions count towards ``max_conversations`` (server/admission.py). By default:
+        when a stage runs a model on this machine (:attr:`Backend.runs_locally`); not for
+        network backends, the builtin echo or the test fakes."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):

@@ -379,23 +379,31 @@ class Scheduler:
     def __init__(self, *, clock: Clock = time.monotonic) -> None:
         self._clock = clock
         self._lanes: dict[str, Lane] = {}
+        self._remote: set[str] = set()
 
-    def lane(self, key: str, capacity: int = 1, *, speculate_idle_only: bool = False) -> Lane:
-        """The lane for ``key``, made on first use with ``capacity``."""
+    def lane(
+        self, key: str, capacity: int = 1, *, speculate_idle_only: bool = False, local: bool = True
+    ) -> Lane:
+        """The lane for ``key``, made on first use with ``capacity``; ``local``: its work
+        runs on this machine's cores (not a network backend), see :meth:`pressure`."""
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = Lane(
                 key, capacity, clock=self._clock, speculate_idle_only=speculate_idle_only
             )
+            if not local:
+                self._remote.add(key)
         return lane
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes.values())
 
     def pressure(self) -> float:
-        """The largest :meth:`LaneRules.pressure` of any lane now (seconds late)."""
+        """The largest :meth:`LaneRules.pressure` of the local lanes now (seconds late): how
+        far behind this machine's models run. A slow network backend is its own limit."""
         now = self._clock()
-        return max((lane.rules.pressure(now) for lane in self._lanes.values()), default=0.0)
+        local = (lane for key, lane in self._lanes.items() if key not in self._remote)
+        return max((lane.rules.pressure(now) for lane in local), default=0.0)
 
     def now(self) -> float:
         return self._clock()

@@ -10,9 +10,11 @@ turn into text and answers — with the voice latency target held for all of the
   being played) started more than ``overload_late_s`` after it was due within the last
   :data:`~rtgate.pipeline.scheduler.PRESSURE_WINDOW_S` (:meth:`Scheduler.pressure`).
 
-Only conversations count: sessions that have started (appended audio or added an item:
-:attr:`Session.engaged`) and whose speech the models will use
-(:attr:`Session.uses_speech_text`). A session that only listens for turns
+Only profiles with a stage that runs a model on this machine are limited
+(:attr:`Pipeline.admission_limited`, from :attr:`Backend.runs_locally`): network
+backends bound themselves with ``max_in_flight``. Only conversations count: sessions
+that have started (appended audio or added an item: :attr:`Session.engaged`) and whose
+speech the models will use (:attr:`Session.uses_speech_text`). A session that only listens for turns
 (``create_response: false``, no input transcription) costs the VAD alone, and the
 global ``max_sessions`` bounds those; one that has just connected has not said yet what
 it will be. The count is read when a session asks to start, so a session that turns
@@ -34,9 +36,10 @@ from ..pipeline.scheduler import Scheduler
 from ..protocol.errors import RealtimeError
 
 CONVERSATIONS_PER_CORE = 2
-"""What ``max_conversations = auto`` allows per core: the most conversations measured to
+"""What ``max_conversations = auto`` allows per core: about the most conversations that
 keep first audio within 1 s for nine turns in ten with the default stack on 2 cores
-(docs/benchmarks.md, "Conversations": 4 held, p90 0.94 s; 6: p90 1.13 s)."""
+(docs/benchmarks.md, "Conversations": at 4, p90 0.94–1.12 s in three runs; at 6,
+1.13 s)."""
 
 
 def auto_conversations(cores: int | None = None) -> int:

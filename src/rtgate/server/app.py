@@ -43,7 +43,7 @@ PipelineFactory = Callable[[Settings], dict[str, Pipeline]]
 def builtin_pipeline() -> Pipeline:
     from ..pipeline.builtin import EchoLLM, ToneTTS
 
-    return Pipeline("builtin", EchoLLM(), ToneTTS(), admission_limited=False)
+    return Pipeline("builtin", EchoLLM(), ToneTTS())
 
 
 def default_pipeline() -> Pipeline:

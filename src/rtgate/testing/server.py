@@ -46,11 +46,7 @@ def fake_profiles(
     llm: FakeLLM | None = None, tts: FakeTTS | None = None, stt: STT | None = None
 ) -> Callable[[Settings], dict[str, Pipeline]]:
     def build(settings: Settings) -> dict[str, Pipeline]:
-        return {
-            "default": Pipeline(
-                "fake", llm or FakeLLM(), tts or FakeTTS(), stt, admission_limited=False
-            )
-        }
+        return {"default": Pipeline("fake", llm or FakeLLM(), tts or FakeTTS(), stt)}
 
     return build
 

@@ -126,8 +126,6 @@ class IncrementalTranscriber:
         self._loop: asyncio.Task[None] | None = None
         self.passes = 0
         """Background passes run (for tests and benchmarks)."""
-        self.skipped = 0
-        """Speculative passes skipped because the STT engine was busy."""
 
     # ------------------------------------------------------------------ hooks
 
@@ -299,7 +297,6 @@ class IncrementalTranscriber:
         except asyncio.CancelledError:
             raise
         except Skipped:
-            self.skipped += 1
             u.skipped_until = end_ms  # the next try waits for interval_ms of new audio
         except Exception as exc:  # the final pass reports failures; a partial one is advisory
             log.debug("session %s: incremental pass failed: %r", self.session.id, exc)

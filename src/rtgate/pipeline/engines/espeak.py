@@ -178,6 +178,7 @@ class EspeakTTS(TTS):
     """espeak-ng text-to-speech; see the module docstring for the contract."""
 
     name = "espeak"
+    runs_locally = True
 
     def __init__(self, *, max_buffer_s: float = 120.0, deadlines: Deadlines | None = None) -> None:
         super().__init__(deadlines=deadlines)

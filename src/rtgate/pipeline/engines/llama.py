@@ -85,6 +85,9 @@ AutoToolPolicy = Literal["keywords", "model"]
 TOOL_ARGUMENTS_MAX_TOKENS = 256
 """Cap on the tokens of one tool call's arguments."""
 
+STOP_WAIT_S = 1.0
+"""Longest a closed stream waits for llama.cpp to stop generating."""
+
 MIN_SEGMENT_TOKENS = 4
 """Tokens a segment makes before it may make way for more urgent work."""
 
@@ -263,6 +266,7 @@ class LlamaCppLLM(LLM):
     """llama.cpp chat model; see the module docstring for the contract."""
 
     name = "llamacpp"
+    runs_locally = True
 
     def __init__(
         self,
@@ -338,7 +342,8 @@ class LlamaCppLLM(LLM):
             instance = shared.idle(request.conversation)
             if ticket is None or instance is None:
                 return  # never make a real generation (this session's or another's) wait
-            chunks = stream_completion(shared, body, should_stop=_yield_check(ticket), instance=instance)
+            chunks = stream_completion(shared, body, should_stop=_MakeWay(shared.lane, ticket, None),
+                                       instance=instance)
             async for _ in chunks:
                 pass
 
@@ -561,10 +566,6 @@ class _Segment:
         return texts
 
 
-def _yield_check(ticket: Ticket) -> Callable[[], bool]:
-    return lambda: ticket.yield_requested
-
-
 class _MakeWay:
     """``should_stop`` of a text segment: stop when the lane asks to, or — for a paced
     answer — once its first words are out and another caller's more urgent work waits
@@ -602,8 +603,8 @@ async def stream_completion(
 
     Closing the generator, or ``should_stop()`` turning true (it is read on the worker
     thread at every token), makes the token callback return True, which stops llama.cpp
-    at the next token; the stream then ends without a finish reason and the worker thread
-    finishes on its own.
+    at the next token; the stream then ends without a finish reason. Closing waits for the
+    worker to stop (at most :data:`STOP_WAIT_S`).
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -642,7 +643,13 @@ async def stream_completion(
     finally:
         stop.set()
         if not job.done():
-            job.add_done_callback(_consume_result)
+            # The worker stops at its next token (~13 ms): wait for it, so that the
+            # instance (and the lane run the caller releases next) is really free when
+            # this returns; a worker that does not stop in time finishes on its own.
+            try:
+                await asyncio.wait_for(asyncio.shield(job), STOP_WAIT_S)
+            except BaseException:
+                job.add_done_callback(_consume_result)
 
 
 def _submit(instance: Instance, fn: Callable[[], Any]) -> asyncio.Future[Any]:

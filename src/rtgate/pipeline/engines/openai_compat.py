@@ -101,7 +101,9 @@ class _HTTPBackend:
         self._client: httpx.AsyncClient | None = None
         # Named by host and model only: a base URL may carry credentials.
         host = httpx.URL(endpoint.base_url).host or "backend"
-        self.lane = SCHEDULER.lane(f"{self.name}:{host}/{endpoint.model}", max(1, endpoint.max_in_flight))
+        self.lane = SCHEDULER.lane(
+            f"{self.name}:{host}/{endpoint.model}", max(1, endpoint.max_in_flight), local=False
+        )
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:

@@ -84,6 +84,7 @@ class PiperTTS(TTS):
     """Piper text-to-speech; see the module docstring for the contract."""
 
     name = "piper"
+    runs_locally = True
 
     def __init__(
         self,

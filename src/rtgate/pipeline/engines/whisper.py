@@ -118,6 +118,7 @@ class FasterWhisperSTT(STT):
     """faster-whisper speech-to-text; see the module docstring for the contract."""
 
     name = "faster-whisper"
+    runs_locally = True
 
     def __init__(
         self,
