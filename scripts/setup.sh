@@ -32,4 +32,12 @@ if [[ $TEST == 1 ]]; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
             || echo "setup: could not install chromium; the browser test will skip"
     fi
+    # Debian's Redis and HAProxy for the cluster tests (tests/cluster): a real redis-server
+    # on 127.0.0.1, and a load balancer in front of several rtgate nodes.
+    for tool in redis-server haproxy; do
+        if ! command -v "$tool" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null) \
+                || echo "setup: could not install $tool; the cluster tests that need it will skip"
+        fi
+    done
 fi
