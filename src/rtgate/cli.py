@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import math
 import sys
 
 from . import __version__
@@ -62,6 +61,22 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    "more are refused with server_busy so that the running ones keep their "
                    "voice latency (default 0: automatic, 2 per usable core; sessions that "
                    "only listen for turns do not count)")
+    p.add_argument("--workers", type=_workers, metavar="N",
+                   help="worker processes sharing the port, each with its own models and its "
+                   "share of the cores ('auto': one per usable core; default 1)")
+    p.add_argument("--redis-url", metavar="URL",
+                   help="Redis shared by every node and worker: membership, the WebRTC call "
+                   "directory, per-key limits and usage (prefer RTGATE_REDIS_URL when it "
+                   "holds a password; see docs/deployment.md)")
+    p.add_argument("--drain-timeout", type=float, dest="drain_timeout_s", metavar="SECONDS",
+                   help="on SIGTERM, how long live sessions may go on while no new ones are "
+                   "taken; then they end with server_shutting_down (default 30)")
+    p.add_argument("--advertise-host", metavar="HOST",
+                   help="address other nodes and workers reach this one on (default: the bound "
+                   "address, else the host name)")
+    p.add_argument("--internal-port", type=int, metavar="PORT",
+                   help="first port of the workers' internal listeners (worker i: PORT+i; "
+                   "default 0: free ports)")
     p.add_argument("--ice-server", action="append", dest="webrtc_ice_servers", metavar="URL",
                    help="STUN or TURN server for WebRTC calls, e.g. stun:stun.example.org:3478 or "
                    "turn:turn.example.org:3478?transport=udp (repeatable; default: host "
@@ -76,6 +91,18 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: 'auto' (default) runs uvloop when it is installed, else "
                    "asyncio; 'asyncio' forces the standard loop; 'uvloop' needs `pip install uvloop`")
+
+
+def _workers(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or 'auto', got {text!r}")
+    return count
 
 
 def _port_range(text: str) -> tuple[int, int]:
@@ -120,20 +147,18 @@ def event_loop_name(choice: str) -> str | None:
 def serve(args: argparse.Namespace) -> int:
     import logging
 
-    import uvicorn
-
     from .server.app import build_profiles, create_app
     from .server.auth import install_log_redaction
     from .server.config import ConfigError
     from .server.heap import freeze_startup_heap
     from .server.settings import Settings
-    from .server.ws_protocol import uvicorn_ws_options
 
     overrides = {
         k: getattr(args, k, None)
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
                   "max_sessions", "max_conversations", "log_level", "config_file",
-                  "webrtc_turn_username", "loop")
+                  "webrtc_turn_username", "loop", "workers", "redis_url", "drain_timeout_s",
+                  "advertise_host", "internal_port")
     }
     if args.webrtc_ice_servers:
         overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)
@@ -167,6 +192,15 @@ def serve(args: argparse.Namespace) -> int:
     log.info("event loop: %s", loop)
     if settings.open_access:
         log.warning("no API keys configured: any key is accepted (bound to %s only)", settings.host)
+    from .server.workers import run_workers, worker_count
+
+    if worker_count(settings) > 1:
+        try:  # a bad config file is a usage error here, before any worker starts
+            build_profiles(settings)
+        except ConfigError as exc:
+            print(f"rtgate serve: {exc}", file=sys.stderr)
+            return 2
+        return run_workers(settings, worker_count(settings), loop)
     try:
         # Engines are only constructed here (models load at start-up), so a bad config
         # file is a usage error before anything heavy runs.
@@ -174,21 +208,15 @@ def serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rtgate serve: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, profiles=lambda _settings: pipelines, on_ready=freeze_startup_heap)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        **uvicorn_ws_options(settings),
-        log_level=settings.log_level,
-        loop=loop,  # resolved above, so the log says what runs
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)),
-    )
-    server = uvicorn.Server(config)
-    install_log_redaction()
-    server.run()
+    from .server.node import Node, advertise_host, http_url, new_node_id
+    from .server.serve import run_process
+
+    # One process: other nodes (with Redis) reach it on its public port.
+    node = Node(new_node_id(), url=http_url(advertise_host(settings.host, settings.advertise_host),
+                                           settings.port))
+    app = create_app(settings, profiles=lambda _settings: pipelines, on_ready=freeze_startup_heap,
+                     node=node)
+    run_process(settings, app, loop)
     return 0
 
 

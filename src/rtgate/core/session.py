@@ -45,6 +45,9 @@ LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
 """Transcription models that stream deltas while audio is appended (SPEC §10.4, live mode)."""
 TransportKind = Literal["websocket", "webrtc"]
 
+SHUTTING_DOWN = "server_shutting_down"
+"""The error code of a session ended by the server's shutdown (the end of a drain)."""
+
 DEFAULT_RATE_LIMITS = [{"name": "tokens", "limit": 1_000_000, "remaining": 1_000_000, "reset_seconds": 0.0}]
 
 
@@ -211,6 +214,22 @@ class Session:
         elif self._idle_deadline is not None and now >= self._idle_deadline:
             self._idle_deadline = None
             self._idle_timeout(now)
+        return self._flush()
+
+    def shut_down(self, message: str) -> list[Output]:
+        """The server is going away (the end of a drain, server/drain.py): each open
+        response ends with ``response.done`` status ``failed`` (``server_error``,
+        ``server_shutting_down``), then an ``error`` event says why, then close 1012
+        (Service Restart: the SDK may reconnect, and a load balancer sends it elsewhere)."""
+        if self.closed:
+            return []
+        for response_id in list(self._responses):
+            self._effect(fx.CancelResponse(response_id))
+            self._end(self._responses[response_id], "failed", {"type": "failed", "error": {
+                "type": "server_error", "code": SHUTTING_DOWN, "message": message}})
+        self._error(RealtimeError(message, SHUTTING_DOWN, type="server_error"))
+        self.closed = True
+        self._effect(fx.Close(1012, f"server_error.{SHUTTING_DOWN}"))
         return self._flush()
 
     def next_deadline(self) -> float:

@@ -96,13 +96,26 @@ class BackendMetrics:
 
 # --------------------------------------------------------------------------- threads
 
+_CORE_SHARE = 1
+
+
+def set_core_share(processes: int) -> None:
+    """This process is one of ``processes`` sharing the cores (``rtgate serve --workers``):
+    :func:`usable_cores` answers its share from now on. Call before engines are built."""
+    global _CORE_SHARE
+    _CORE_SHARE = max(1, processes)
+
+
 def usable_cores() -> int:
     """The cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a
-    container's cpuset), else the machine's."""
+    container's cpuset, else the machine's), divided among the worker processes that
+    share them (:func:`set_core_share`), at least 1. Engines size their threads and
+    instances, and admission its conversations, from it."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // _CORE_SHARE)
 
 
 # One shared pool for CPU-bound inference. Two cores: more threads than that only adds

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..protocol.preview import PreviewState
 from ..server.config import UpstreamConfig
+from ..server.drain import shutting_down
 from ..server.ws_close import close_or_drop
 from ..server.ws_protocol import SPLICE_EXTENSION
 from .preview import PreviewDialect
@@ -153,7 +154,11 @@ async def relay_endpoint(
         await session.finish(Ending.fault(error, 1013))
         return
     state.active_sessions += 1
+    drain = getattr(state, "drain", None)
+    unregister = drain.register(lambda: session.shut_down(shutting_down())) if drain else None
     try:
         await session.run()
     finally:
         state.active_sessions -= 1
+        if unregister is not None:
+            unregister()

@@ -170,6 +170,22 @@ class RelaySession:
         self._sends: dict[asyncio.Task[Any], float] = {}  # sends in flight: loop time started
         self._stalled: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.TimerHandle | None = None
+        self._shut_down = asyncio.Event()
+        self._shutdown_error: RealtimeError | None = None
+        self._spliced: SplicedRelay | None = None
+
+    def shut_down(self, error: RealtimeError) -> None:
+        """End the relay for the server's shutdown: ``error``, then close 1012 to the client
+        and 1001 (Going Away) to the upstream (server/drain.py)."""
+        self._shutdown_error = error
+        self._shut_down.set()
+        if self._spliced is not None:
+            self._spliced.shut_down(error)
+
+    async def _until_shut_down(self) -> None:
+        await self._shut_down.wait()
+        assert self._shutdown_error is not None
+        raise _Ended(Ending.fault(self._shutdown_error, 1012))
 
     async def run(self) -> None:
         name = self.upstream.name
@@ -196,6 +212,7 @@ class RelaySession:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._upstream_to_client(upstream))
                 group.create_task(self._client_to_upstream(upstream))
+                group.create_task(self._until_shut_down())
         except* _Ended as ended:
             first = ended.exceptions[0]
             ending = first.ending if isinstance(first, _Ended) else ending
@@ -237,6 +254,7 @@ class RelaySession:
             transport.abort()
             return False
         client, client_early = taken
+        self._spliced = relay
         upstream_early = link.attach(relay.upstream_sink)
         if m is not None:
             m.connect_seconds.observe(time.perf_counter() - started, name)
@@ -244,6 +262,8 @@ class RelaySession:
         log.info("%s: relaying model %s to upstream %s (spliced)", self.id, self.model, name)
         try:
             relay.start(client, client_early, transport, upstream_early, self.bound_session)
+            if self._shutdown_error is not None:  # the drain ended it while it opened
+                relay.shut_down(self._shutdown_error)
             ending = await relay.wait()
         finally:
             if m is not None:

@@ -470,6 +470,11 @@ class SplicedRelay:
             self._end(self._Ending(1012, "server shutting down"), None, 1012, "server shutting down",
                       upstream_code=1001, upstream_reason="going away")
 
+    def shut_down(self, error: RealtimeError) -> None:
+        """The server's drain ends the session: ``error`` and close 1012 to the client, at a
+        frame boundary, and 1001 (Going Away) to the upstream."""
+        self._fault(error, 1012, upstream_code=1001, upstream_reason="going away")
+
     def _fault(self, error: RealtimeError, close_code: int, *, upstream_code: int = 1000,
                upstream_reason: str = "relay ended") -> None:
         ending = self._Ending.fault(error, close_code)

@@ -1,7 +1,8 @@
 """The ASGI application: routes, start-up (model warm-up, VAD batcher) and shutdown.
 
 Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
-``/openai/realtime`` (the ``AzureOpenAI`` client's path), and ``/healthz``.
+``/openai/realtime`` (the ``AzureOpenAI`` client's path), ``/healthz`` (alive) and
+``/readyz`` (ready for new sessions: not draining, Redis reachable when configured).
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -26,8 +30,10 @@ from .calls import ROUTES as CALL_ROUTES
 from .calls import CallRegistry
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import create_client_secret
+from .drain import Drain
 from .ephemeral import EphemeralKeyStore
 from .metrics import Metrics, metrics_endpoint
+from .node import Node, new_node_id
 from .preauth import install_accept_error_filter
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
 from .profiles import gateway_config, pipelines_from_config
@@ -89,12 +95,19 @@ def create_app(
     profiles: PipelineFactory = build_profiles,
     vad_factory: Callable[[], VAD | None] = default_vad,
     on_ready: Callable[[], object] | None = None,
+    node: Node | None = None,
 ) -> Starlette:
     """Build the app; models load and warm up in the lifespan, before the first session.
 
     ``on_ready`` runs once start-up is complete, before the first request is served
-    (``rtgate serve`` freezes the start-up heap there: server/heap.py).
+    (``rtgate serve`` freezes the start-up heap there: server/heap.py). ``node`` is this
+    process in its deployment (server/node.py; default: a process on its own). With
+    ``settings.redis_url`` the lifespan joins the cluster (:mod:`rtgate.cluster`) and
+    leaves it at shutdown. ``app.state.drain`` exists from the start, so that the server
+    can begin a drain whatever state the lifespan is in (server/drain.py).
     """
+    node = node if node is not None else Node(new_node_id())
+    drain = Drain()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -121,6 +134,8 @@ def create_app(
             "models run over %.1f s late (overload_late_s)",
             admission.max_conversations, admission.overload_late_s,
         )
+        if settings.redis_url:
+            node.cluster = await join_cluster(settings, node)
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
@@ -130,6 +145,8 @@ def create_app(
             calls=CallRegistry(settings),
             metrics=metrics,
             admission=admission,
+            drain=drain,
+            node=node,
         )
         if on_ready is not None:
             on_ready()
@@ -137,6 +154,8 @@ def create_app(
         try:
             yield
         finally:
+            if node.cluster is not None:
+                await node.cluster.aclose()
             await app.state.rtgate.calls.aclose()
             if vad is not None:
                 await vad.stop()
@@ -144,19 +163,53 @@ def create_app(
                 await pipeline.aclose()
 
     async def healthz(request: Request) -> JSONResponse:
+        """Alive: the process answers (a liveness probe); never needs a key."""
         state = request.app.state.rtgate
-        return JSONResponse({"status": "ok", "sessions": state.active_sessions})
+        return JSONResponse({"status": "ok", "sessions": state.active_sessions,
+                             "node": node.id, "pid": os.getpid()})
+
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for new sessions: 200, or 503 with the reason (a readiness probe)."""
+        state = request.app.state.rtgate
+        admission = state.admission
+        body = {"node": node.id, "sessions": state.active_sessions,
+                "conversations": admission.conversations() if admission else 0,
+                "max_conversations": admission.max_conversations if admission else 0}
+        if drain.draining:
+            return JSONResponse({"status": "draining", "reason": "shutting down: no new "
+                                 "sessions", **body}, status_code=503)
+        if node.cluster is not None and not node.cluster.reachable:
+            return JSONResponse({"status": "degraded", "reason": "Redis is unreachable",
+                                 **body}, status_code=503)
+        return JSONResponse({"status": "ready", **body})
 
     routes = [
         WebSocketRoute("/openai/v1/realtime", realtime_endpoint),
         WebSocketRoute("/v1/realtime", realtime_endpoint),
         WebSocketRoute("/openai/realtime", realtime_endpoint),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
         *CALL_ROUTES,
         *PREVIEW_REST_ROUTES,
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={ClientDisconnect: _client_gone})
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={ClientDisconnect: _client_gone})
+    app.state.drain = drain
+    app.state.node = node
+    return app
+
+
+async def join_cluster(settings: Settings, node: Node) -> Any:
+    """Open this process's cluster store in Redis and report its sessions at each beat."""
+    from ..cluster import new_member, open_store
+
+    member = new_member(node.url or "")
+    store = open_store(settings.redis_url, replace(member, id=node.id),
+                       prefix=settings.redis_prefix, heartbeat_s=settings.cluster_heartbeat_s)
+    await store.start()
+    log.info("cluster: joined as %s (%s); Redis %s", node.id, node.url or "no internal URL",
+             "reachable" if store.reachable else "unreachable: limits fail open until it returns")
+    return store

@@ -39,8 +39,11 @@ from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
 from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
-from .auth import Grant
+from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
+from .drain import shutting_down
+from .forward import forward_request, forward_socket, owner_gone, target
+from .node import FORWARDED_HEADER
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
 
@@ -70,6 +73,22 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
         udp_port_min=settings.webrtc_udp_port_min,
         udp_port_max=settings.webrtc_udp_port_max,
     )
+
+
+def new_call_id(node: Any = None) -> str:
+    """``rtc_`` and 32 hex digits, like the cloud's; the first 8 are the id of the process
+    that holds the call (``node.id``), so that a sideband or hangup reaching another
+    process of the deployment finds its way here (server/forward.py)."""
+    owner = getattr(node, "id", None) or secrets.token_hex(4)
+    return f"rtc_{owner}{secrets.token_hex(12)}"
+
+
+def call_owner(call_id: str) -> str | None:
+    """The id of the process that holds ``call_id`` (see :func:`new_call_id`), if well-formed."""
+    tag = call_id[4:12]
+    if call_id.startswith("rtc_") and len(tag) == 8 and all(c in "0123456789abcdef" for c in tag):
+        return tag
+    return None
 
 
 class CallRegistry:
@@ -182,6 +201,8 @@ async def create_call(request: Request) -> Response:
                 f"Invalid model: '{model}'. This rtgate server routes official realtime model "
                 "names and the names in its profile configuration.", "invalid_model",
                 "session.model"))
+        if state.drain.draining:
+            raise RestError(503, shutting_down("it takes no new calls"))
         if state.active_sessions >= settings.max_sessions:
             raise RestError(503, RealtimeError(
                 f"This server is at its limit of {settings.max_sessions} sessions; try again "
@@ -192,7 +213,7 @@ async def create_call(request: Request) -> Response:
     except RestError as exc:
         return error_response(exc.status, exc.error)
 
-    call_id = f"rtc_{secrets.token_hex(16)}"
+    call_id = new_call_id(state.node)
     transcription = config is not None and config.type == "transcription"
 
     def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
@@ -220,6 +241,7 @@ async def create_call(request: Request) -> Response:
     sessions: list[Session] = []
 
     def on_closed(call: WebRTCCall) -> None:
+        unregister()
         if admission is not None:
             for session in sessions:
                 admission.closed(session)
@@ -229,6 +251,7 @@ async def create_call(request: Request) -> Response:
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
                       send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
     registry.calls[call_id] = call
+    unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
     owners[call] = grant.key_id
     state.active_sessions += 1
     try:
@@ -258,6 +281,14 @@ async def hangup_call(request: Request) -> Response:
         return error_response(exc.status, exc.error)
     call = registry.get(request.path_params["call_id"])
     if call is None:
+        elsewhere, url = await target(request.app.state.rtgate.node,
+                                      call_owner(request.path_params["call_id"]),
+                                      FORWARDED_HEADER in request.headers)
+        credential = extract_credential(request.headers, request.query_params, [])
+        if elsewhere and url is not None and credential is not None:
+            return await forward_request(request, url, credential, request.app.state.rtgate.node)
+        if elsewhere:
+            return error_response(404, owner_gone(request.path_params["call_id"]))
         return error_response(404, RealtimeError(
             f"No live call with id '{echo(request.path_params['call_id'])}'.", "call_not_found",
             "call_id"))
@@ -311,6 +342,17 @@ async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
             "invalid_api_key"), 3000)
         return
     call = registry.get(call_id) if registry is not None else None
+    if call is None:
+        node = ws.app.state.rtgate.node
+        elsewhere, url = await target(node, call_owner(call_id), FORWARDED_HEADER in ws.headers)
+        credential = extract_credential(ws.headers, ws.query_params,
+                                        list(ws.scope.get("subprotocols") or []))
+        if elsewhere and url is not None and credential is not None:
+            await forward_socket(ws, url, credential, node)
+            return
+        if elsewhere:
+            await _refuse(ws, owner_gone(call_id), 4000)
+            return
     if call is None or call.closed.is_set():
         await _refuse(ws, RealtimeError(
             f"No live call with id '{call_id}'.", "call_not_found", "call_id"), 4000)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,6 +30,10 @@ from ..transport.connection import Channel, SessionRunner
 from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .admission import Admission
 from .auth import Authenticator, extract_credential
+from .drain import CLOSE_CODE as DRAIN_CLOSE_CODE
+from .drain import Drain, shutting_down
+from .forward import forward_socket, peer_with_room
+from .node import FORWARDED_HEADER
 from .routing import ModelRouter
 from .scope import model_refusal
 from .settings import Settings
@@ -51,6 +55,8 @@ class ServerState:
     calls: Any = None  # server.calls.CallRegistry
     metrics: Any = None  # server.metrics.Metrics
     admission: Admission | None = None
+    drain: Drain = field(default_factory=Drain)
+    node: Any = None  # server.cluster_glue.Node: this process in the cluster (call owners)
 
 
 class StarletteChannel:
@@ -112,6 +118,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         from .calls import sideband_endpoint  # calls imports this module
 
         await sideband_endpoint(ws, grant, query["call_id"])
+        return
+
+    if state.drain.draining:  # a live call's sideband (above) may still attach
+        log.info("refused a session: draining")
+        await _refuse(ws, shutting_down("it takes no new sessions"), DRAIN_CLOSE_CODE)
         return
 
     # Preview clients run the same GA session behind the bridge (transport/preview_bridge.py).
@@ -178,6 +189,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         return
     refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
     if refusal is not None:
+        if FORWARDED_HEADER not in ws.headers and credential is not None:
+            peer = await peer_with_room(state.node)  # the kernel spread connections, not load
+            if peer is not None:
+                await forward_socket(ws, peer, credential, state.node)
+                return
         await _refuse(ws, refusal, 1013)
         return
 
@@ -220,6 +236,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     if admission is not None:
         admission.opened(session)
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
+    unregister = state.drain.register(lambda: runner.shut_down(shutting_down().message))
     try:
         await runner.start()
         if tap is not None and settings.ws_direct_messages:
@@ -238,6 +255,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        unregister()
         if tap is not None:
             tap.detach()
         stragglers: set[asyncio.Task[None]] = set()

@@ -57,6 +57,39 @@ class Settings:
     """Seconds SIGTERM waits for open connections to close (a client that stops reading
     never answers the close handshake); then their tasks are cancelled and the server
     exits."""
+    drain_timeout_s: float = 30.0
+    """Seconds SIGTERM lets live sessions go on: the process reports not ready at once
+    (``/readyz`` 503) and refuses new sessions, then ends the sessions still open with an
+    ``error`` event (``server_shutting_down``) and close 1012; after that,
+    ``shutdown_timeout_s`` bounds the close handshakes (docs/deployment.md, Drain)."""
+    workers: int = 1
+    """Worker processes sharing the port (``auto`` or 0: one per usable core); each loads
+    its own models and sizes its engines for its share of the cores
+    (docs/deployment.md, Workers)."""
+    redis_url: str | None = None
+    """Redis shared by every node and worker: membership, the call directory, per-key
+    limits and usage (``redis://[:password@]host:port/db``; masked when printed). Unset:
+    this node's processes share nothing through Redis (docs/deployment.md)."""
+    redis_prefix: str = "rtgate"
+    """Prefix of every Redis key, so that several deployments can share one Redis."""
+    cluster_heartbeat_s: float = 2.0
+    """Seconds between a process's heartbeats in Redis; a process that stops
+    heartbeating leaves the membership (and its sessions stop counting) within 3 of them."""
+    advertise_host: str | None = None
+    """Address other nodes and workers use to reach this process's internal listener
+    (a call's sideband or hangup that lands elsewhere is forwarded there). Unset: the
+    bound address when it is a specific one, else this host's name."""
+    internal_port: int = 0
+    """First port of the per-worker internal listeners (worker i binds ``internal_port + i``
+    on ``host``); 0: a free port each. Used with ``workers`` > 1 or ``redis_url``."""
+    key_max_sessions: int = 0
+    """Concurrent sessions per API key across the cluster (with ``redis_url``; per process
+    without it); beyond it new sessions get ``rate_limit_exceeded``. 0: unlimited."""
+    key_sessions_per_minute: int = 0
+    """New sessions per API key per minute across the cluster; 0: unlimited."""
+    admin_keys: tuple[str, ...] = ()
+    """Keys accepted by the admin routes (``/admin/usage``); empty: the admin routes
+    are off. Keep them apart from the API keys that clients hold."""
     session_stop_timeout_s: float = 5.0
     """Seconds a session's tasks get to end once it is over; the handler returns then
     whatever they do, and the session's slot is freed when the last of them ends."""
@@ -147,6 +180,10 @@ class Settings:
     Spliced data path); off: every relayed frame is parsed and re-encoded."""
 
     def __post_init__(self) -> None:
+        if self.workers < 0:
+            raise ValueError(f"workers: expected a count or auto, got {self.workers}")
+        if self.drain_timeout_s < 0:
+            raise ValueError(f"drain_timeout_s: expected seconds >= 0, got {self.drain_timeout_s}")
         if self.loop not in LOOPS:
             raise ValueError(f"loop: expected one of {', '.join(LOOPS)}, got {self.loop!r}")
         low, high = self.webrtc_udp_port_min, self.webrtc_udp_port_max
@@ -185,6 +222,10 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "api_keys":
                 value = f"{len(value)} configured" if value else "none (any key accepted)"
+            elif f.name == "admin_keys":
+                value = f"{len(value)} configured" if value else "none (admin routes off)"
+            elif f.name == "redis_url" and value:
+                value = _mask_url(value)
             elif f.name.endswith("_credential") and value:
                 value = "***"
             lines.append(f"  {f.name:<30} {value}")
@@ -212,9 +253,20 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
         if kind == "bool":
             return raw.strip().lower() in ("1", "true", "yes", "on")
         if kind == "int":
-            return int(raw)
+            # "auto" is the 0 of the settings whose 0 means automatic (workers, max_conversations).
+            return 0 if raw.strip().lower() == "auto" else int(raw)
         if kind == "float":
             return float(raw)
     except ValueError:
         raise ValueError(f"RTGATE_{name.upper()}: expected {kind}, got {raw!r}") from None
     return raw
+
+
+def _mask_url(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostpart = rest.rpartition("@")
+    if not sep or not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostpart}"

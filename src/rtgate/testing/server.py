@@ -17,6 +17,7 @@ import uvicorn
 from ..pipeline.base import STT, VAD
 from ..pipeline.responder import Pipeline
 from ..server.app import create_app, default_vad
+from ..server.node import Node
 from ..server.settings import Settings
 from ..server.ws_protocol import uvicorn_ws_options
 from .fakes import FakeLLM, FakeTTS
@@ -58,14 +59,18 @@ def running_server(
     profiles: Callable[[Settings], dict[str, Pipeline]] | None = None,
     vad_factory: Callable[[], VAD | None] = default_vad,
     startup_timeout_s: float = 120.0,
+    node: Node | None = None,
 ) -> Iterator[ServerHandle]:
     """Run rtgate on 127.0.0.1:<ephemeral>; yields a :class:`ServerHandle`.
 
     ``profiles`` defaults to fake backends (deterministic echo + tones); pass
-    ``rtgate.server.app.build_profiles`` for the real configured stack.
+    ``rtgate.server.app.build_profiles`` for the real configured stack. ``node`` makes
+    the server one process of a deployment (server/node.py): tests fill in its ``url``
+    and ``peers`` once the ports are known.
     """
     settings = (settings or Settings()).replace(host="127.0.0.1", port=0)
-    app = create_app(settings, profiles=profiles or fake_profiles(), vad_factory=vad_factory)
+    app = create_app(settings, profiles=profiles or fake_profiles(), vad_factory=vad_factory,
+                     node=node)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

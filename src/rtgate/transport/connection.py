@@ -154,6 +154,11 @@ class SessionRunner:
             # The client is not reading: close without flushing.
             self._spawn(self._close_now(), "close")
 
+    def shut_down(self, message: str) -> None:
+        """End the session for the server's shutdown (:meth:`Session.shut_down`): open
+        responses get ``response.done`` (failed), an ``error`` says why, then close 1012."""
+        self.apply(self.session.shut_down(message))
+
     async def _close_now(self) -> None:
         code, reason = self._closing or (1000, "")
         with contextlib.suppress(Exception):
