@@ -15,7 +15,7 @@ from __future__ import annotations
 import binascii
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..audio import bytes_per_ms
@@ -47,6 +47,16 @@ TransportKind = Literal["websocket", "webrtc"]
 
 SHUTTING_DOWN = "server_shutting_down"
 """The error code of a session ended by the server's shutdown (the end of a drain)."""
+
+@dataclass(slots=True)
+class SessionTotals:
+    """What a session has used so far, for per-key usage (server/keys.py): the tokens and
+    output audio of its ended responses. Input audio is :attr:`InputAudioBuffer.end_ms`."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    audio_out_ms: float = 0.0
+
 
 DEFAULT_RATE_LIMITS = [{"name": "tokens", "limit": 1_000_000, "remaining": 1_000_000, "reset_seconds": 0.0}]
 
@@ -87,6 +97,7 @@ class Session:
         self._configure_turn_detection()
         self._speech_item_id: str | None = None
         self._responses: dict[str, ResponseEmitter] = {}
+        self.totals = SessionTotals()
         self._default_response: str | None = None
         self._voice_locked = False
         self._idle_deadline: float | None = None
@@ -655,6 +666,10 @@ class Session:
 
     def _end(self, emitter: ResponseEmitter, status: str, details: dict[str, Any] | None) -> None:
         emitter.finish(status, details, rate_limits=self.rate_limits)
+        totals = self.totals
+        totals.input_tokens += emitter.r.input_tokens
+        totals.output_tokens += emitter.r.output_tokens
+        totals.audio_out_ms += sum(o.audio_ms for o in emitter.r.output)
         self._responses.pop(emitter.r.id, None)
         if self._default_response == emitter.r.id:
             self._default_response = None

@@ -14,16 +14,17 @@ import math
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from ..cluster import ClusterStore, new_member, open_store
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
 from ..pipeline.scheduler import SCHEDULER
+from .admin import usage_endpoint
 from .admission import Admission, auto_conversations
 from .auth import Authenticator
 from .calls import ROUTES as CALL_ROUTES
@@ -134,8 +135,7 @@ def create_app(
             "models run over %.1f s late (overload_late_s)",
             admission.max_conversations, admission.overload_late_s,
         )
-        if settings.redis_url:
-            node.cluster = await join_cluster(settings, node)
+        node.cluster = await join_cluster(settings, node)
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
@@ -148,12 +148,15 @@ def create_app(
             drain=drain,
             node=node,
         )
+        reporter = asyncio.create_task(_report(app.state.rtgate, settings.cluster_heartbeat_s),
+                                       name="rtgate:cluster-report")
         if on_ready is not None:
             on_ready()
         log.info("rtgate ready: profiles %s", ", ".join(pipelines))
         try:
             yield
         finally:
+            reporter.cancel()
             if node.cluster is not None:
                 await node.cluster.aclose()
             await app.state.rtgate.calls.aclose()
@@ -190,6 +193,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
+        Route("/admin/usage", usage_endpoint),
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
         *CALL_ROUTES,
         *PREVIEW_REST_ROUTES,
@@ -202,14 +206,23 @@ def create_app(
     return app
 
 
-async def join_cluster(settings: Settings, node: Node) -> Any:
-    """Open this process's cluster store in Redis and report its sessions at each beat."""
-    from ..cluster import new_member, open_store
-
-    member = new_member(node.url or "")
-    store = open_store(settings.redis_url, replace(member, id=node.id),
-                       prefix=settings.redis_prefix, heartbeat_s=settings.cluster_heartbeat_s)
+async def join_cluster(settings: Settings, node: Node) -> ClusterStore:
+    """Open this process's cluster store: in Redis with ``settings.redis_url``, else in
+    memory (this process is the whole cluster; per-key limits hold for it alone)."""
+    member = replace(new_member(node.url or ""), id=node.id)
+    store = open_store(settings.redis_url, member, prefix=settings.redis_prefix,
+                       heartbeat_s=settings.cluster_heartbeat_s)
     await store.start()
-    log.info("cluster: joined as %s (%s); Redis %s", node.id, node.url or "no internal URL",
-             "reachable" if store.reachable else "unreachable: limits fail open until it returns")
+    if settings.redis_url:
+        log.info("cluster: joined as %s (%s); Redis %s", node.id, node.url or "no internal URL",
+                 "reachable" if store.reachable else
+                 "unreachable: limits fail open until it returns")
     return store
+
+
+async def _report(state: ServerState, every_s: float) -> None:
+    """Tell the cluster this process's sessions and drain state, once per heartbeat."""
+    while True:
+        if state.node is not None and state.node.cluster is not None:
+            state.node.cluster.report(sessions=state.active_sessions, draining=state.drain.draining)
+        await asyncio.sleep(every_s)

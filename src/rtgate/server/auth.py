@@ -9,6 +9,7 @@ configured, any other key accepted): an expired, altered or foreign ``ek_`` key 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import re
@@ -43,6 +44,12 @@ def extract_credential(
     return None
 
 
+def key_id(key: str) -> str:
+    """A stable, non-secret identity of a key: an ephemeral key's (its calls remember
+    it), or a standard key's (the account its sessions count under, server/keys.py)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A successful authentication; ``session`` is the config bound to an ephemeral key,
@@ -51,6 +58,9 @@ class Grant:
     ephemeral: bool = False
     session: dict[str, Any] | None = None
     key_id: str | None = None
+    account: str | None = None
+    """The standard key a session counts under (server/keys.py): the key itself, or the
+    one that minted the ephemeral key; ``None`` where unknown."""
 
 
 class EphemeralKeys(Protocol):
@@ -82,13 +92,13 @@ class Authenticator:
             if not self._warned:
                 log.warning("no API keys configured: accepting any key (local development mode)")
                 self._warned = True
-            return Grant()
+            return Grant(account=key_id(credential.value))
         candidate = credential.value.encode()
         ok = False
         for key in self._keys:
             # Compare against every key so timing does not reveal which one matched.
             ok |= hmac.compare_digest(candidate, key)
-        return Grant() if ok else None
+        return Grant(account=key_id(credential.value)) if ok else None
 
 
 _SECRET_PATTERNS = [

@@ -17,9 +17,11 @@ Errors use the cloud's REST body ``{"error": {"message", "type", "param", "code"
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 import logging
+import math
 import secrets
 import time
 import weakref
@@ -31,6 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.websockets import WebSocket
 
+from ..cluster import Refused
 from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
@@ -43,6 +46,8 @@ from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, forward_socket, owner_gone, target
+from .keys import account_of, admit, record_session
+from .keys import refusal as key_refusal
 from .node import FORWARDED_HEADER
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
@@ -73,6 +78,16 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
         udp_port_min=settings.webrtc_udp_port_min,
         udp_port_max=settings.webrtc_udp_port_max,
     )
+
+
+_DETACHED: set[asyncio.Task[Any]] = set()
+
+
+def _detached(coro: Any) -> None:
+    """Run ``coro`` on its own, keeping a reference until it ends (it never raises)."""
+    task = asyncio.get_running_loop().create_task(coro)
+    _DETACHED.add(task)
+    task.add_done_callback(_DETACHED.discard)
 
 
 def new_call_id(node: Any = None) -> str:
@@ -210,6 +225,11 @@ async def create_call(request: Request) -> Response:
         refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
         if refusal is not None:
             raise RestError(503, refusal)
+        account = account_of(grant, extract_credential(request.headers, request.query_params, []))
+        lease = await admit(state, account)
+        if isinstance(lease, Refused):
+            return error_response(429, key_refusal(lease),
+                                  headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
     except RestError as exc:
         return error_response(exc.status, exc.error)
 
@@ -242,6 +262,8 @@ async def create_call(request: Request) -> Response:
 
     def on_closed(call: WebRTCCall) -> None:
         unregister()
+        _detached(lease.release())  # on_closed is a plain callback; the release awaits Redis
+        record_session(state, account, sessions[0] if sessions else None)
         if admission is not None:
             for session in sessions:
                 admission.closed(session)

@@ -56,10 +56,11 @@ class RestError(Exception):
         self.error = error
 
 
-def error_response(status: int, error: RealtimeError) -> JSONResponse:
+def error_response(status: int, error: RealtimeError,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": error.message, "type": error.type, "param": error.param,
                       "code": error.code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def authenticate(request: Request, *, allow_ephemeral: bool) -> Grant:
@@ -167,7 +168,7 @@ async def _mint_upstream(request: Request, body: bytes, config: SessionConfig) -
 
 async def create_client_secret(request: Request) -> Response:
     try:
-        authenticate(request, allow_ephemeral=False)
+        grant = authenticate(request, allow_ephemeral=False)
         body = await read_body(request)
         try:
             ttl, config = parse_request(body)
@@ -181,7 +182,7 @@ async def create_client_secret(request: Request) -> Response:
             return forwarded
         store = request.app.state.rtgate.ephemeral
         try:
-            key, expires_at = store.mint(bound_session(config), ttl)
+            key, expires_at = store.mint(bound_session(config), ttl, account=grant.account)
         except SessionTooLarge as exc:
             raise RestError(400, RealtimeError(str(exc), "invalid_value", "session")) from None
     except RestError as exc:

@@ -49,6 +49,9 @@ DEFAULT_MAX_SESSION_BYTES = 6 * 1024
 MAX_SESSION_JSON_BYTES = 256 * 1024
 """Decompressed session config accepted from a key, in bytes (a bound on inflation)."""
 
+ACCOUNT_FIELD = "rtgate.account"
+"""Where a key's payload carries the minting key's account (no session field has a dot)."""
+
 _VERSION = 1
 _HEADER = struct.Struct(">BQ")  # version, expires_at (unix seconds)
 _TAG_BYTES = 16
@@ -118,13 +121,16 @@ class EphemeralKeyStore:
     def _tag(self, signed: bytes) -> bytes:
         return hmac.new(self._secret, _DOMAIN + signed, hashlib.sha256).digest()[:_TAG_BYTES]
 
-    def mint(self, session: dict[str, Any], ttl_s: int) -> tuple[str, int]:
-        """Return ``(key, expires_at)`` for a key bound to ``session`` (already validated).
+    def mint(self, session: dict[str, Any], ttl_s: int, account: str | None = None) -> tuple[str, int]:
+        """Return ``(key, expires_at)`` for a key bound to ``session`` (already validated)
+        and, when given, to the ``account`` of the standard key that minted it (its
+        sessions count under that account, server/keys.py).
 
         Raises :class:`SessionTooLarge` when the compressed config exceeds the cap.
         """
         expires_at = int(self._clock()) + int(ttl_s)
-        body = zlib.compress(orjson.dumps(session), 9)
+        payload = session if account is None else {**session, ACCOUNT_FIELD: account}
+        body = zlib.compress(orjson.dumps(payload), 9)
         if len(body) > self.max_session_bytes:
             raise SessionTooLarge(
                 f"The session config is too large to bind to an ephemeral key: {len(body)} bytes "
@@ -160,4 +166,6 @@ class EphemeralKeyStore:
             return None
         if not isinstance(session, dict):
             return None
-        return Grant(ephemeral=True, session=session, key_id=key_id(key))
+        account = session.pop(ACCOUNT_FIELD, None)
+        return Grant(ephemeral=True, session=session, key_id=key_id(key),
+                     account=account if isinstance(account, str) else None)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..pipeline.scheduler import Lane, Scheduler
+from .admin import cluster_lines
 from .auth import extract_credential
 
 MAX_SERIES_PER_METRIC = 512
@@ -284,6 +285,9 @@ async def metrics_endpoint(request: Request) -> Response:
         grant = state.auth.check(credential)
         if grant is None or grant.ephemeral:
             return PlainTextResponse("metrics need one of the server's API keys\n", status_code=401)
+    text = state.metrics.registry.render()
+    extra = "\n".join(await cluster_lines(state))
     return PlainTextResponse(
-        state.metrics.registry.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        f"{text.rstrip(chr(10))}\n{extra}\n" if text.strip() else f"{extra}\n",
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..cluster import Refused
 from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
@@ -33,6 +34,8 @@ from .auth import Authenticator, extract_credential
 from .drain import CLOSE_CODE as DRAIN_CLOSE_CODE
 from .drain import Drain, shutting_down
 from .forward import forward_socket, peer_with_room
+from .keys import account_of, admit, record_session
+from .keys import refusal as key_refusal
 from .node import FORWARDED_HEADER
 from .routing import ModelRouter
 from .scope import model_refusal
@@ -146,8 +149,17 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         # A relayed model skips the local core entirely (relay/endpoint.py).
         from ..relay.endpoint import relay_endpoint
 
-        await relay_endpoint(ws, state, upstream, str(model), bound_session=grant.session,
-                             transcription=transcription, preview=preview)
+        account = account_of(grant, credential)
+        lease = await admit(state, account)
+        if isinstance(lease, Refused):
+            await _refuse(ws, key_refusal(lease), 1013)
+            return
+        try:
+            await relay_endpoint(ws, state, upstream, str(model), bound_session=grant.session,
+                                 transcription=transcription, preview=preview)
+        finally:
+            await lease.release()
+            record_session(state, account, None)
         return
     if transcription:
         pipeline = state.router.resolve(model) if model else state.router.default
@@ -195,6 +207,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
                 await forward_socket(ws, peer, credential, state.node)
                 return
         await _refuse(ws, refusal, 1013)
+        return
+    account = account_of(grant, credential)
+    lease = await admit(state, account)
+    if isinstance(lease, Refused):
+        await _refuse(ws, key_refusal(lease), 1013)
         return
 
     session = Session(
@@ -261,10 +278,12 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         stragglers: set[asyncio.Task[None]] = set()
         if admission is not None:
             admission.closed(session)
+        await lease.release()
         try:
             stragglers = await runner.stop(settings.session_stop_timeout_s)
         finally:
             slot.release_when_done(stragglers)  # issue 17: once, when the session is gone
+        record_session(state, account, session)
         log.info("session %s closed", session.id)
         if bridge is not None:
             log.info("session %s: %s", session.id, bridge.summary())

@@ -19,19 +19,13 @@ as an unknown call would not (the call exists; the key is not its owner).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from ..protocol.errors import RealtimeError, echo
-from .auth import Grant
+from .auth import Grant, key_id
 
 DEFAULT_MODEL = "gpt-realtime"
 """The model a realtime session without one gets (the cloud's default)."""
-
-
-def key_id(key: str) -> str:
-    """A stable, non-secret identity of an ephemeral key (its calls remember it)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def key_model(grant: Grant) -> str | None:
