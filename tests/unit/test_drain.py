@@ -102,3 +102,14 @@ def test_scale_out_settings_parse_from_the_environment_and_mask_the_redis_passwo
     assert "s3cret" not in described and "redis://:***@r:6379/0" in described
     assert _mask_url("redis://user:pw@h:1") == "redis://user:***@h:1"
     assert _mask_url("redis://h:1") == "redis://h:1"
+
+
+def test_a_container_cpu_quota_caps_the_usable_cores(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rtgate.pipeline.base import cpu_quota
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")
+    assert cpu_quota(str(quota)) == 2  # 1.5 cores: two threads can use them
+    quota.write_text("max 100000\n")
+    assert cpu_quota(str(quota)) is None
+    assert cpu_quota(str(tmp_path / "missing")) is None

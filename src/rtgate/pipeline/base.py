@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -106,15 +107,33 @@ def set_core_share(processes: int) -> None:
     _CORE_SHARE = max(1, processes)
 
 
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+"""cgroup v2's CPU quota of this container (``docker --cpus``, a Kubernetes CPU limit)."""
+
+
+def cpu_quota(path: str = CGROUP_CPU_MAX) -> int | None:
+    """Whole cores the container's CPU quota allows (rounded up), or ``None`` without one."""
+    try:
+        with open(path) as file:
+            fields = file.read().split()  # "<quota> <period>", or "max <period>"
+        return max(1, math.ceil(int(fields[0]) / int(fields[1])))
+    except (OSError, IndexError, ValueError, ZeroDivisionError):  # no file, or "max"
+        return None
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under ``taskset`` or a
-    container's cpuset, else the machine's), divided among the worker processes that
-    share them (:func:`set_core_share`), at least 1. Engines size their threads and
-    instances, and admission its conversations, from it."""
+    """The cores this process may run on — its CPU affinity (``taskset``, a cpuset), else
+    the machine's, and no more than the container's CPU quota (:func:`cpu_quota`, which
+    the affinity does not show) — divided among the worker processes that share them
+    (:func:`set_core_share`), at least 1. Engines size their threads and instances,
+    ``--workers auto`` its workers and admission its conversations from it."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    quota = cpu_quota()
+    if quota is not None:
+        cores = min(cores, quota)
     return max(1, cores // _CORE_SHARE)
 
 

@@ -2,7 +2,8 @@
 
 Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
 ``/openai/realtime`` (the ``AzureOpenAI`` client's path), ``/healthz`` (alive) and
-``/readyz`` (ready for new sessions: not draining, Redis reachable when configured).
+``/readyz`` (ready for new sessions: not draining; with ``ready_requires_redis``, Redis
+reachable).
 """
 
 from __future__ import annotations
@@ -181,9 +182,11 @@ def create_app(
         if drain.draining:
             return JSONResponse({"status": "draining", "reason": "shutting down: no new "
                                  "sessions", **body}, status_code=503)
-        if node.cluster is not None and not node.cluster.reachable:
-            return JSONResponse({"status": "degraded", "reason": "Redis is unreachable",
-                                 **body}, status_code=503)
+        if settings.redis_url:
+            body["redis"] = "reachable" if node.cluster and node.cluster.reachable else "unreachable"
+            if body["redis"] == "unreachable" and settings.ready_requires_redis:
+                return JSONResponse({"status": "degraded", "reason": "Redis is unreachable",
+                                     **body}, status_code=503)
         return JSONResponse({"status": "ready", **body})
 
     routes = [

@@ -70,6 +70,11 @@ class Settings:
     """Redis shared by every node and worker: membership, the call directory, per-key
     limits and usage (``redis://[:password@]host:port/db``; masked when printed). Unset:
     this node's processes share nothing through Redis (docs/deployment.md)."""
+    ready_requires_redis: bool = False
+    """``/readyz`` answers 503 while Redis is unreachable. Off by default: every node
+    would turn unready at once and a load balancer would refuse all new sessions, while
+    the nodes can serve them (limits fail open); ``/readyz`` then still says
+    ``"redis": "unreachable"`` and ``rtgate_redis_reachable`` is 0 (docs/deployment.md)."""
     redis_prefix: str = "rtgate"
     """Prefix of every Redis key, so that several deployments can share one Redis."""
     cluster_heartbeat_s: float = 2.0
