@@ -180,3 +180,25 @@ async def test_sigterm_with_no_sessions_stops_at_once(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         _wait_exit(process, 20)
         assert time.monotonic() - started < 20  # not the 60 s drain window
+
+
+async def test_workers_end_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    with serve(tmp_path, "--workers", "2") as (process, port, log):
+        _until_ready(port, process, log, workers=2)
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=fresh) as http:
+            pids = {(await http.get("/healthz")).json()["pid"] for _ in range(40)}
+        assert len(pids) == 2
+        process.kill()  # SIGKILL: the supervisor cannot pass anything on
+        process.wait(10)
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in pids):
+            assert time.monotonic() < deadline, "a worker outlived its supervisor"
+            await asyncio.sleep(0.1)  # polling other processes' exit, with a deadline
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"

@@ -23,7 +23,8 @@ Shared by all workers from the supervisor: the settings, the ephemeral-key secre
 key minted by one worker opens a session on another, even with no API keys configured),
 and the list of the host's workers (id -> internal URL).
 
-Signals: SIGTERM to the supervisor (``docker stop``, Kubernetes) is passed to every worker,
+Signals: A worker ends (drains) when the supervisor dies, even by SIGKILL (``PR_SET_PDEATHSIG``).
+SIGTERM to the supervisor (``docker stop``, Kubernetes) is passed to every worker,
 which drains (server/drain.py); the supervisor waits for them (``drain_timeout_s`` +
 ``shutdown_timeout_s`` + :data:`EXIT_GRACE_S`), then kills what is left. SIGINT (Ctrl-C)
 reaches the whole process group from the terminal; the supervisor then only waits. A
@@ -35,6 +36,7 @@ times in a row: then the supervisor stops everything and exits with status 1.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -42,6 +44,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -92,6 +95,21 @@ class _Worker:
     quick_failures: int = 0
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_supervisor() -> None:
+    """Ask Linux to send this worker SIGTERM (a drain) when the supervisor dies, even by
+    SIGKILL: no worker outlives it holding the port. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("worker: cannot ask to end with the supervisor (prctl)")
+
+
 def worker_main(settings: Settings, index: int, count: int, node: Node,
                 sockets: list[socket.socket], loop: str) -> None:
     """One worker: load the models, then serve ``sockets`` until a signal ends it."""
@@ -101,6 +119,7 @@ def worker_main(settings: Settings, index: int, count: int, node: Node,
     from .heap import freeze_startup_heap
     from .serve import run_process
 
+    _end_with_supervisor()
     logging.basicConfig(
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s [w{index} {node.id}] %(name)s: %(message)s",
