@@ -27,17 +27,22 @@ The search for each ramp: up by ×1.4 until a step fails, then bisect until the 
 under ~8 % (``--quick``: ~20 %); the ``--workers 2`` ramp starts at 1.8 × the
 ``--workers 1`` result (the issue's target), so its first step answers the question.
 
-**CPU.** Server = utime+stime of every process in the server's tree (parent and workers,
-via ``/proc/<pid>/task/*/children``), per process and summed; client = the load-generator
-processes; echo = the echo upstream; machine = every CPU from ``/proc/stat``. All are
-measured over the same window (after the warm-up) and shown in cores. The load generator
-runs on the same 2 cores as the server: it is lean (raw asyncio protocols, pre-encoded
-masked frames with a zero masking key, one event loop per client process, one wake-up per
-pacing phase), but it still needs CPU, and on loopback the kernel runs the receiver's TCP
-path in the sender's system call. When the machine is ≥ 90 % busy at the step that ended a
-ramp while the server's processes used less than their workers' cores, the output says
-that the host, not the server, set the limit. ``--server-cpus`` / ``--client-cpus`` pin
-the server and the load generator (``taskset``) on a machine with spare cores.
+**CPU.** Server = utime+stime of every process in the server's tree (supervisor and
+workers, via ``/proc/<pid>/task/*/children``), per process and summed; load generator = the
+client processes and this one; echo = the echo upstream; machine = the root cgroup's CPU
+counter (every task on the machine; ``/proc/stat`` where that is unreadable, see
+:func:`machine_seconds`); others = machine − all of those, plus steal. All are measured
+over the same window (after the warm-up) and shown in cores. Before each step the script
+waits (``--quiet-wait``) for other processes to leave the CPUs idle, and a failed step
+during which they used > 0.25 cores runs once more.
+
+**The host limits.** The load generator runs on the same cores as the server. It is lean
+(raw asyncio protocols, pre-encoded masked frames with a zero masking key, one event loop
+per client process, one wake-up per pacing phase), but it still needs CPU, and on loopback
+the kernel runs the receiver's TCP path in the sender's system call. When the machine was
+≥ 85 % busy at the step that ended a ramp while no worker used 0.9 of a core, the output
+says that the host, not the server, set the limit. ``--server-cpus`` / ``--client-cpus``
+pin the server and the load generator (``taskset``) on a machine with spare cores.
 """
 
 from __future__ import annotations
@@ -94,6 +99,9 @@ GROW = 1.4
 CONNECTS_AT_ONCE = 32
 CONNECT_WITHIN_S = 90.0
 QUIET_CORES = 0.25
+HOST_FULL = 0.85
+"""Share of the machine's CPUs busy from which a failing step is put down to the host: with
+more runnable threads than CPUs, an event loop that is not saturated still waits its turn."""
 """A step runs when the machine's other processes use less than this; one they disturbed
 (used more during it) that failed is run again."""
 
@@ -310,11 +318,27 @@ def cpu_by_pid(pids: list[int]) -> dict[int, float]:
     return out
 
 
+ROOT_CPU_COUNTERS = (Path("/sys/fs/cgroup/cpuacct/cpuacct.usage"), Path("/sys/fs/cgroup/cpu.stat"))
+
+
 def machine_seconds() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine, all CPUs (``/proc/stat``)."""
+    """(busy, steal) CPU seconds of the whole machine so far, all CPUs.
+
+    Busy is the root cgroup's counter (cgroup v1 ``cpuacct.usage``, ns; v2 ``cpu.stat``
+    ``usage_usec``), which adds up run time exactly, where readable. ``/proc/stat`` is the
+    fallback: it samples each CPU at every tick, and a load that wakes every 2 ms, like
+    this load generator's, can fall between ticks (measured here: 0.26 cores read as
+    0.003). Steal (CPU the hypervisor gave to other guests) comes from ``/proc/stat``.
+    """
     user, nice, system, _idle, _iowait, irq, softirq, steal = (
         int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
-    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+    busy = (user + nice + system + irq + softirq) / CLK_TCK
+    v1, v2 = ROOT_CPU_COUNTERS
+    with contextlib.suppress(OSError, ValueError):
+        busy = int(v1.read_text()) / 1e9
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        busy = next(int(x.split()[1]) for x in v2.read_text().splitlines() if x.startswith("usage_usec")) / 1e6
+    return busy, steal / CLK_TCK
 
 
 def machine_cores(seconds: float) -> float:
@@ -460,6 +484,10 @@ class Step:
 
     def cores(self, seconds: float) -> float:
         return seconds / self.window_s if self.window_s else float("nan")
+
+    @property
+    def cpu_ms_per_session_s(self) -> float:
+        return 1000 * sum(self.server_cpu.values()) / (self.sessions * self.window_s)
 
     @property
     def others_s(self) -> float:
@@ -611,7 +639,7 @@ def search(run: Callable[[int], Step], start: int, hint: int, resolution: float,
     steps: list[Step] = []
     lo, hi = 0, 0  # largest pass, smallest fail (0: none yet)
     n = start
-    while time.monotonic() + step_cost_s < deadline():
+    while not steps or time.monotonic() + step_cost_s < deadline():
         step = run(n)
         steps.append(step)
         if step.passed:
@@ -661,18 +689,21 @@ def git_rev() -> str:
     return f"{out}{' + uncommitted changes' if dirty else ''}"
 
 
-def host_limit(ramp: Ramp, cpus: int) -> str | None:
-    """A sentence when the step that ended ``ramp`` had a full machine while the server's
-    processes had cores to spare: then the load generator, not the server, set the limit."""
+def limit(ramp: Ramp, cpus: int) -> tuple[str, bool]:
+    """What ended ``ramp``, read at its first failing step, and whether the host (the machine
+    ≥ HOST_FULL busy while the server's workers were below 0.9 core each) rather than the
+    server did."""
     s = ramp.first_fail
-    if s is None or s.cores(s.machine_s) < 0.9 * cpus or s.server_cores >= 0.9 * min(ramp.workers, cpus):
-        return None
-    return (f"{ramp.kind}, `--workers {ramp.workers}`: at N = {s.sessions} the machine was full "
-            f"({s.cores(s.machine_s):.2f} of {cpus} cores busy: server {s.server_cores:.2f}, load generator "
-            f"{s.cores(s.client_cpu_s):.2f}, echo upstream {s.cores(s.echo_cpu_s):.2f}, others "
-            f"{s.cores(s.others_s):.2f}) while its {ramp.workers} worker(s) used less than "
-            f"{0.9 * min(ramp.workers, cpus):.1f} cores: **host-limited** — this N is what the host holds with "
-            "its load generator on it, not what the server alone could.")
+    if s is None:
+        return "none: no step failed before the time ran out", False
+    busy, worker_cores = s.cores(s.machine_s), 0.9 * min(ramp.workers, cpus)
+    parts = (f"machine {busy:.2f} of {cpus} cores busy: server {s.server_cores:.2f}, load generator "
+             f"{s.cores(s.client_cpu_s):.2f}, echo {s.cores(s.echo_cpu_s):.2f}, others {s.cores(s.others_s):.2f}")
+    if s.server_cores >= worker_cores:
+        return f"server: its {ramp.workers} worker(s) saturated ({parts})", False
+    if busy >= HOST_FULL * cpus:
+        return f"**host** ({parts})", True
+    return f"latency before saturation ({parts})", False
 
 
 def details(ramps: list[Ramp], discarded: list[Step], cpus: int) -> list[str]:
@@ -685,11 +716,10 @@ def details(ramps: list[Ramp], discarded: list[Step], cpus: int) -> list[str]:
     rows = [(s, False) for r in ramps for s in r.steps] + [(s, True) for s in discarded]
     for s, again in sorted(rows, key=lambda x: (x[0].kind, x[0].workers, x[0].sessions, not x[1])):
         per = " + ".join(f"{v / s.window_s:.2f}" for _, v in sorted(s.server_cpu.items()) if v > 0)
-        per_session = 1000 * sum(s.server_cpu.values()) / (s.sessions * s.window_s)
         verdict = "disturbed, run again" if again else "yes" if s.passed else "no"
         lines.append(
             f"| {s.kind} | {s.workers} | {s.sessions} | {s.pct(50):.1f} | {s.pct(99):.1f} | {verdict} "
-            f"| {s.server_cores:.2f} ({per}) | {per_session:.2f} | {s.cores(s.client_cpu_s):.2f} "
+            f"| {s.server_cores:.2f} ({per}) | {s.cpu_ms_per_session_s:.2f} | {s.cores(s.client_cpu_s):.2f} "
             f"| {s.cores(s.echo_cpu_s):.2f} | {s.cores(s.others_s):.2f} | {s.cores(s.machine_s):.2f} "
             f"| {s.pct(99, s.late_ms):.1f} | {s.failed} / {s.errors} / {s.lost} / {s.drops} |")
     return lines
@@ -707,9 +737,9 @@ def report(bench: Bench, ramps: list[Ramp], direct: Step | None, command: str, s
         f"{', on CPUs ' + a.client_cpus if a.client_cpus else ''}"
         f"{'; server on CPUs ' + a.server_cpus if a.server_cpus else ''}).",
         "",
-        "| sessions | pass criterion | `--workers 1`: largest N passing (first failing) | `--workers 2` "
-        "| ratio |",
-        "|---|---|---|---|---:|",
+        "| sessions | pass criterion | `--workers 1`: largest N passing (first failing); at it: p99, "
+        "server cores, server CPU per session-second | `--workers 2` | ratio | what ended the `--workers 2` ramp |",
+        "|---|---|---|---|---:|---|",
     ]
     for kind in dict.fromkeys(r.kind for r in ramps):
         pair = {r.workers: r for r in ramps if r.kind == kind}
@@ -722,18 +752,19 @@ def report(bench: Bench, ramps: list[Ramp], direct: Step | None, command: str, s
                 return "not run"
             b, f = r.best, r.first_fail
             if b is None:
-                return f"none passed (from {f.sessions if f else '?'})"
+                return f"none passed (from {f.sessions})" if f else "no step ran"
             return (f"**{b.sessions}** ({f.sessions if f else 'none failed'}); p99 {b.pct(99):.1f} ms, "
-                    f"server {b.server_cores:.2f} cores")
+                    f"server {b.server_cores:.2f} cores, {b.cpu_ms_per_session_s:.2f} ms per session-s")
 
         r1, r2 = pair.get(1), pair.get(2)
         ratio = "n/a"
         if r1 and r2 and r1.best and r2.best:
-            # A ramp that never failed (its time ran out) gives only a lower bound.
-            bound = {(True, True): "", (False, True): "≥ ", (True, False): "≤ "}.get(
+            # A ramp that never failed (its time ran out) gives only a lower bound of its N.
+            bound = {(True, True): "", (True, False): "≥ ", (False, True): "≤ "}.get(
                 (r1.first_fail is not None, r2.first_fail is not None), "? ")
             ratio = f"**{bound}{r2.best.sessions / r1.best.sessions:.2f}×**"
-        lines.append(f"| {kind} | {crit} | {cell(r1)} | {cell(r2)} | {ratio} |")
+        lines.append(f"| {kind} | {crit} | {cell(r1)} | {cell(r2)} | {ratio} "
+                     f"| {limit(r2, bench.cpus)[0] if r2 else ''} |")
     lines += ["", f"Target (issue 12): ratio ≥ {TARGET_RATIO:g}×. Each ramp ran against a fresh server; "
               "steps wait for a quiet machine, and a failed step that other processes disturbed "
               f"(> {QUIET_CORES:g} cores) ran again."]
@@ -742,12 +773,18 @@ def report(bench: Bench, ramps: list[Ramp], direct: Step | None, command: str, s
                      f"{direct.pct(50):.2f} / p99 {direct.pct(99):.2f} ms.")
     if a.no_workers_flag:
         lines.append("`rtgate serve` has no `--workers` option in this build: only one worker was measured.")
-    limits = [x for r in ramps if (x := host_limit(r, bench.cpus))]
-    lines += ["", *(f"* {x}" for x in limits)]
+    notes = []
+    for r in ramps:
+        what, host = limit(r, bench.cpus)
+        if host and r.first_fail:
+            notes.append(f"* {r.kind}, `--workers {r.workers}`: **host-limited** — at N = {r.first_fail.sessions} "
+                         f"the machine was full while the workers had cores to spare ({what.split('(', 1)[1]}: "
+                         "this N is what the host holds with the load generator on it, not what the server alone "
+                         "could.")
     if any(s.disturbed for r in ramps for s in r.steps):
-        lines.append("* Some steps kept ran while other processes used > "
+        notes.append("* Some steps kept ran while other processes used > "
                      f"{QUIET_CORES:g} cores (see \"others' cores\"): read them with that in mind.")
-    lines += ["", "Every step:", "", *details(ramps, bench.discarded, bench.cpus)]
+    lines += [*(["", *notes] if notes else []), "", "Every step:", "", *details(ramps, bench.discarded, bench.cpus)]
     return "\n".join(lines)
 
 
@@ -812,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-seconds", type=float, default=760.0,
                         help="time for all ramps together (server start-ups and the baseline come on top)")
     parser.add_argument("--listen-start", type=int, default=200, help="first N of the listen ramp")
-    parser.add_argument("--relay-start", type=int, default=150, help="first N of the relay ramp")
+    parser.add_argument("--relay-start", type=int, default=400, help="first N of the relay ramp")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="longest wait, before each step, for other processes to leave the CPUs idle")
     parser.add_argument("--client-procs", type=int, default=1, help="load-generator processes")
