@@ -827,9 +827,10 @@ def bench(args: argparse.Namespace, command: str) -> str:
                     def run(n: int, server: Server = server, kind: str = kind, bound: float = bound) -> Step:
                         return bench_.measured_step(kind, server, n, bound)
 
-                    start = args.start[kind] if not hint else round(hint * TARGET_RATIO / 10) * 10
                     def deadline(end: float = end) -> float:
                         return end + bench_.waited_s  # time spent waiting for a quiet machine is not spent
+
+                    start = args.start[kind] if not hint else round(hint * TARGET_RATIO / 10) * 10
 
                     ramp = Ramp(kind, w, search(run, start, hint, args.resolution, deadline, step_cost))
                 ramps.append(ramp)
@@ -869,8 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     args.resolution = 0.08
     if args.quick:
         args.step_seconds, args.warmup_seconds, args.budget_seconds, args.resolution = 6.0, 2.0, 130.0, 0.2
-    command = "python benchmarks/bench_workers.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
-                                                      if (argv if argv is not None else sys.argv[1:]) else "")
+    command = " ".join(["python benchmarks/bench_workers.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"python {platform.python_version()}, {len(os.sched_getaffinity(0))} usable CPUs, "
           f"load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(bench(args, command))
