@@ -40,8 +40,8 @@ during which they used > 0.25 cores runs once more.
 (raw asyncio protocols, pre-encoded masked frames with a zero masking key, one event loop
 per client process, one wake-up per pacing phase), but it still needs CPU, and on loopback
 the kernel runs the receiver's TCP path in the sender's system call. When the machine was
-≥ 85 % busy at the step that ended a ramp while no worker used 0.9 of a core, the output
-says that the host, not the server, set the limit. ``--server-cpus`` / ``--client-cpus``
+≥ 85 % busy at the step that ended a ramp while the server used less than 0.9 core per
+worker, the output says that the host, not the server, set the limit. ``--server-cpus`` / ``--client-cpus``
 pin the server and the load generator (``taskset``) on a machine with spare cores.
 """
 
@@ -691,7 +691,7 @@ def git_rev() -> str:
 
 def limit(ramp: Ramp, cpus: int) -> tuple[str, bool]:
     """What ended ``ramp``, read at its first failing step, and whether the host (the machine
-    ≥ HOST_FULL busy while the server's workers were below 0.9 core each) rather than the
+    ≥ HOST_FULL busy while the server used less than 0.9 core per worker) rather than the
     server did."""
     s = ramp.first_fail
     if s is None:
