@@ -102,6 +102,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -257,19 +258,31 @@ LANE_COUNTERS = {
 }
 
 
+def metrics_urls(server: Server) -> list[str]:
+    """Where the server's ``/metrics`` are: each worker's internal listener under
+    ``--workers N`` (the public port reaches one worker at random), else the port."""
+    found = re.search(r"workers on \S+ \(internal: ([^)]*)\)", server.log_path.read_text("utf-8", "replace"))
+    if found:
+        return [f"{url.strip()}/metrics" for url in found.group(1).split(",")]
+    return [f"http://127.0.0.1:{server.port}/metrics"]
+
+
 def lane_counters(server: Server) -> dict[str, dict[str, float]]:
-    """The scheduler's per-lane counters from ``/metrics`` (empty for builds without them)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-    except OSError:
-        return {}
+    """The scheduler's per-lane counters from ``/metrics``, summed over the server's
+    processes (empty for builds without them)."""
     lanes: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
-        name, _, rest = line.partition("{lane=\"")
-        if name in LANE_COUNTERS and rest:
-            lane, _, value = rest.partition("\"} ")
-            lanes.setdefault(lane, {})[LANE_COUNTERS[name]] = float(value)
+    for url in metrics_urls(server):
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                text = reply.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            name, _, rest = line.partition("{lane=\"")
+            if name in LANE_COUNTERS and rest:
+                lane, _, value = rest.partition("\"} ")
+                counters = lanes.setdefault(lane, {})
+                counters[LANE_COUNTERS[name]] = counters.get(LANE_COUNTERS[name], 0.0) + float(value)
     return lanes
 
 
@@ -808,7 +821,8 @@ def header(servers: list[Server], clips: list[Clip], args: argparse.Namespace) -
         f"(nproc {len(os.sched_getaffinity(0))}), "
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at the end.",
     ]
-    lines += [f"- {s.build.name}: {s.build.revision} (rtgate from `{s.imported}`)" for s in servers]
+    lines += [f"- {s.build.name}: {s.build.revision} (rtgate from `{s.imported}`)"
+              + (f", with `{' '.join(s.build.serve_args)}`" if s.build.serve_args else "") for s in servers]
     lines += [
         "- serve: `" + " ".join(["python -m rtgate serve --host 127.0.0.1 --port P", *args.serve_arg]) + "`",
         f"- {len(clips)} questions ({min(speech):.1f}-{max(speech):.1f} s of speech, "
@@ -859,7 +873,7 @@ async def measure(builds: list[Build], args: argparse.Namespace) -> str:
         servers: list[Server] = []
         try:
             for build in builds:
-                servers.append(start_server(build, args.serve_arg, Path(log_dir)))
+                servers.append(start_server(build, [*args.serve_arg, *build.serve_args], Path(log_dir)))
             print("loading models …", file=sys.stderr, flush=True)
             for server in servers:
                 await asyncio.to_thread(wait_ready, server)
@@ -881,7 +895,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--turns", type=int, default=3, help="turns per conversation and N (default 3)")
     parser.add_argument("--duration", type=float, default=None,
                         help="instead of --turns: start turns for this many seconds per N")
-    parser.add_argument("--baseline", default="729dc2e", help="git ref of the previous build, or 'none'")
+    parser.add_argument("--baseline", default="729dc2e",
+                        help="git ref of the previous build, 'current' (this tree again: compare "
+                             "settings with --baseline-serve-arg), or 'none'")
+    parser.add_argument("--baseline-serve-arg", action="append", default=[], metavar="ARG",
+                        help="extra `rtgate serve` argument for the baseline only (repeatable); with "
+                             "--baseline current and --current-serve-arg, one run compares two "
+                             "settings of the same code, e.g. --current-serve-arg=--workers "
+                             "--current-serve-arg=2 --baseline-serve-arg=--workers "
+                             "--baseline-serve-arg=1")
+    parser.add_argument("--current-serve-arg", action="append", default=[], metavar="ARG",
+                        help="extra `rtgate serve` argument for the current build only (repeatable)")
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="extra `rtgate serve` argument for both builds (repeatable; "
                              "--serve-arg=--max-sessions --serve-arg=8)")
@@ -912,9 +936,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_conversations: needs the espeak-ng command (apt-get install espeak-ng)", file=sys.stderr)
         return 2
     with contextlib.ExitStack() as stack:
-        builds = [current_build()]
-        if args.baseline.lower() != "none":
-            builds.append(stack.enter_context(baseline_build(args.baseline)))
+        current = current_build()
+        builds = [dataclasses.replace(current, serve_args=tuple(args.current_serve_arg))]
+        if args.baseline.lower() == "current":
+            builds.append(dataclasses.replace(current, name="baseline",
+                                              serve_args=tuple(args.baseline_serve_arg)))
+        elif args.baseline.lower() != "none":
+            build = stack.enter_context(baseline_build(args.baseline))
+            builds.append(dataclasses.replace(build, serve_args=tuple(args.baseline_serve_arg)))
         print(asyncio.run(measure(builds, args)))
     return 0
 

@@ -31,6 +31,8 @@ class Build:
     name: str
     src: Path
     revision: str
+    serve_args: tuple[str, ...] = ()
+    """Extra ``rtgate serve`` arguments for this build only (the same code, two settings)."""
 
 
 def git(*args: str) -> str:
