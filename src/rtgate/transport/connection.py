@@ -95,6 +95,8 @@ class SessionRunner:
     async def start(self) -> None:
         self._spawn(self._writer(), "writer")
         self._spawn(self._timer(), "timer")
+        if self._vad_service is not None and self._vad_service.turn_end is not None:
+            self.session.enable_turn_model()
         self.apply(self.session.start())
         self._sync_vad()
         self._stt.start()
@@ -289,6 +291,8 @@ class SessionRunner:
             self._spawn(self._transcribe(effect), f"transcribe:{effect.item_id}")
         elif isinstance(effect, fx.Close):
             self.close(effect.code, effect.reason)
+        elif isinstance(effect, fx.PredictTurnEnd):
+            self._spawn(self._predict_turn_end(effect), f"turn-end:{effect.query_id}")
 
     async def _writer(self) -> None:
         try:
@@ -316,6 +320,22 @@ class SessionRunner:
                 async with asyncio.timeout(min(delay, 3600.0)):
                     await self._wake_timer.wait()
             self.apply(self.session.tick(self._clock()))
+
+    async def _predict_turn_end(self, effect: fx.PredictTurnEnd) -> None:
+        """Run the turn-end model; its verdict goes back to the core. A failure leaves the
+        turn to the silence window (the longest wait)."""
+        batcher = self._vad_service.turn_end if self._vad_service is not None else None
+        if batcher is None:
+            return
+        fmt = effect.audio_format
+        try:
+            pcm = decode_to_pcm16(effect.audio, fmt)  # type: ignore[arg-type]
+            probability = await batcher.predict(pcm, format_rate(fmt))  # type: ignore[arg-type]
+        except BackendError as exc:
+            log.warning("session %s: turn-end model: %s", self.session.id, exc.message)
+            return
+        self.apply(self.session.on_turn_end(effect.query_id, probability, self._clock()))
+        self._wake_timer.set()
 
     # ------------------------------------------------------------------ backends
 

@@ -7,17 +7,25 @@ loop, and the feed reports each result with its position on the session's audio 
 (``origin_ms`` + frames × 32 ms). The audio a feed holds is bounded; if the VAD falls that
 far behind, the excess is replaced by silence (and counted, so the clock stays aligned)
 rather than letting memory grow.
+
+The service also holds the process's turn-end model (:mod:`rtgate.pipeline.turn_model`,
+Smart Turn v3.2) behind a :class:`~rtgate.pipeline.turn_model.TurnEndBatcher`, loaded at
+:meth:`VadService.start` when the ``pipecat-ai`` wheel is installed; sessions ask it when
+``semantic_vad`` hears a pause (``SessionRunner``, effect ``PredictTurnEnd``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 
 from ..audio import format_rate
 from ..pipeline.base import VAD
+from ..pipeline.turn_model import SmartTurn, TurnEndBatcher, TurnEndModel
 from ..pipeline.vad_batcher import VADBatcher
 
 log = logging.getLogger("rtgate.vad")
@@ -39,7 +47,9 @@ class VadService:
 
     ``tick_interval_s`` trades latency (a chunk waits up to that long for its tick) for
     larger batches and fewer thread hops; ``max_pending_s`` bounds each session's audio
-    waiting for the VAD.
+    waiting for the VAD. ``turn_model``: ``"bundled"`` loads Smart Turn at :meth:`start`
+    if it is installed (else ``semantic_vad`` keeps its silence windows, logged once),
+    ``None`` runs without one, or a model to use (a fake in tests).
     """
 
     def __init__(
@@ -49,8 +59,12 @@ class VadService:
         tick_interval_s: float = DEFAULT_TICK_INTERVAL_S,
         max_pending_s: float = 10.0,
         inline_tick_frames: int = DEFAULT_INLINE_TICK_FRAMES,
+        turn_model: TurnEndModel | Literal["bundled"] | None = "bundled",
     ) -> None:
         self.vad = vad
+        self._turn_model = turn_model
+        self.turn_end: TurnEndBatcher | None = None
+        """The turn-end model's batcher, once started with a model."""
         self.batcher = VADBatcher(
             vad, tick_interval_s=tick_interval_s, inline_tick_frames=inline_tick_frames
         )
@@ -58,9 +72,18 @@ class VadService:
 
     async def start(self) -> None:
         await self.batcher.start()
+        model: TurnEndModel | None
+        if self._turn_model == "bundled":
+            model = await asyncio.to_thread(SmartTurn.load)
+        else:
+            model = self._turn_model
+        if model is not None and self.turn_end is None:
+            self.turn_end = TurnEndBatcher(model)
 
     async def stop(self) -> None:
         await self.batcher.stop()
+        if self.turn_end is not None:
+            await self.turn_end.stop()
 
     def feed(self, *, audio_format: str, origin_ms: float, on_result: ResultCallback) -> VadFeed:
         return VadFeed(self, audio_format, origin_ms, on_result)
