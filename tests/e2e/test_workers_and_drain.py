@@ -192,13 +192,14 @@ async def test_workers_end_when_their_supervisor_is_killed(tmp_path: Path) -> No
         process.kill()  # SIGKILL: the supervisor cannot pass anything on
         process.wait(10)
         deadline = time.monotonic() + 30
-        while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in pids):
+        while any(_alive(pid) for pid in pids):
             assert time.monotonic() < deadline, "a worker outlived its supervisor"
             await asyncio.sleep(0.1)  # polling other processes' exit, with a deadline
 
 
-def _state(pid: int) -> str:
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
-        return "Z"
+        return False
