@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rtgate.core.turn_detection import SEMANTIC_TURN_END
+from rtgate.core.turn_detection import SEMANTIC_SILENCE_MS, SEMANTIC_TURN_END
 from rtgate.pipeline.turn_model import model_path
 from rtgate.testing.audio import chunks, silence_pcm, speech_pcm
 from rtgate.testing.server import ServerHandle
@@ -34,8 +34,8 @@ async def test_semantic_vad_turn_keeps_ga_shapes_and_ends_before_the_longest_wai
     server: ServerHandle,
 ) -> None:
     """A spoken question under ``semantic_vad``: speech_started, speech_stopped, committed
-    and the response, each valid for the SDK; the model ends the turn before the silence
-    window (the longest wait) would."""
+    and the response, each valid for the SDK; the model ends the turn before any silence
+    window would."""
     question = await speech_pcm("What is the capital of France?")
     async with client_for(server).realtime.connect(model="gpt-realtime") as conn:
         ev = Events(conn)
@@ -59,7 +59,10 @@ async def test_semantic_vad_turn_keeps_ga_shapes_and_ends_before_the_longest_wai
         started, stopped, committed = (next(e for e in seen if e["type"] == t) for t in order)
         assert started["item_id"] == stopped["item_id"] == committed["item_id"]
         voice_end_ms = lead_ms + len(question) / 48
-        assert stopped["audio_end_ms"] < voice_end_ms + SEMANTIC_TURN_END["auto"].max_wait_ms
+        # Ended by the model: before the longest wait, and before the 700 ms silence window
+        # that semantic_vad falls back to without a model.
+        assert stopped["audio_end_ms"] < voice_end_ms + SEMANTIC_SILENCE_MS["auto"] - 100
+        assert SEMANTIC_SILENCE_MS["auto"] < SEMANTIC_TURN_END["auto"].max_wait_ms
         assert "response.created" in types(seen)
 
 
