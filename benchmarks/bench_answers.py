@@ -1,6 +1,7 @@
 """Do the default stack's answers follow length and format instructions? (issue 19)
 
-Usage: python benchmarks/bench_answers.py [--baseline REF | --baseline none] [--quick] [--json PATH]
+Usage: python benchmarks/bench_answers.py [--baseline REF | --baseline none] [--quick]
+       [--sentences N] [--json PATH]
 
 Runs 40 prompts with a length or format instruction ("one word", "yes or no", "one
 sentence", "a list of three", a short greeting, and plain questions under the default
@@ -11,6 +12,13 @@ the user's message, in ``session.instructions`` or in ``response.create``'s
 (``--baseline``, default ``HEAD~1``: a ``git worktree``) runs the same prompts in the same
 run, one server after the other.
 
+Then the "one sentence" set: :data:`ONE_SENTENCE_PROMPTS` (24 other questions, eight with
+the instruction in each of the three places), all spoken, so that the issue's target
+("one sentence" answers ≤ 8 s of audio in ≥ 90 % of cases) is measured on more than the
+five spoken "one sentence" answers of the 40. ``--sentences N`` asks N of them (default
+24, 6 with ``--quick``; past 24 the list repeats, and sampling at temperature 0.6 makes
+each a new answer).
+
 Numbers per build:
 
 * **instruction following**: share of answers whose text passes the prompt's check
@@ -20,8 +28,14 @@ Numbers per build:
 * **runaway**: share of answers that end ``incomplete`` (``max_output_tokens``: the 512
   token cap of the engine) or still run after :data:`RUNAWAY_AUDIO_S` of audio (the
   benchmark then cancels them).
-* **spoken seconds**: audio per spoken answer (24 kHz PCM16 received), median and p90;
-  and the share of "one sentence" spoken answers at most 8 s long (target ≥ 90 %).
+* **spoken seconds**: audio per spoken answer of the 40 (24 kHz PCM16 received), median,
+  p90 and mean.
+* **one sentence ≤ 8 s**: of every spoken "one sentence" answer (the 40's and the set's),
+  how many have at most 8 s of audio, as k/n with a Wilson 95 % interval (target ≥ 90 %);
+  and how many of the set's answers are one sentence.
+
+Instruction following and spoken seconds are of the 40 prompts only, comparable between
+runs with different ``--sentences``; runaway counts every answer.
 
 Spoken answers are paced to playback by the server, so audio prompts run four at a time.
 """
@@ -33,6 +47,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import math
 import re
 import statistics
 import subprocess
@@ -50,10 +65,14 @@ RUNAWAY_AUDIO_S = 30.0
 """A spoken answer longer than this counts as a runaway (and is cancelled)."""
 ANSWER_TIMEOUT_S = 90.0
 AUDIO_CONCURRENCY = 4
+ONE_SENTENCE_MAX_S = 8.0
+"""The issue's limit for a spoken "one sentence" answer."""
 D = "(default instructions)"
 
-# (check, where, instruction, user text); where: user | session | response
-PROMPTS: list[tuple[str, str, str, str]] = [
+Prompt = tuple[str, str, str, str]
+"""(check, where, instruction, user text); where: user | session | response."""
+
+PROMPTS: list[Prompt] = [
     ("word", "response", "Reply with exactly one word: done.", ""),
     ("word", "user", "", "Reply with exactly one word: done."),
     ("word", "user", "", "Describe the sea in one word."),
@@ -96,9 +115,39 @@ PROMPTS: list[tuple[str, str, str, str]] = [
     ("brief", "user", D, "How do I make tea?"),
 ]
 
+ONE_SENTENCE_PROMPTS: list[Prompt] = [
+    ("sentence", "user", "", "In one sentence, why is the sky blue?"),
+    ("sentence", "session", "Answer in one short sentence.", "What is the capital of Japan?"),
+    ("sentence", "response", "Answer in one sentence.", "How does a bicycle work?"),
+    ("sentence", "user", "", "Answer in one short sentence: what do bees make?"),
+    ("sentence", "session", "Reply in one sentence.", "Why do leaves change color in autumn?"),
+    ("sentence", "response", "Answer in one short sentence.", "What is the weather like in Paris today?"),
+    ("sentence", "user", "", "Describe the ocean in one sentence."),
+    ("sentence", "session", "Always answer in a single sentence.", "What is photosynthesis?"),
+    ("sentence", "response", "Reply in a single sentence.", "Who was Albert Einstein?"),
+    ("sentence", "user", "", "What is a volcano? Answer in one sentence."),
+    ("sentence", "session", "Answer in one sentence.", "How do I stay healthy?"),
+    ("sentence", "response", "Answer in one short sentence.", "What is the internet?"),
+    ("sentence", "user", "", "Tell me about cats in one short sentence."),
+    ("sentence", "session", "Answer in one short sentence.", "Why is exercise important?"),
+    ("sentence", "response", "Answer in one sentence.", "What does a doctor do?"),
+    ("sentence", "user", "", "In one sentence, how do plants grow?"),
+    ("sentence", "session", "Reply in one short sentence.", "What is the best way to learn a language?"),
+    ("sentence", "response", "Reply in one sentence.", "Why do cats purr?"),
+    ("sentence", "user", "", "Summarize the history of Rome in one sentence."),
+    ("sentence", "session", "Answer in one sentence.", "What should I cook for dinner tonight?"),
+    ("sentence", "response", "Answer in a single short sentence.", "What is gravity?"),
+    ("sentence", "user", "", "Explain what a rainbow is in one short sentence."),
+    ("sentence", "session", "Always reply in one sentence.", "How far away is the sun?"),
+    ("sentence", "response", "Answer in one sentence.", "What is your favourite season and why?"),
+]
+"""The "one sentence" set: spoken only, eight per place of the instruction."""
+
 
 @dataclass
 class Result:
+    suite: str
+    """``main`` (the 40 prompts) or ``sentence`` (the "one sentence" set)."""
     index: int
     check: str
     where: str
@@ -110,6 +159,8 @@ class Result:
     passed: bool
     runaway: bool
     seconds: float
+    text_tokens: int
+    """The answer's text tokens (``usage.output_token_details.text_tokens``)."""
 
 
 def _words(text: str) -> list[str]:
@@ -168,13 +219,13 @@ def serving(build: Build, log_dir: Path) -> Iterator[str]:
 # --------------------------------------------------------------------------- one prompt
 
 
-async def ask(base_url: str, index: int, modality: str) -> Result:
+async def ask(base_url: str, suite: str, index: int, modality: str) -> Result:
     """One prompt in a new session; a session refused as busy (close 1013) is retried."""
     from websockets.exceptions import ConnectionClosedError
 
     for _ in range(60):
         try:
-            return await _ask(base_url, index, modality)
+            return await _ask(base_url, suite, index, modality)
         except ConnectionClosedError as exc:
             if exc.rcvd is None or exc.rcvd.code != 1013:
                 raise
@@ -182,16 +233,22 @@ async def ask(base_url: str, index: int, modality: str) -> Result:
     raise RuntimeError("the server stayed busy for a minute")
 
 
-async def _ask(base_url: str, index: int, modality: str) -> Result:
+def prompt_of(suite: str, index: int) -> Prompt:
+    if suite == "main":
+        return PROMPTS[index]
+    return ONE_SENTENCE_PROMPTS[index % len(ONE_SENTENCE_PROMPTS)]
+
+
+async def _ask(base_url: str, suite: str, index: int, modality: str) -> Result:
     from openai import AsyncOpenAI
 
-    check, where, instruction, user = PROMPTS[index]
+    check, where, instruction, user = prompt_of(suite, index)
     started = time.monotonic()
     client = AsyncOpenAI(base_url=base_url, api_key="bench")
     session: dict[str, Any] = {"type": "realtime", "output_modalities": [modality]}
     if where == "session":
         session["instructions"] = instruction
-    text, audio_bytes, status, reason, runaway = "", 0, "", "", False
+    text, audio_bytes, status, reason, runaway, tokens = "", 0, "", "", False, 0
     async with client.realtime.connect(model="gpt-realtime") as conn:
         await conn.session.update(session=session)
         response: dict[str, Any] = {}
@@ -207,7 +264,9 @@ async def _ask(base_url: str, index: int, modality: str) -> Result:
         await conn.response.create(response=response)  # type: ignore[arg-type]
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         while True:
-            event = json.loads(await asyncio.wait_for(conn.recv_bytes(), max(1.0, deadline - time.monotonic())))
+            event = json.loads(
+                await asyncio.wait_for(conn.recv_bytes(), max(1.0, deadline - time.monotonic()))
+            )
             kind = event["type"]
             if kind == "response.output_audio.delta":
                 audio_bytes += len(base64.b64decode(event["delta"]))
@@ -222,67 +281,93 @@ async def _ask(base_url: str, index: int, modality: str) -> Result:
                 done = event["response"]
                 status = done["status"]
                 reason = ((done.get("status_details") or {}).get("reason")) or reason
+                details = (done.get("usage") or {}).get("output_token_details") or {}
+                tokens = details.get("text_tokens") or 0
                 break
     if status == "incomplete" and reason == "max_output_tokens":
         runaway = True
-    return Result(index, check, where, modality, text, status, reason, audio_bytes / 48000,
-                  passes(check, text), runaway, time.monotonic() - started)  # fmt: skip
+    return Result(suite, index, check, where, modality, text, status, reason, audio_bytes / 48000,
+                  passes(check, text), runaway, time.monotonic() - started, tokens)  # fmt: skip
 
 
-async def run_build(base_url: str, quick: bool) -> list[Result]:
+async def run_build(base_url: str, quick: bool, sentences: int) -> list[Result]:
+    """The 40 prompts (every other with ``quick``), then ``sentences`` of the "one
+    sentence" set, spoken."""
     indices = list(range(len(PROMPTS)))[:: 2 if quick else 1]
-    jobs = [(i, "audio" if i % 2 else "text") for i in indices]
+    jobs = [("main", i, "audio" if i % 2 else "text") for i in indices]
+    jobs += [("sentence", i, "audio") for i in range(sentences)]
     results: list[Result] = []
-    for i, modality in jobs:  # text answers are not paced: one at a time
+    for suite, i, modality in jobs:  # text answers are not paced: one at a time
         if modality == "text":
-            results.append(await ask(base_url, i, modality))
+            results.append(await ask(base_url, suite, i, modality))
     gate = asyncio.Semaphore(AUDIO_CONCURRENCY)
 
-    async def spoken(i: int) -> Result:
+    async def spoken(suite: str, i: int) -> Result:
         async with gate:
-            return await ask(base_url, i, "audio")
+            return await ask(base_url, suite, i, "audio")
 
-    results += await asyncio.gather(*(spoken(i) for i, m in jobs if m == "audio"))
-    return sorted(results, key=lambda r: r.index)
+    results += await asyncio.gather(*(spoken(s, i) for s, i, m in jobs if m == "audio"))
+    return sorted(results, key=lambda r: (r.suite != "main", r.index))
 
 
 # --------------------------------------------------------------------------- report
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a share ``k/n`` (95 % for the default ``z``)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def summary(results: list[Result]) -> dict[str, Any]:
-    spoken = [r.audio_s for r in results if r.modality == "audio"]
+    main = [r for r in results if r.suite == "main"]
+    spoken = [r.audio_s for r in main if r.modality == "audio"]
     one = [r for r in results if r.modality == "audio" and r.check == "sentence"]
+    one_set = [r for r in results if r.suite == "sentence"]
     by_check = {}
     for check in ("word", "yesno", "sentence", "list3", "brief"):
-        rows = [r for r in results if r.check == check]
+        rows = [r for r in main if r.check == check]
         if rows:
             by_check[check] = f"{sum(r.passed for r in rows)}/{len(rows)}"
     spoken_sorted = sorted(spoken)
+    short = sum(r.audio_s <= ONE_SENTENCE_MAX_S for r in one)
     return {
         "answers": len(results),
-        "instruction_following": sum(r.passed for r in results) / len(results),
-        "runaway": sum(r.runaway for r in results) / len(results),
+        "instruction_following": sum(r.passed for r in main) / len(main) if main else 0.0,
+        "runaway": sum(r.runaway for r in results) / len(results) if results else 0.0,
         "spoken_s_median": statistics.median(spoken) if spoken else 0.0,
         "spoken_s_p90": spoken_sorted[int(0.9 * (len(spoken_sorted) - 1))] if spoken else 0.0,
         "spoken_s_mean": statistics.fmean(spoken) if spoken else 0.0,
-        "one_sentence_le_8s": sum(r.audio_s <= 8.0 for r in one) / len(one) if one else 0.0,
+        "one_sentence_le_8s": short / len(one) if one else 0.0,
+        "one_sentence_le_8s_k_n": (short, len(one)),
+        "one_sentence_le_8s_wilson95": wilson(short, len(one)),
+        "one_sentence_s_max": max((r.audio_s for r in one), default=0.0),
+        "sentence_set_one_sentence_k_n": (sum(r.passed for r in one_set), len(one_set)),
         "by_check": by_check,
     }
 
 
 def report(runs: dict[str, tuple[Build, list[Result]]]) -> str:
     lines = [
-        "| build | revision | answers | instruction following | runaway | spoken s median / p90 / mean "
-        "| one sentence ≤ 8 s | word / yes-no / sentence / list / brief |",
-        "|---|---|---|---|---|---|---|---|",
+        "| build | revision | answers | instruction following (40) | runaway | spoken s median / p90 / mean "
+        "| one sentence ≤ 8 s (95 % CI) | longest | set: one sentence | word / yes-no / sentence / list / brief |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, (build, results) in runs.items():
         s = summary(results)
         checks = " / ".join(s["by_check"].values())
+        k, n = s["one_sentence_le_8s_k_n"]
+        low, high = s["one_sentence_le_8s_wilson95"]
+        set_k, set_n = s["sentence_set_one_sentence_k_n"]
         lines.append(
             f"| {name} | {build.revision} | {s['answers']} | {s['instruction_following']:.0%} | {s['runaway']:.0%} "
             f"| {s['spoken_s_median']:.1f} / {s['spoken_s_p90']:.1f} / {s['spoken_s_mean']:.1f} "
-            f"| {s['one_sentence_le_8s']:.0%} | {checks} |"
+            f"| {k}/{n} = {s['one_sentence_le_8s']:.0%} ({low:.0%}–{high:.0%}) | {s['one_sentence_s_max']:.1f} s "
+            f"| {set_k}/{set_n} | {checks} |"
         )
     return "\n".join(lines)
 
@@ -290,9 +375,20 @@ def report(runs: dict[str, tuple[Build, list[Result]]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--baseline", default="HEAD~1", help="git ref of the previous build, or 'none'")
-    parser.add_argument("--quick", action="store_true", help="every other prompt (20)")
+    parser.add_argument(
+        "--quick", action="store_true", help="every other prompt (20) and 6 of the one-sentence set"
+    )
+    parser.add_argument(
+        "--sentences",
+        type=int,
+        metavar="N",
+        help="spoken prompts of the one-sentence set (default 24, 6 with --quick)",
+    )
     parser.add_argument("--json", type=Path, help="write every answer here")
     args = parser.parse_args(argv)
+    sentences = args.sentences if args.sentences is not None else (6 if args.quick else 24)
+    if sentences < 0:
+        parser.error("--sentences must be 0 or more")
     runs: dict[str, tuple[Build, list[Result]]] = {}
     log_dir = Path(tempfile.mkdtemp(prefix="rtgate-answers-logs-"))
     with contextlib.ExitStack() as stack:
@@ -302,12 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         for build in builds:
             print(f"{build.name} ({build.revision}): starting the default stack…", file=sys.stderr)
             with serving(build, log_dir) as base_url:
-                results = asyncio.run(run_build(base_url, args.quick))
+                results = asyncio.run(run_build(base_url, args.quick, sentences))
             runs[build.name] = (build, results)
             for r in results:
                 mark = "ok " if r.passed else "NO "
                 print(f"  {mark}{'RUNAWAY ' if r.runaway else ''}{r.check:8} {r.where:8} {r.modality:5} "
-                      f"{r.audio_s:5.1f}s {r.status}/{r.reason}: {r.text[:90]!r}", file=sys.stderr)  # fmt: skip
+                      f"{r.audio_s:5.1f}s {r.text_tokens:3}t {r.status}/{r.reason}: {r.text[:90]!r}",
+                      file=sys.stderr)  # fmt: skip
     print(report(runs))
     if args.json:
         args.json.write_text(json.dumps({k: [asdict(r) for r in v[1]] for k, v in runs.items()}, indent=1))
