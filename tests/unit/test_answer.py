@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from rtgate.core.effects import ContextItem, ResponsePlan
-from rtgate.pipeline.answer import BRIEF, VOICE_PREAMBLE, AnswerCutter, AnswerLimit, answer_limit_for
+from rtgate.pipeline.answer import (
+    BRIEF,
+    SENTENCE_HARD_TOKENS,
+    SENTENCE_LAST_TOKENS,
+    VOICE_PREAMBLE,
+    AnswerCutter,
+    AnswerLimit,
+    answer_limit_for,
+)
 from rtgate.pipeline.context import build_request
 
 
@@ -126,6 +134,38 @@ def test_hard_budget_ends_at_a_clause() -> None:
     limit = AnswerLimit(sentences=1, soft_tokens=None, hard_tokens=4)
     text, ended = cut(limit, tokens("a b c d e f, g h i j"))
     assert ended and text == "a b c d e f,"
+
+
+def test_sentence_budgets_scale_with_the_sentences_asked_for() -> None:
+    """One sentence: clause end past 20 tokens, word end past 26; N sentences: N times."""
+    one = answer_limit_for("Answer in one short sentence.", None)
+    assert (one.hard_tokens, one.last_tokens) == (SENTENCE_HARD_TOKENS, SENTENCE_LAST_TOKENS)
+    two = answer_limit_for(None, "Explain it in two sentences.")
+    assert (two.hard_tokens, two.last_tokens) == (2 * SENTENCE_HARD_TOKENS, 2 * SENTENCE_LAST_TOKENS)
+    assert BRIEF.last_tokens is None
+
+
+def test_one_sentence_ends_at_a_clause_past_its_hard_budget() -> None:
+    """A long single sentence is cut at the first comma past 20 tokens, not at the next."""
+    limit = answer_limit_for("Answer in one sentence.", None)
+    words = [f"w{n}" for n in range(SENTENCE_HARD_TOKENS + 2)]
+    text, ended = cut(limit, tokens(" ".join(words) + ", more words here, and more."))
+    assert ended and text == " ".join(words) + ","
+
+
+def test_one_sentence_without_a_clause_ends_at_a_word_past_its_last_budget() -> None:
+    """No comma and no full stop: the sentence ends at the first word end found past 26 tokens."""
+    limit = answer_limit_for("Answer in one sentence.", None)
+    words = [f"w{n}" for n in range(SENTENCE_LAST_TOKENS + 5)]
+    text, ended = cut(limit, tokens(" ".join(words) + "."))
+    assert ended and text == " ".join(words[:SENTENCE_LAST_TOKENS])
+
+
+def test_last_budget_never_cuts_inside_a_word() -> None:
+    """A word streamed in several pieces is kept whole; the cut comes at the space after it."""
+    limit = AnswerLimit(sentences=1, soft_tokens=None, hard_tokens=None, last_tokens=2)
+    text, ended = cut(limit, ["The", " photo", "syn", "thesis", " of", " plants"])
+    assert ended and text == "The photosynthesis"
 
 
 def test_short_answer_is_left_alone() -> None:

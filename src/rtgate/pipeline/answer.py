@@ -12,8 +12,9 @@ docs/engines.md, "What the embedded profile adds") get three things from this mo
   answer; see the table on :func:`answer_limit_for`;
 * :class:`AnswerCutter`: a pure reader of the streamed text that says where the answer
   ends at a natural boundary (after the Nth sentence, word or list item; past the soft
-  budget at the next sentence end; past the hard budget at the next clause end), so the
-  engine stops generating there instead of running to the cap.
+  budget at the next sentence end; past the hard budget at the next clause end; for
+  sentence counts, past the last budget at the next word end), so the engine stops
+  generating there instead of running to the cap.
 
 Nothing here does I/O; engines that generate in pieces apply the cutter to their stream.
 """
@@ -53,7 +54,8 @@ class AnswerLimit:
 
     The answer ends at the first of: ``words`` words; ``sentences`` sentences;
     ``items`` list items (one per line); past ``soft_tokens`` the next sentence end;
-    past ``hard_tokens`` the next clause end (``,`` ``;`` ``:`` or a line end). ``None``
+    past ``hard_tokens`` the next clause end (``,`` ``;`` ``:`` or a line end); past
+    ``last_tokens`` the next word end, for a sentence with no clause end in time. ``None``
     turns a rule off. ``grammar`` (GBNF) constrains the start of the answer where an
     engine supports it (yes/no answers begin with Yes or No; a grammar for one-word
     answers made SmolLM2 glue words together, "Theresnotsense", so those are cut
@@ -66,11 +68,20 @@ class AnswerLimit:
     items: int | None = None
     soft_tokens: int | None = 40
     hard_tokens: int | None = 64
+    last_tokens: int | None = None
     grammar: str | None = None
 
 
 BRIEF = AnswerLimit()
 _YES_NO_GRAMMAR = r"""root ::= ("Yes" | "No") ("." | "!" | "," [^\n]*)"""
+SENTENCE_HARD_TOKENS = 20
+"""Per sentence asked for: past it a sentence ends at its next clause end (≈ 90
+characters, 5 s of espeak-ng speech at 17-20 characters a second)."""
+SENTENCE_LAST_TOKENS = 26
+"""Per sentence asked for: past it a sentence ends at its next word end (≈ 120
+characters, at most ≈ 7.5 s of speech: we measured up to 0.26 s a token), for
+sentences with no clause end in time. With only a clause end past 28 tokens, 2 of 29
+spoken one-sentence answers ran 9.0 s (issue 19 asks ≤ 8 s; benchmarks/bench_answers.py)."""
 
 
 def answer_limit_for(instructions: str | None, user_text: str | None) -> AnswerLimit:
@@ -81,7 +92,7 @@ def answer_limit_for(instructions: str | None, user_text: str | None) -> AnswerL
     ============================ ============================================================
     ``one word`` / ``N words``   N words
     ``yes or no``                one sentence beginning with Yes or No (grammar)
-    ``one sentence`` / ``N …``   N sentences, soft budget 24 tokens per sentence
+    ``one sentence`` / ``N …``   N sentences; per sentence, hard 20 tokens, last 26
     ``a list of three`` / …      three list items, one per line
     ``in detail``, ``story``, …  no sentence count; soft budget 160 tokens, hard 240
     (none)                       brief: two sentences, soft budget 40 tokens, hard 64
@@ -105,7 +116,13 @@ def _limit_in(text: str) -> AnswerLimit | None:
         )
     if match := _SENTENCES_RE.search(text):
         n = _NUMBERS[match.group(1).lower()]
-        return AnswerLimit(f"{n} sentence(s)", sentences=n, soft_tokens=None, hard_tokens=28 * n)
+        return AnswerLimit(
+            f"{n} sentence(s)",
+            sentences=n,
+            soft_tokens=None,
+            hard_tokens=SENTENCE_HARD_TOKENS * n,
+            last_tokens=SENTENCE_LAST_TOKENS * n,
+        )
     if match := _LIST_RE.search(text):
         n = _NUMBERS[next(g for g in match.groups() if g).lower()]
         return AnswerLimit(f"list of {n}", sentences=None, items=n, soft_tokens=None, hard_tokens=24 * n)
@@ -160,6 +177,8 @@ class AnswerCutter:
         if space and self._in_word:
             self.words += 1
             if limit.words is not None and self.words >= limit.words:
+                return True
+            if limit.last_tokens is not None and self.tokens > limit.last_tokens:
                 return True
         if ch == "\n" and self._line_ends():
             return True
