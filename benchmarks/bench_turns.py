@@ -3,9 +3,9 @@
     python benchmarks/bench_turns.py [--quick] [--questions N] [--baseline REF | --baseline none]
         [--settings server_vad,low,medium,high,auto] [--json PATH]
 
-``--quick`` (~3 min on 2 cores): 2 questions, whole and paused, for server_vad, high and
-auto on both builds. The full run (all 12 questions and all five settings, 240 turns)
-takes ~20 min.
+``--quick`` (3.3 min on the 2-core VM): 2 questions, whole and paused, for server_vad,
+high and auto on both builds. ``--questions 6`` with all five settings (120 turns) took
+19 min; the full run (12 questions, 240 turns) about twice that.
 
 **Servers.** Each build runs as ``python -m rtgate serve --host 127.0.0.1 --port P`` (the
 default stack as the README starts it: Silero VAD, Smart Turn where the build has it,
@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="2 questions, each whole and paused; server_vad, high and auto (~3 min)")
+                        help="2 questions, each whole and paused; server_vad, high and auto (~3.5 min)")
     parser.add_argument("--questions", type=int, default=len(QUESTIONS),
                         help=f"how many of the {len(QUESTIONS)} questions (each asked whole and paused)")
     parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the previous build, or 'none'")
