@@ -28,9 +28,11 @@ log = logging.getLogger("rtgate.server")
 class DrainingServer(uvicorn.Server):
     """A uvicorn server whose first SIGTERM (or SIGINT) drains the app first."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, drain_timeout_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, drain_timeout_s: float,
+                 *, reraise_signals: bool = True) -> None:
         super().__init__(config)
         self._app = app
+        self._reraise_signals = reraise_signals
         self._drain_timeout_s = drain_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
@@ -48,6 +50,14 @@ class DrainingServer(uvicorn.Server):
         self._captured_signals.append(sig)  # re-raised after shutdown, as uvicorn does
         timeout = self._drain_timeout_s if sig == signal.SIGTERM else 0.0
         self._loop.call_soon_threadsafe(self._start_drain, timeout)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if not self._reraise_signals:
+            # uvicorn raises the signal again once it has stopped, which kills the process
+            # before its exit handlers run (a worker's leaked-semaphore warnings); a worker
+            # returns to its supervisor normally instead.
+            self._captured_signals.clear()
 
     def _start_drain(self, timeout_s: float) -> None:
         self._drain_task = asyncio.get_running_loop().create_task(self._drain(timeout_s))
@@ -81,10 +91,12 @@ def uvicorn_config(settings: Settings, app: Starlette, loop: str, **overrides: A
 def run_process(settings: Settings, app: Starlette, loop: str,
                 sockets: list[socket.socket] | None = None) -> None:
     """Serve ``app`` until a signal ends it: on ``settings.host``/``port``, or on
-    ``sockets`` already bound (a worker's share of the port and its internal listener)."""
+    ``sockets`` already bound (a worker's share of the port and its internal listener,
+    which then exits normally after a signal instead of re-raising it)."""
     from .auth import install_log_redaction
 
-    server = DrainingServer(uvicorn_config(settings, app, loop), app, settings.drain_timeout_s)
+    server = DrainingServer(uvicorn_config(settings, app, loop), app, settings.drain_timeout_s,
+                            reraise_signals=sockets is None)
     install_log_redaction()  # again: uvicorn's config has just set up its loggers
     server.run(sockets=sockets)
 
