@@ -68,6 +68,7 @@ import urllib.request
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -258,6 +259,17 @@ def chunk_of(position_ms: float) -> int:
     return max(0, -(-int(position_ms) // CHUNK_MS) - 1)
 
 
+def deciding_position(event: dict[str, Any], floor_ms: int) -> tuple[int | None, int]:
+    """Where the VAD frame that decided a speech event ends (ms of the session's audio),
+    and the new floor: ``(None, floor)`` for another event, or for a ``speech_started``
+    clamped to the buffer start (its deciding frame is unknown)."""
+    if event["type"] == "input_audio_buffer.speech_stopped":
+        return event["audio_end_ms"], event["audio_end_ms"]
+    if event["type"] == "input_audio_buffer.speech_started" and event["audio_start_ms"] > floor_ms:
+        return event["audio_start_ms"] + PREFIX_MS + FRAME_MS, floor_ms
+    return None, floor_ms
+
+
 async def receive(client: Client, lags: list[float], window: tuple[float, float]) -> None:
     async for message in client.ws:
         now = time.monotonic()
@@ -268,15 +280,8 @@ async def receive(client: Client, lags: list[float], window: tuple[float, float]
             continue
         if not message.startswith('{"type":"input_audio_buffer.speech_'):
             continue
-        event = orjson.loads(message)
-        if event["type"] == "input_audio_buffer.speech_stopped":
-            position = event["audio_end_ms"]
-            client.floor_ms = position
-        elif event["type"] == "input_audio_buffer.speech_started":
-            if event["audio_start_ms"] <= client.floor_ms:
-                continue  # clamped to the buffer start: deciding frame unknown
-            position = event["audio_start_ms"] + PREFIX_MS + FRAME_MS
-        else:
+        position, client.floor_ms = deciding_position(orjson.loads(message), client.floor_ms)
+        if position is None:
             continue
         client.events += 1
         k = chunk_of(position)

@@ -75,12 +75,11 @@ from websockets.uri import parse_uri
 from bench_load import (
     CHUNK_MS,
     CLK_TCK,
-    FRAME_MS,
     PHASES,
-    PREFIX_MS,
     append_frames,
     chunk_of,
     cpu_seconds,
+    deciding_position,
     free_port,
     session_update,
     speech_clip,
@@ -99,11 +98,11 @@ GROW = 1.4
 CONNECTS_AT_ONCE = 32
 CONNECT_WITHIN_S = 90.0
 QUIET_CORES = 0.25
+"""A step runs when the machine's other processes use less than this; one they disturbed
+(used more during it) that failed is run again."""
 HOST_FULL = 0.85
 """Share of the machine's CPUs busy from which a failing step is put down to the host: with
 more runnable threads than CPUs, an event loop that is not saturated still waits its turn."""
-"""A step runs when the machine's other processes use less than this; one they disturbed
-(used more during it) that failed is run again."""
 
 
 # ------------------------------------------------------------------ load generator (child process)
@@ -182,15 +181,8 @@ class ListenSession(asyncio.Protocol):
             return
         if not payload.startswith(b'{"type":"input_audio_buffer.speech_'):
             return
-        event = orjson.loads(payload)
-        if event["type"] == "input_audio_buffer.speech_stopped":
-            position = event["audio_end_ms"]
-            self.floor_ms = position
-        elif event["type"] == "input_audio_buffer.speech_started":
-            if event["audio_start_ms"] <= self.floor_ms:
-                return  # clamped to the buffer start: the deciding frame is unknown
-            position = event["audio_start_ms"] + PREFIX_MS + FRAME_MS
-        else:
+        position, self.floor_ms = deciding_position(orjson.loads(payload), self.floor_ms)
+        if position is None:
             return
         k = chunk_of(position)
         if k < len(self.sent) and self.window[0] <= self.sent[k] <= self.window[1]:

@@ -113,3 +113,13 @@ def test_a_container_cpu_quota_caps_the_usable_cores(tmp_path) -> None:  # type:
     quota.write_text("max 100000\n")
     assert cpu_quota(str(quota)) is None
     assert cpu_quota(str(tmp_path / "missing")) is None
+
+
+def test_auto_is_accepted_only_by_the_settings_whose_zero_means_automatic() -> None:
+    import pytest
+
+    assert Settings.from_env({"RTGATE_MAX_CONVERSATIONS": "auto"}).max_conversations == 0
+    with pytest.raises(ValueError, match="RTGATE_PORT: expected int, got 'auto'"):
+        Settings.from_env({"RTGATE_PORT": "auto"})
+    with pytest.raises(ValueError, match="expected int or auto"):
+        Settings.from_env({"RTGATE_WORKERS": "many"})

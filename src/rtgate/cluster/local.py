@@ -25,10 +25,10 @@ from .store import (
     new_lease_id,
     rate_window,
 )
-from .usage import Usage, UsageBuffer
+from .usage import BufferedUsage, Usage, UsageBuffer
 
 
-class LocalStore:
+class LocalStore(BufferedUsage):
     """In-memory :class:`~rtgate.cluster.store.ClusterStore` for a single process."""
 
     def __init__(self, me: Member, *, clock: Clock = time.time) -> None:
@@ -38,7 +38,7 @@ class LocalStore:
         self._leases: dict[str, set[str]] = {}  # key id -> live lease ids
         self._window = -1
         self._admitted: dict[str, int] = {}  # key id -> sessions admitted in self._window
-        self._usage = UsageBuffer()
+        self._buffer = UsageBuffer()
 
     async def start(self) -> None:
         return None
@@ -78,27 +78,8 @@ class LocalStore:
         if not live:
             del self._leases[lease.key_id]
 
-    def add_usage(
-        self,
-        key_id: str,
-        *,
-        sessions: int = 0,
-        audio_in_s: float = 0.0,
-        audio_out_s: float = 0.0,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        self._usage.add(
-            key_id,
-            sessions=sessions,
-            audio_in_s=audio_in_s,
-            audio_out_s=audio_out_s,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
-
     async def usage(self) -> Usage:
-        return self._usage.peek()
+        return self._buffer.peek()
 
     async def ping(self) -> bool:
         return True

@@ -60,7 +60,7 @@ from .store import (
     new_lease_id,
     rate_window,
 )
-from .usage import Usage, UsageBuffer, copy, merge
+from .usage import BufferedUsage, Usage, UsageBuffer, copy, merge
 
 log = logging.getLogger("rtgate.cluster")
 
@@ -102,7 +102,7 @@ def member_from_record(record: dict[str, str]) -> Member | None:
         return None
 
 
-class RedisStore:
+class RedisStore(BufferedUsage):
     """A :class:`~rtgate.cluster.store.ClusterStore` backed by Redis; see the module docstring."""
 
     def __init__(
@@ -271,25 +271,6 @@ class RedisStore:
             await self._op("release", lambda: self._redis.zrem(self._keys.leases(key_id), entry))
 
     # -- usage -------------------------------------------------------------------------
-
-    def add_usage(
-        self,
-        key_id: str,
-        *,
-        sessions: int = 0,
-        audio_in_s: float = 0.0,
-        audio_out_s: float = 0.0,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        self._buffer.add(
-            key_id,
-            sessions=sessions,
-            audio_in_s=audio_in_s,
-            audio_out_s=audio_out_s,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-        )
 
     async def usage(self) -> Usage:
         # Snapshot the local part before reading Redis: a heartbeat may publish it while

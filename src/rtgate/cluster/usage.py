@@ -72,3 +72,23 @@ class UsageBuffer:
         """The buffered usage; the buffer is empty afterwards."""
         usage, self._usage = self._usage, {}
         return usage
+
+
+class BufferedUsage:
+    """``ClusterStore.add_usage`` for stores that count usage in a :class:`UsageBuffer`
+    (``self._buffer``) first: the in-memory store keeps it there, Redis publishes it."""
+
+    _buffer: UsageBuffer
+
+    def add_usage(
+        self,
+        key_id: str,
+        *,
+        sessions: int = 0,
+        audio_in_s: float = 0.0,
+        audio_out_s: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+    ) -> None:
+        self._buffer.add(key_id, sessions=sessions, audio_in_s=audio_in_s, audio_out_s=audio_out_s,
+                         input_tokens=input_tokens, output_tokens=output_tokens)

@@ -74,7 +74,11 @@ class Drain:
         """Add a live session's ender; returns the function that removes it again."""
         key = next(self._ids)
         self._enders[key] = end
-        return lambda: self._enders.pop(key, None) and None
+
+        def unregister() -> None:
+            self._enders.pop(key, None)
+
+        return unregister
 
     def begin(self, timeout_s: float) -> bool:
         """Start draining (``False`` if a drain has already started)."""

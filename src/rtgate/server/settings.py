@@ -16,6 +16,9 @@ from ..core.limits import CoreLimits
 
 MIB = 1024 * 1024
 
+AUTO_ZERO = frozenset({"workers", "max_conversations", "max_unauthenticated_connections"})
+"""Settings whose 0 means "automatic": their variables also accept ``auto``."""
+
 LOOPS = ("auto", "asyncio", "uvloop")
 """Event loops the server can run on (uvicorn's names)."""
 
@@ -258,12 +261,14 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
         if kind == "bool":
             return raw.strip().lower() in ("1", "true", "yes", "on")
         if kind == "int":
-            # "auto" is the 0 of the settings whose 0 means automatic (workers, max_conversations).
-            return 0 if raw.strip().lower() == "auto" else int(raw)
+            if name in AUTO_ZERO and raw.strip().lower() == "auto":
+                return 0
+            return int(raw)
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ValueError(f"RTGATE_{name.upper()}: expected {kind}, got {raw!r}") from None
+        expected = f"{kind} or auto" if name in AUTO_ZERO else kind
+        raise ValueError(f"RTGATE_{name.upper()}: expected {expected}, got {raw!r}") from None
     return raw
 
 
