@@ -258,6 +258,11 @@ LANE_COUNTERS = {
 }
 
 
+STAGE_LINE = re.compile(
+    r'rtgate_response_stage_seconds_(?P<kind>sum|count)\{profile="[^"]*",stage="(?P<stage>\w+)"\} (?P<value>\S+)')
+"""The sum and count of the server's response stage histogram (builds that have it)."""
+
+
 def metrics_urls(server: Server) -> list[str]:
     """Where the server's ``/metrics`` are: each worker's internal listener under
     ``--workers N`` (the public port reaches one worker at random), else the port."""
@@ -278,6 +283,11 @@ def lane_counters(server: Server) -> dict[str, dict[str, float]]:
         except OSError:
             continue
         for line in text.splitlines():
+            stage = STAGE_LINE.match(line)
+            if stage is not None:  # per stage a pseudo-lane "stage:<name>": sum and count
+                counters = lanes.setdefault(f"stage:{stage['stage']}", {})
+                counters[stage["kind"]] = counters.get(stage["kind"], 0.0) + float(stage["value"])
+                continue
             name, _, rest = line.partition("{lane=\"")
             if name in LANE_COUNTERS and rest:
                 lane, _, value = rest.partition("\"} ")
@@ -806,6 +816,11 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
                 f"{v.get('late_s', 0):.1f} s, speculation {v.get('speculated', 0):.0f} run / "
                 f"{v.get('skipped', 0):.0f} skipped, {v.get('yields', 0):.0f} yields"
                 for lane, v in sorted(step.lanes.items()) if v.get("granted", 0)))
+        stages = {lane.removeprefix("stage:"): v for lane, v in step.lanes.items() if lane.startswith("stage:")}
+        if any(v.get("count", 0) for v in stages.values()):
+            lines.append(f"Response stages (mean from the turn's commit), {step.build} N={step.n}: " + ", ".join(
+                f"{stage} {1000 * v.get('sum', 0) / max(v.get('count', 0), 1):.0f} ms ({v.get('count', 0):.0f})"
+                for stage, v in stages.items() if v.get("count", 0)))
     return lines
 
 

@@ -5,6 +5,7 @@ going, and one caller's stalled network backend leaves the others answered."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -30,7 +31,10 @@ def one_conversation() -> Iterator[ServerHandle]:
     def profiles(_settings: Settings) -> dict[str, Pipeline]:
         return {"default": Pipeline("fake", FakeLLM("Hello there."), FakeTTS(), admission_limited=True)}
 
-    with running_server(Settings(api_keys=("sk-test",), max_conversations=1), profiles=profiles) as handle:
+    # Only the count refuses here: the process's scheduler also ran the real models of
+    # other test modules, whose lateness would refuse sessions as "overloaded".
+    settings = Settings(api_keys=("sk-test",), max_conversations=1, overload_late_s=0)
+    with running_server(settings, profiles=profiles) as handle:
         yield handle
 
 
@@ -64,6 +68,9 @@ async def test_a_session_past_capacity_is_refused_and_the_running_one_keeps_goin
         text = (await http.get(f"{one_conversation.http_url}/metrics",
                                headers={"Authorization": "Bearer sk-test"})).text
     assert 'rtgate_sessions_refused_total{reason="capacity"} 1' in text
+    for stage in ("transcript", "first_text", "first_audio"):  # both answers were timed
+        count = re.search(rf'rtgate_response_stage_seconds_count{{profile="default",stage="{stage}"}} (\d+)', text)
+        assert count is not None and int(count.group(1)) >= 2, (stage, text)
 
 
 async def test_a_session_that_only_listens_leaves_room_for_a_conversation(

@@ -94,15 +94,17 @@ async def test_stt_keeps_the_short_window_when_others_wait(
     worker is skipped at once."""
     from rtgate.pipeline.base import Skipped
     from rtgate.pipeline.engines import whisper_context
-    from rtgate.pipeline.scheduler import SCHEDULER
 
     text = "Can you remind me to call my mother tomorrow morning?"
     audio = await utterance(tts, text)
     stt = FasterWhisperSTT(short_context="verified", workers=1)
     monkeypatch.setattr(whisper_context, "CONFIDENT_LOGPROB", 1.0)  # nothing is confident
-    lane = SCHEDULER.lane(f"stt:{stt.model_dir.name}:{stt.compute_type}:1", 1)
+    lane = stt.lane()
+    others = [lane.hold() for _ in range(lane.capacity - 1)]
+    for other in others:
+        await other.__aenter__()  # every run of the cores lane but one is taken ...
     blocker = lane.hold()
-    await blocker.__aenter__()  # the one worker is busy ...
+    await blocker.__aenter__()  # ... and so is the last one
     queued = asyncio.create_task(stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
     waiting = asyncio.create_task(stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
     await asyncio.sleep(0)  # one loop turn: both passes queue behind it
@@ -110,6 +112,8 @@ async def test_stt_keeps_the_short_window_when_others_wait(
         await stt.transcribe(audio, TranscriptionOptions(partial=True, speculative=True))
     blocker.release()  # ... the first pass runs with the second waiting: it keeps the short window
     results = await asyncio.gather(queued, waiting)
+    for other in others:
+        other.release()
     assert stt.windows["short-busy"] == 1 and stt.windows["30s-fallback"] == 1, stt.windows
     assert all(word_error_rate(text, r.text) < 0.3 for r in results), results
 

@@ -12,7 +12,7 @@ import pytest
 
 from rtgate.pipeline.base import LLM, BackendTimeout, Deadlines, LLMChunk, LLMRequest, TextDelta
 from rtgate.pipeline.pacing import PacingLimits, Playback
-from rtgate.pipeline.scheduler import SPECULATIVE, Lane, LaneRules
+from rtgate.pipeline.scheduler import CORES, SPECULATIVE, Lane, LaneRules, Scheduler
 
 
 class Clock:
@@ -68,6 +68,34 @@ def test_speculation_runs_only_on_spare_capacity() -> None:
     assert real.granted_at == 0.0
     assert rules.speculate(now=0.0) is None  # full
     assert rules.stats.speculated == 1 and rules.stats.speculation_refused == 1
+
+
+def test_speculation_leaves_the_reserved_runs_to_due_work() -> None:
+    """A turn that ends while speculation runs starts at once: speculation never takes
+    the lane's reserved run, even when that run is free."""
+    rules = LaneRules(capacity=2, reserve=1)
+    spec = rules.speculate(now=0.0)
+    assert spec is not None
+    assert rules.speculate(now=0.0) is None  # the last free run is kept back
+    turn = rules.request(due=1.0, now=1.0)
+    assert turn.granted_at == 1.0 and rules.waiting == 0
+    assert rules.stats.speculated == 1 and rules.stats.speculation_refused == 1
+
+
+def test_a_lane_keeps_back_fewer_runs_than_it_has() -> None:
+    with pytest.raises(ValueError):
+        LaneRules(capacity=1, reserve=1)
+    with pytest.raises(ValueError):
+        LaneRules(capacity=2, reserve=-1)
+
+
+def test_the_cores_lane_has_a_run_per_usable_core() -> None:
+    """Whisper and llama.cpp share it; with more than one core one run stays with due work."""
+    from rtgate.pipeline.base import usable_cores
+
+    lane = Scheduler(clock=Clock()).cores()
+    assert lane.name == CORES and lane.capacity == usable_cores()
+    assert lane.rules.reserve == (1 if usable_cores() > 1 else 0)
 
 
 def test_speculation_never_jumps_the_queue() -> None:

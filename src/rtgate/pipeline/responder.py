@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -77,6 +78,14 @@ class DoneOut:
 
 PipelineOut = TextOut | AudioOut | ToolCallOut | UsageOut | DoneOut
 
+StageObserver = Callable[[str, float], None]
+"""Told ``(stage, seconds)`` as a response reaches each stage of :data:`STAGES`."""
+
+STAGES = ("transcript", "first_text", "first_audio")
+"""A response's stages, timed from when the pipeline starts it (the turn's commit, for a
+turn the server detects): its user audio transcribed (mostly done while the user spoke,
+``transport/incremental_stt.py``), the LLM's first text, the first audio out of the TTS."""
+
 TranscriptSource = Callable[[ContextItem], Awaitable[str]]
 """The transcript of a user audio item, from the session (which transcribes each item once)."""
 
@@ -126,6 +135,8 @@ class Pipeline:
         """Its sessions count towards ``max_conversations`` (server/admission.py). By default:
         when a stage runs a model on this machine (:attr:`Backend.runs_locally`); not for
         network backends, the builtin echo or the test fakes."""
+        self.on_stage: StageObserver | None = None
+        """Where response stage times go (the server's ``/metrics``); see :data:`STAGES`."""
 
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
@@ -166,6 +177,7 @@ class Pipeline:
         ``transcripts_from`` supplies those transcripts (a session reuses what it already
         transcribed while the user spoke); without it the pipeline's STT runs here.
         """
+        timer = _StageTimer(self.on_stage)
         transcripts: dict[str, str] = {}
         for ctx in audio_items_needing_transcripts(plan):
             if self.stt is None or not ctx.audio:
@@ -176,14 +188,17 @@ class Pipeline:
                 text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
             transcripts[str(ctx.wire.get("id"))] = text
         request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble)
+        timer.reached("transcript")
         if "audio" in plan.output_modalities and self.tts is not None:
             playback = Playback(self.pacing)
             stream = self.llm.stream(replace(request, pacer=playback))
-            async for out in self._speak(stream, plan, playback):
+            async for out in self._speak(timer.watch_text(stream), plan, playback):
+                if isinstance(out, AudioOut) and out.pcm:
+                    timer.reached("first_audio")
                 yield out
             return
         stream = self.llm.stream(request)
-        async for chunk in stream:
+        async for chunk in timer.watch_text(stream):
             translated = _translate(chunk)
             if translated is not None:
                 yield translated
@@ -247,6 +262,29 @@ class Pipeline:
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
+
+
+class _StageTimer:
+    """Times one response's :data:`STAGES` (each once) for a :data:`StageObserver`."""
+
+    __slots__ = ("_observer", "_reached", "_start")
+
+    def __init__(self, observer: StageObserver | None) -> None:
+        self._observer = observer
+        self._start = time.monotonic()
+        self._reached: set[str] = set()
+
+    def reached(self, stage: str) -> None:
+        if self._observer is not None and stage not in self._reached:
+            self._reached.add(stage)
+            self._observer(stage, time.monotonic() - self._start)
+
+    async def watch_text(self, stream: AsyncIterator[object]) -> AsyncIterator[object]:
+        """``stream`` unchanged, noting its first :class:`TextDelta`."""
+        async for chunk in stream:
+            if isinstance(chunk, TextDelta) and chunk.text:
+                self.reached("first_text")
+            yield chunk
 
 
 def _translate(chunk: object) -> PipelineOut | None:

@@ -1,9 +1,14 @@
 """Deadline scheduling of model work: one order for every engine of a process.
 
 Every engine that does real work — a Whisper model, a llama.cpp model, espeak-ng, a
-network backend — has a :class:`Lane`: at most ``capacity`` jobs run on it at once, and
-the jobs waiting are granted in order of their due time, earliest deadline first (ties
-in arrival order). Due times are seconds on the process's monotonic clock:
+network backend — runs its jobs on a :class:`Lane`: at most ``capacity`` jobs run on it at
+once, and the jobs waiting are granted in order of their due time, earliest deadline
+first (ties in arrival order). The speech models that compute on this machine's CPU
+(Whisper, llama.cpp) share one lane, :meth:`Scheduler.cores`, with one run per usable
+core: they compete for the same cores, and separate lanes let a speech-to-text pass, a
+first answer and a continuation run at once on two cores, each at a fraction of its
+speed, with the operating system (not due times) deciding who goes first. Due times are
+seconds on the process's monotonic clock:
 
 * a turn that just ended: *now* — its first audio is late from the start;
 * the next piece of an answer being spoken: when the audio already sent to that client
@@ -20,7 +25,9 @@ event                                   outcome
 ======================================  ==================================================
 request, a run free, nobody waiting     granted at once
 request otherwise                       waits in due order
-speculate, a run free, nobody waiting   granted, marked speculative (on a lane made with
+speculate, a run free, nobody waiting   granted, marked speculative — unless it would take
+                                        one of the lane's ``reserve`` runs, kept free for
+                                        due work (on a lane made with
                                         ``speculate_idle_only``: only when nothing runs)
 speculate otherwise                     refused (``None``): the caller drops the work
 a job waits and every run is taken      the running job with the latest due time later
@@ -46,10 +53,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .base import usable_cores
+
 Clock = Callable[[], float]
 
 SPECULATIVE = math.inf
 """The due time of speculative work: after everything else."""
+
+CORES = "cores"
+"""The name of the lane of this process's CPU cores (:meth:`Scheduler.cores`)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -101,6 +113,10 @@ class LaneRules:
     """Speculation only when nothing runs: for engines whose concurrent runs share the
     same cores (llama.cpp batches every run on its threads), where a speculative run
     slows the real one even with a run free."""
+    reserve: int = 0
+    """Runs speculation never takes: a speculative job cannot be stopped at once (a
+    Whisper pass runs to its end), so a turn that ends while speculation holds every
+    free core would wait for it; with a run kept back, due work starts at once."""
     running: set[Ticket] = field(default_factory=set)
     stats: LaneStats = field(default_factory=LaneStats)
     _waiting: list[tuple[float, int, Ticket]] = field(default_factory=list)
@@ -112,6 +128,8 @@ class LaneRules:
     def __post_init__(self) -> None:
         if self.capacity < 1:
             raise ValueError(f"a lane needs a capacity of at least 1, not {self.capacity}")
+        if not 0 <= self.reserve < self.capacity:
+            raise ValueError(f"a lane of {self.capacity} runs cannot keep {self.reserve} back")
 
     @property
     def waiting(self) -> int:
@@ -150,7 +168,8 @@ class LaneRules:
 
     def speculate(self, now: float) -> Ticket | None:
         """Speculative work asks to run: granted only on spare capacity, else refused."""
-        if not self.has_spare() or (self.speculate_idle_only and self.running):
+        free = self.capacity - len(self.running)
+        if self._waiting_count or free <= self.reserve or (self.speculate_idle_only and self.running):
             self.stats.speculation_refused += 1
             return None
         ticket = self._ticket(SPECULATIVE, now)
@@ -227,10 +246,16 @@ class Lane:
     """
 
     def __init__(
-        self, name: str, capacity: int, *, clock: Clock = time.monotonic, speculate_idle_only: bool = False
+        self,
+        name: str,
+        capacity: int,
+        *,
+        clock: Clock = time.monotonic,
+        speculate_idle_only: bool = False,
+        reserve: int = 0,
     ) -> None:
         self.name = name
-        self.rules = LaneRules(capacity, speculate_idle_only)
+        self.rules = LaneRules(capacity, speculate_idle_only, reserve)
         self._clock = clock
         self._lock = threading.Lock()
         self._grants: dict[Ticket, asyncio.Future[None]] = {}
@@ -382,18 +407,35 @@ class Scheduler:
         self._remote: set[str] = set()
 
     def lane(
-        self, key: str, capacity: int = 1, *, speculate_idle_only: bool = False, local: bool = True
+        self,
+        key: str,
+        capacity: int = 1,
+        *,
+        speculate_idle_only: bool = False,
+        reserve: int = 0,
+        local: bool = True,
     ) -> Lane:
-        """The lane for ``key``, made on first use with ``capacity``; ``local``: its work
-        runs on this machine's cores (not a network backend), see :meth:`pressure`."""
+        """The lane for ``key``, made on first use with ``capacity`` (and ``reserve``, see
+        :attr:`LaneRules.reserve`); ``local``: its work runs on this machine's cores (not a
+        network backend), see :meth:`pressure`."""
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = Lane(
-                key, capacity, clock=self._clock, speculate_idle_only=speculate_idle_only
+                key, capacity, clock=self._clock, speculate_idle_only=speculate_idle_only, reserve=reserve
             )
             if not local:
                 self._remote.add(key)
         return lane
+
+    def cores(self) -> Lane:
+        """The lane of the work that computes on this process's CPU cores: one run per
+        usable core (:func:`~rtgate.pipeline.base.usable_cores`, read on first use, after
+        a worker process has taken its share). Local speech models take their runs from
+        it instead of a lane of their own, so that due order, not the operating system,
+        decides which of them gets a core. With two cores or more one is kept back from
+        speculation (:attr:`LaneRules.reserve`)."""
+        cores = usable_cores()
+        return self.lane(CORES, cores, reserve=1 if cores > 1 else 0)
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -78,6 +79,10 @@ def build_profiles(settings: Settings) -> dict[str, Pipeline]:
     )
 
 
+def _observe_stage(metrics: Metrics, profile: str, stage: str, seconds: float) -> None:
+    metrics.response_stages.observe(seconds, profile, stage)
+
+
 async def _client_gone(request: Request, exc: Exception) -> Response:
     """A client that left while its request body was being read (or that missed the body
     deadline, server/preauth.py): nothing to answer, nothing to log (issue 17)."""
@@ -125,6 +130,8 @@ def create_app(
             await vad.start()
         ephemeral = EphemeralKeyStore.for_deployment(settings.api_keys)
         metrics = Metrics(SCHEDULER)
+        for name, pipeline in pipelines.items():
+            pipeline.on_stage = functools.partial(_observe_stage, metrics, name)
         admission = Admission(
             SCHEDULER,
             max_conversations=settings.max_conversations or auto_conversations(),

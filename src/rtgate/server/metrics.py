@@ -233,6 +233,12 @@ class Metrics:
             "Local sessions refused by admission control (server/admission.py), by reason: "
             "capacity (max_conversations reached) or overloaded (models running late).",
             ["reason"])
+        self.response_stages = self.registry.histogram(
+            "rtgate_response_stage_seconds",
+            "Local responses: seconds from the start of a response (a detected turn's commit) "
+            "to its user audio transcribed (stage=transcript), the model's first text "
+            "(first_text) and its first audio (first_audio), by profile.",
+            ["profile", "stage"])
         if scheduler is not None:
             self.registry.collect(lambda: scheduler_lines(scheduler))
 

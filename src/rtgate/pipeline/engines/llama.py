@@ -12,9 +12,10 @@ Contract:
   tokens (any slot may use all of it). Prompt caching per slot (and llama.cpp's
   host-memory prompt cache, :data:`PROMPT_CACHE_MIB` per instance) makes a repeated
   prompt nearly free on the next turn; an answer's segments stay on one instance.
-* Every call runs on the model's scheduler lane (:mod:`~rtgate.pipeline.scheduler`):
-  at most ``lane_capacity`` generations per instance decode at once, granted earliest
-  due first, on the least busy instance.
+* Every call takes a run of the process's cores lane
+  (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with Whisper), granted
+  earliest due first, on the least busy instance (at most ``lane_capacity`` per
+  instance).
 * Spoken answers (``request.pacer`` set) are generated in segments of ``segment_tokens``:
   the first is due now; each later one waits until the client's audio runs low
   (``pacer.wait_ready()``) and is due when it would run out (``pacer.due()``). A segment
@@ -224,11 +225,10 @@ def load_model(
         shared = _MODELS.get(key)
         if shared is None:
             loaded = [_load_instance(path, n_ctx, n_parallel, threads) for _ in range(instances)]
-            # With one instance every run decodes on the same threads: a prefill beside a
-            # real generation slows it, so speculation waits for an idle model.
-            name = f"llm:{path.name}:{instances}x{n_parallel}x{n_ctx}:{lane_capacity}"
-            lane = SCHEDULER.lane(name, lane_capacity * instances, speculate_idle_only=instances == 1)
-            shared = SharedModel(loaded, n_parallel, lane, lane_capacity)
+            # llama.cpp here computes on the CPU: its runs come from the cores it shares
+            # with the other local models (a prefill only takes an idle instance, see
+            # SharedModel.idle, so it never batches beside a real generation).
+            shared = SharedModel(loaded, n_parallel, SCHEDULER.cores(), lane_capacity)
             _MODELS[key] = shared
         return shared
 
@@ -333,8 +333,9 @@ class LlamaCppLLM(LLM):
         llama.cpp's server keeps each slot's last prompt and reuses its longest common
         prefix, so a later :meth:`stream` of the same messages only evaluates what is new.
         One token is generated (the server's minimum). Speculative: it runs only when the
-        model's lane has spare capacity, and it stops when real work asks for the lane
-        (the prompt evaluated so far stays cached).
+        lane has spare capacity (:meth:`Lane.speculate`) and only on an idle instance
+        (batched beside a real generation it would slow that one), and it stops when real
+        work asks for the lane (the prompt evaluated so far stays cached).
         """
         shared = await run_blocking(self._shared)
         body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}

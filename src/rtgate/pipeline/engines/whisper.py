@@ -10,10 +10,11 @@ Contract:
   by every engine instance and session (:func:`load_model`). ``workers`` (default 2)
   passes decode at once (CTranslate2's ``num_workers``: measured on 2 cores, two workers
   transcribe 8 queued utterances in 231 ms per pass against 313 ms with one, and alone
-  as fast). Calls take turns on the model's scheduler lane
-  (:mod:`~rtgate.pipeline.scheduler`) with that capacity, the oldest first; a
-  speculative pass (``options.speculative``) runs only on a free worker with nobody
-  waiting, else it raises :class:`~rtgate.pipeline.base.Skipped` at once.
+  as fast). On a CPU, passes take their runs from the process's cores lane
+  (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with the LLM) in due
+  order; on another device from a lane of ``workers`` runs. A speculative pass
+  (``options.speculative``) runs only on a free run with nobody waiting, else it raises
+  :class:`~rtgate.pipeline.base.Skipped` at once.
 * ``short_context`` chooses the encoder window for utterances under 15 s of English-only
   models (:mod:`~rtgate.pipeline.engines.whisper_context`). A 10–20 s window is ≈ 5x
   faster than Whisper's 30 s one and about as accurate on average, but on a given cut of
@@ -62,7 +63,7 @@ from rtgate.pipeline.base import (
     TranscriptionOptions,
     run_blocking,
 )
-from rtgate.pipeline.scheduler import SCHEDULER
+from rtgate.pipeline.scheduler import SCHEDULER, Lane
 
 # Never let a hub library reach the network from inside the server.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -157,8 +158,15 @@ class FasterWhisperSTT(STT):
         await run_blocking(self._model)
         await self.transcribe(np.zeros(MODEL_SAMPLE_RATE // 2, dtype=np.float32), TranscriptionOptions())
 
+    def lane(self) -> Lane:
+        """The scheduler lane of this model's passes: the process's cores on a CPU (shared
+        with the other local models), else a lane of ``workers`` runs for the device."""
+        if self.device == "cpu":
+            return SCHEDULER.cores()
+        return SCHEDULER.lane(f"stt:{self.model_dir.name}:{self.device}:{self.compute_type}", self.workers)
+
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
-        lane = SCHEDULER.lane(f"stt:{self.model_dir.name}:{self.compute_type}:{self.workers}", self.workers)
+        lane = self.lane()
         if options.speculative:
             async with lane.speculate() as ticket:
                 if ticket is None:
