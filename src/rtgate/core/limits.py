@@ -19,3 +19,5 @@ class CoreLimits:
     """Audio bytes kept in conversation items for retrieve/truncate; oldest audio dropped first."""
     max_out_of_band_responses: int = 4
     """Concurrent ``conversation: "none"`` responses per session."""
+    max_tool_rounds: int = 4
+    """MCP call rounds in one response; after that the model answers without tools."""

@@ -36,8 +36,44 @@ def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
 def tool_choice_for(plan: ResponsePlan) -> str:
     choice = plan.tool_choice
     if isinstance(choice, dict):
-        return str(choice.get("name") or "auto")
+        default = "required" if choice.get("type") == "mcp" else "auto"
+        return str(choice.get("name") or default)
     return str(choice or "auto")
+
+
+def _tool_specs(plan: ResponsePlan) -> list[ToolSpec]:
+    """Function tools, then the MCP servers' tools (a name already taken is skipped);
+    ``tool_choice`` ``{type: "mcp", server_label}`` without a name keeps that server's only."""
+    tools = [
+        ToolSpec(t["name"], t.get("description") or "", t.get("parameters") or {})
+        for t in plan.tools
+        if t.get("type") == "function"
+    ]
+    choice = plan.tool_choice
+    only = choice.get("server_label") if isinstance(choice, dict) and choice.get("type") == "mcp" else None
+    if only is not None and not choice.get("name"):
+        tools = []
+    names = {t.name for t in tools}
+    for t in plan.mcp_tools:
+        if t["name"] not in names and (only is None or t["server_label"] == only):
+            names.add(t["name"])
+            tools.append(ToolSpec(t["name"], t.get("description") or "", t.get("input_schema") or {}))
+    return tools
+
+
+def _tool_turn(call_id: str, name: str, arguments: str, result: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
+def _mcp_result(item: dict[str, Any]) -> str:
+    error = item.get("error")
+    if error:
+        return f"Error: {error.get('message', '')}"
+    return str(item.get("output") or "")
 
 
 def build_request(
@@ -59,9 +95,21 @@ def build_request(
         system = f"{system}\n{VOICE_PREAMBLE}" if system else VOICE_PREAMBLE
     if system:
         messages.append({"role": "system", "content": system})
+    declined = {
+        str(ctx.wire.get("approval_request_id")): ctx.wire.get("reason") or ""
+        for ctx in plan.items
+        if ctx.wire.get("type") == "mcp_approval_response" and not ctx.wire.get("approve")
+    }
     for ctx in plan.items:
         item = ctx.wire
         kind = item.get("type")
+        if kind == "mcp_call" and ("output" in item or "error" in item):
+            messages += _tool_turn(str(item.get("id")), str(item.get("name")), str(item.get("arguments")),
+                                   _mcp_result(item))
+        elif kind == "mcp_approval_request" and str(item.get("id")) in declined:
+            reason = declined[str(item.get("id"))]
+            messages += _tool_turn(str(item.get("id")), str(item.get("name")), str(item.get("arguments")),
+                                   "The user declined this call." + (f" Reason: {reason}" if reason else ""))
         if kind == "message":
             text = _message_text(item, transcripts)
             if text:
@@ -84,11 +132,7 @@ def build_request(
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output", "")}
             )
-    tools = [
-        ToolSpec(t["name"], t.get("description") or "", t.get("parameters") or {})
-        for t in plan.tools
-        if t.get("type") == "function"
-    ]
+    tools = _tool_specs(plan)
     answer = None
     if voice_preamble:
         said = [m for m in messages if m["role"] in ("user", "assistant", "tool")]
