@@ -34,6 +34,7 @@ from ..protocol.session import (
 from . import effects as fx
 from .conversation import Conversation, StoredItem, not_found
 from .ids import IdFactory
+from .images import check_image
 from .input_audio import InputAudioBuffer
 from .limits import CoreLimits
 from .mcp import McpTools, check_mcp_tools
@@ -117,6 +118,9 @@ class Session:
         self.rate_limits = DEFAULT_RATE_LIMITS
         self._out: list[Output] = []
         self.mcp = McpTools(self.conversation, self.ids, self._emit, self._effect)
+        self.accepts_images = True
+        """Whether the model can be shown ``input_image`` parts; the transport sets it from
+        the pipeline (core/images.py)."""
 
     # ------------------------------------------------------------------ basics
 
@@ -464,6 +468,9 @@ class Session:
                         "missing_required_parameter",
                         f"item.content[{index}].image_url",
                     )
+                if part["type"] == "input_image":
+                    check_image(part["image_url"], f"item.content[{index}].image_url",
+                                accepts_images=self.accepts_images, max_bytes=self.limits.max_image_bytes)
                 content.append(part)
             wire["content"] = content
         elif kind == "function_call":

@@ -399,6 +399,9 @@ class LLMRequest:
     """Where the answer should end at a natural boundary (:mod:`~rtgate.pipeline.answer`);
     set by profiles with ``voice_preamble`` on. Engines that stream in pieces honour it;
     others may ignore it."""
+    reasoning_effort: str | None = None
+    """The session's ``reasoning.effort``; network backends send it as ``reasoning_effort``,
+    local engines ignore it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +443,9 @@ class LLM(Backend):
     voice_preamble = False
     """Whether the profile adds the voice preamble and answer limits to this model's
     requests (:mod:`~rtgate.pipeline.answer`); the embedded llama.cpp engine turns it on."""
+    accepts_images = False
+    """Whether user messages may carry images (``image_url`` content parts in the request's
+    messages); a session served by a model that cannot see refuses ``input_image``."""
 
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         return self._guard_stream(self._stream(request), request.pacer)

@@ -19,7 +19,7 @@ from .answer import VOICE_PREAMBLE, answer_limit_for
 from .base import LLMRequest, ToolSpec
 
 
-def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
+def _message_text(item: dict[str, Any], transcripts: Mapping[str, str], *, images: bool = True) -> str:
     pieces: list[str] = []
     for part in item.get("content") or []:
         kind = part.get("type")
@@ -28,7 +28,7 @@ def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
         elif kind in ("input_audio", "output_audio", "audio"):
             transcript = part.get("transcript") or transcripts.get(str(item.get("id")), "")
             pieces.append(transcript)
-        elif kind == "input_image":
+        elif kind == "input_image" and images:
             pieces.append("[image]")
     return " ".join(p for p in pieces if p).strip()
 
@@ -76,8 +76,31 @@ def _mcp_result(item: dict[str, Any]) -> str:
     return str(item.get("output") or "")
 
 
+def _plain(content: Any) -> str:
+    """The text of message content that may be a list of parts."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
+def _with_images(item: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """Chat-completions content parts: the message's text, then its images."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for part in item.get("content") or []:
+        if part.get("type") == "input_image" and part.get("image_url"):
+            image = {"url": part["image_url"]}
+            if part.get("detail"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+    return parts
+
+
 def build_request(
-    plan: ResponsePlan, transcripts: Mapping[str, str] | None = None, *, voice_preamble: bool = False
+    plan: ResponsePlan,
+    transcripts: Mapping[str, str] | None = None,
+    *,
+    voice_preamble: bool = False,
+    images: bool = False,
 ) -> LLMRequest:
     """Chat messages for ``plan``; ``transcripts`` fills user audio without a transcript.
 
@@ -87,6 +110,9 @@ def build_request(
     also gets the instructions as the user's turn, since small models answer a lone
     system message with noise; and the request carries the answer's limit, read from
     the instructions first, then the user's last message.
+
+    With ``images`` a user message with ``input_image`` parts has a list of content
+    parts (text, then ``image_url`` parts); without, an image is the text ``[image]``.
     """
     transcripts = transcripts or {}
     messages: list[dict[str, Any]] = []
@@ -112,7 +138,11 @@ def build_request(
                                    "The user declined this call." + (f" Reason: {reason}" if reason else ""))
         if kind == "message":
             text = _message_text(item, transcripts)
-            if text:
+            seen = images and any(p.get("type") == "input_image" for p in item.get("content") or [])
+            if seen:
+                text = _message_text(item, transcripts, images=False)
+                messages.append({"role": item.get("role", "user"), "content": _with_images(item, text)})
+            elif text:
                 messages.append({"role": item.get("role", "user"), "content": text})
         elif kind == "function_call":
             messages.append(
@@ -138,7 +168,7 @@ def build_request(
         said = [m for m in messages if m["role"] in ("user", "assistant", "tool")]
         if not said and plan.instructions:
             messages.append({"role": "user", "content": plan.instructions})
-        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        last_user = next((_plain(m["content"]) for m in reversed(messages) if m["role"] == "user"), None)
         answer = answer_limit_for(plan.instructions, last_user)
     return LLMRequest(
         messages=messages,
@@ -147,6 +177,7 @@ def build_request(
         max_output_tokens=plan.max_output_tokens,
         answer=answer,
         conversation=str(plan.items[0].wire.get("id")) if plan.items else None,
+        reasoning_effort=plan.reasoning_effort,
     )
 
 

@@ -127,6 +127,11 @@ class Pipeline:
         when a stage runs a model on this machine (:attr:`Backend.runs_locally`); not for
         network backends, the builtin echo or the test fakes."""
 
+    @property
+    def accepts_images(self) -> bool:
+        """Whether this profile's LLM can be shown images (:attr:`LLM.accepts_images`)."""
+        return self.llm.accepts_images
+
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
             if backend is not None:
@@ -175,7 +180,8 @@ class Pipeline:
             else:
                 text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
             transcripts[str(ctx.wire.get("id"))] = text
-        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble)
+        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble,
+                                images=self.llm.accepts_images)
         if "audio" in plan.output_modalities and self.tts is not None:
             playback = Playback(self.pacing)
             stream = self.llm.stream(replace(request, pacer=playback))

@@ -85,6 +85,7 @@ class SessionRunner:
         self._observer = observer
         self._output_hook = output_hook
         self._mcp = mcp or McpLimits()
+        session.accepts_images = pipeline.accepts_images
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake_timer = asyncio.Event()
