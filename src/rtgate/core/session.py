@@ -121,6 +121,8 @@ class Session:
         self.accepts_images = True
         """Whether the model can be shown ``input_image`` parts; the transport sets it from
         the pipeline (core/images.py)."""
+        self.custom_voices: frozenset[str] = frozenset()
+        """Ids a custom voice ``{"id": ...}`` may name (the profile's TTS; set by the transport)."""
 
     # ------------------------------------------------------------------ basics
 
@@ -281,12 +283,31 @@ class Session:
         config = apply_update(self.config, event.session, voice_locked=self._voice_locked)
         if isinstance(config, RealtimeSessionConfig):
             check_mcp_tools(config.tools, "session.tools")
+            self._check_unsupported(config)
         self.config = config
         self.buffer.set_format(self.config.audio.input.format.type)
         self._configure_turn_detection()
         self._emit("session.updated", session=self.wire_session())
         if isinstance(config, RealtimeSessionConfig):
             self.mcp.sync(config.tools)
+
+    def _check_unsupported(self, config: RealtimeSessionConfig) -> None:
+        """Refuse fields this server cannot honour (docs/fields.md): a saved prompt (there is
+        no prompt store), a custom voice the profile's TTS does not have."""
+        if config.prompt is not None:
+            raise RealtimeError(
+                f"Invalid value: '{echo(config.prompt.id)}'. Saved prompts are not available on "
+                "this server (it has no prompt store); send the prompt's text as 'instructions'.",
+                "invalid_value", "session.prompt.id")
+        voice = config.audio.output.voice
+        if not isinstance(voice, str) and voice != self.config.audio.output.voice and (  # type: ignore[union-attr]
+            voice.id not in self.custom_voices
+        ):
+            known = ", ".join(sorted(self.custom_voices)) or "none"
+            raise RealtimeError(
+                f"Invalid value: '{echo(voice.id)}'. Custom voice ids name voices configured on this "
+                f"server (here: {known}); use a built-in voice name instead.",
+                "invalid_value", "session.audio.output.voice.id")
 
     # ------------------------------------------------------------------ input audio
 
@@ -553,6 +574,11 @@ class Session:
                 "type",
             )
         params = event.response
+        if params is not None and params.prompt is not None:
+            raise RealtimeError(
+                f"Invalid value: '{echo(params.prompt.id)}'. Saved prompts are not available on this "
+                "server (it has no prompt store); send the prompt's text as 'instructions'.",
+                "invalid_value", "response.prompt.id")
         out_of_band = params is not None and params.conversation not in (None, "auto")
         if params is not None and params.conversation not in (None, "auto", "none"):
             raise invalid_value("response.conversation", params.conversation, "'auto', 'none'")

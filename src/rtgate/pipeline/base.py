@@ -482,6 +482,9 @@ class TTS(Backend):
     """
 
     name = "tts"
+    custom_voices: frozenset[str] = frozenset()
+    """Ids a custom voice ``{"id": ...}`` may name with this engine; any other id is refused
+    at ``session.update`` (``invalid_value``)."""
 
     def synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
         return self._guard_stream(self._synthesize(request))

@@ -128,6 +128,11 @@ class Pipeline:
         network backends, the builtin echo or the test fakes."""
 
     @property
+    def custom_voices(self) -> frozenset[str]:
+        """Custom voice ids this profile's TTS maps (:attr:`TTS.custom_voices`)."""
+        return self.tts.custom_voices if self.tts is not None else frozenset()
+
+    @property
     def accepts_images(self) -> bool:
         """Whether this profile's LLM can be shown images (:attr:`LLM.accepts_images`)."""
         return self.llm.accepts_images

@@ -86,6 +86,7 @@ class SessionRunner:
         self._output_hook = output_hook
         self._mcp = mcp or McpLimits()
         session.accepts_images = pipeline.accepts_images
+        session.custom_voices = pipeline.custom_voices
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake_timer = asyncio.Event()

@@ -1,0 +1,30 @@
+"""Session fields rtgate cannot honour are refused clearly (docs/fields.md): saved prompts,
+custom voices the profile's TTS does not have."""
+
+from __future__ import annotations
+
+from .helpers import Harness, assert_error, assert_events, user_text
+
+
+def test_saved_prompt_is_refused_in_session_and_response() -> None:
+    h = Harness()
+    out = h.update({"type": "realtime", "prompt": {"id": "pmpt_123"}}, event_id="evt_p")
+    error = assert_error(out, code="invalid_value", param="session.prompt.id", event_id="evt_p")
+    assert "no prompt store" in error["error"]["message"]
+    assert h.session.config.prompt is None  # nothing applied
+    h.create_item(user_text("hi"))
+    out = h.create_response({"prompt": {"id": "pmpt_123"}})
+    assert_error(out, code="invalid_value", param="response.prompt.id")
+
+
+def test_custom_voice_must_be_configured() -> None:
+    """{"id": ...} names a voice of the profile's TTS (a Piper voice file), or is refused."""
+    h = Harness()
+    out = h.update({"type": "realtime", "audio": {"output": {"voice": {"id": "voice_abc"}}}})
+    error = assert_error(out, code="invalid_value", param="session.audio.output.voice.id")
+    assert "here: none" in error["error"]["message"]
+    h.session.custom_voices = frozenset({"en_US-joe-medium"})
+    out = h.update({"type": "realtime", "audio": {"output": {"voice": {"id": "en_US-joe-medium"}}}})
+    assert_events(out, ["session.updated"])
+    assert out[0]["session"]["audio"]["output"]["voice"] == {"id": "en_US-joe-medium"}  # type: ignore[index]
+    assert_events(h.update({"type": "realtime", "instructions": "Hi."}), ["session.updated"])
