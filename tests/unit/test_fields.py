@@ -28,3 +28,19 @@ def test_custom_voice_must_be_configured() -> None:
     assert_events(out, ["session.updated"])
     assert out[0]["session"]["audio"]["output"]["voice"] == {"id": "en_US-joe-medium"}  # type: ignore[index]
     assert_events(h.update({"type": "realtime", "instructions": "Hi."}), ["session.updated"])
+
+
+def test_reasoning_effort_reaches_the_request() -> None:
+    """reasoning.effort of the session, or of the response, travels to the LLM request."""
+    from rtgate.pipeline.context import build_request
+
+    from .helpers import start_effect
+
+    h = Harness()
+    h.update({"type": "realtime", "reasoning": {"effort": "low"}})
+    h.create_item(user_text("hi"))
+    plan = start_effect(h.create_response()).plan
+    assert build_request(plan).reasoning_effort == "low"
+    h.session.on_response_done(plan.response_id, h.now)
+    plan = start_effect(h.create_response({"reasoning": {"effort": "high"}})).plan
+    assert build_request(plan).reasoning_effort == "high"
