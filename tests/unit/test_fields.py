@@ -44,3 +44,23 @@ def test_reasoning_effort_reaches_the_request() -> None:
     h.session.on_response_done(plan.response_id, h.now)
     plan = start_effect(h.create_response({"reasoning": {"effort": "high"}})).plan
     assert build_request(plan).reasoning_effort == "high"
+
+
+def test_include_logprobs_asks_the_stt_and_reaches_the_event() -> None:
+    """include item.input_audio_transcription.logprobs: the transcription effect asks for
+    log-probabilities and the completed event carries them as LogProbProperties."""
+    from rtgate.core import effects as fx
+
+    from .helpers import checked, effects, first, silence
+
+    h = Harness()
+    h.update({"type": "realtime", "include": ["item.input_audio_transcription.logprobs"], "audio": {"input": {
+        "turn_detection": None, "transcription": {"model": "whisper-1"}}}})
+    h.append(silence(200))
+    start = next(e for e in effects(h.commit()) if isinstance(e, fx.StartTranscription))
+    assert start.options["logprobs"] is True
+    out = checked(h.session.on_transcription_completed(start.item_id, "hi there", 0.2,
+                                                       [("hi", -0.1), (" there", -0.5)]))
+    done = first(out, "conversation.item.input_audio_transcription.completed")
+    assert done["logprobs"] == [{"token": "hi", "bytes": [104, 105], "logprob": -0.1},
+                                {"token": " there", "bytes": list(b" there"), "logprob": -0.5}]

@@ -361,6 +361,8 @@ class Session:
         transcription = self.config.audio.input.transcription
         if transcription is not None or self.is_transcription:
             options = transcription.model_dump(exclude_none=True) if transcription else {}
+            if self._include_logprobs:
+                options["logprobs"] = True
             self._effect(fx.StartTranscription(item_id, audio, self.buffer.format, options))
 
     def on_vad(
@@ -905,9 +907,20 @@ class Session:
             )
         return self._flush()
 
+    @property
+    def _include_logprobs(self) -> bool:
+        return "item.input_audio_transcription.logprobs" in (self.config.include or ())
+
     def on_transcription_completed(
-        self, item_id: str, transcript: str, audio_seconds: float
+        self, item_id: str, transcript: str, audio_seconds: float,
+        logprobs: Sequence[tuple[str, float]] | None = None,
     ) -> list[Output]:
+        """The transcript of a committed item; ``logprobs`` (token, log-probability) pairs
+        appear on the event when the session's ``include`` asks for them."""
+        extra: dict[str, Any] = {}
+        if logprobs is not None and self._include_logprobs:
+            extra["logprobs"] = [{"token": token, "bytes": list(token.encode()), "logprob": round(lp, 6)}
+                                 for token, lp in logprobs]
         if item_id in self.conversation:
             item = self.conversation.get(item_id)
             content = item.wire.get("content") or []
@@ -919,6 +932,7 @@ class Session:
                 content_index=0,
                 transcript=transcript,
                 usage={"type": "duration", "seconds": round(audio_seconds, 3)},
+                **extra,
             )
         return self._flush()
 

@@ -312,6 +312,9 @@ class TranscriptionOptions:
     speculative: bool = False
     """Nobody waits for this result (a pass over a growing utterance): engines run it only
     on spare capacity and otherwise raise :class:`Skipped` at once."""
+    logprobs: bool = False
+    """The session's ``include`` asks for token log-probabilities: engines that have them
+    fill :attr:`Transcript.logprobs`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +322,8 @@ class Transcript:
     text: str
     language: str | None = None
     audio_seconds: float = 0.0
+    logprobs: tuple[tuple[str, float], ...] | None = None
+    """``(token, log-probability)`` pairs covering the text, when asked for and known."""
 
 
 class STT(Backend):
