@@ -169,12 +169,17 @@ class Pipeline:
             log.debug("pipeline %s: prefill failed: %r", self.name, exc)
 
     async def respond(
-        self, plan: ResponsePlan, transcripts_from: TranscriptSource | None = None
+        self,
+        plan: ResponsePlan,
+        transcripts_from: TranscriptSource | None = None,
+        *,
+        first_token: Callable[[], None] | None = None,
     ) -> AsyncIterator[PipelineOut]:
         """Stream the response; user audio without a transcript is transcribed first.
 
         ``transcripts_from`` supplies those transcripts (a session reuses what it already
         transcribed while the user spoke); without it the pipeline's STT runs here.
+        ``first_token`` is called once, when the LLM's first chunk arrives (tracing).
         """
         transcripts: dict[str, str] = {}
         for ctx in audio_items_needing_transcripts(plan):
@@ -189,11 +194,11 @@ class Pipeline:
                                 images=self.llm.accepts_images)
         if "audio" in plan.output_modalities and self.tts is not None:
             playback = Playback(self.pacing)
-            stream = self.llm.stream(replace(request, pacer=playback))
+            stream = _noting_first(self.llm.stream(replace(request, pacer=playback)), first_token)
             async for out in self._speak(stream, plan, playback):
                 yield out
             return
-        stream = self.llm.stream(request)
+        stream = _noting_first(self.llm.stream(request), first_token)
         async for chunk in stream:
             translated = _translate(chunk)
             if translated is not None:
@@ -258,6 +263,20 @@ class Pipeline:
             producer.cancel()
             with contextlib.suppress(BaseException):
                 await producer
+
+
+async def _noting_first(
+    stream: AsyncIterator[object], first: Callable[[], None] | None
+) -> AsyncIterator[object]:
+    if first is None:
+        async for chunk in stream:
+            yield chunk
+        return
+    async for chunk in stream:
+        if first is not None:
+            first()
+            first = None
+        yield chunk
 
 
 def _translate(chunk: object) -> PipelineOut | None:

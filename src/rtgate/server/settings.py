@@ -194,6 +194,11 @@ class Settings:
     ``protocol_error`` and the model continues."""
     mcp_max_output_bytes: int = 1 * MIB
     """Largest MCP tool output handed to the model; a bigger one fails the call."""
+    max_image_bytes: int = 10 * MIB
+    """Decoded size of one ``input_image``; a bigger one is refused (``invalid_value``)."""
+    otlp_traces_endpoint: str = ""
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): sessions that set
+    ``tracing`` export a trace of each turn there; empty: ``tracing`` has no effect."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -227,6 +232,7 @@ class Settings:
             max_input_buffer_ms=self.max_input_buffer_ms,
             max_items=self.max_items,
             max_conversation_audio_bytes=self.max_conversation_audio_bytes,
+            max_image_bytes=self.max_image_bytes,
         )
 
     def mcp_limits(self) -> McpLimits:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from .. import tracing
 from ..audio import Resampler, decode_to_pcm16, encode_from_pcm16, format_rate
 from ..core import effects as fx
 from ..core.effects import ContextItem
@@ -87,6 +88,7 @@ class SessionRunner:
         self._mcp = mcp or McpLimits()
         session.accepts_images = pipeline.accepts_images
         session.custom_voices = pipeline.custom_voices
+        self._trace = tracing.tracer_for(session.id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake_timer = asyncio.Event()
@@ -116,6 +118,8 @@ class SessionRunner:
         forgets them, and the caller decides what their end releases (server/slots.py).
         """
         self.apply(self.session.close())
+        if self._trace is not None:
+            self._trace.close()
         if self._vad is not None:
             feed, self._vad = self._vad, None
             await feed.aclose()
@@ -279,6 +283,8 @@ class SessionRunner:
             return
         if self._observer is not None:
             self._observer(event)
+        if self._trace is not None:
+            self._trace.on_event(event, getattr(self.session.config, "tracing", None))
         try:
             self._outbox.put_nowait(orjson.dumps(event).decode())
         except asyncio.QueueFull:
@@ -389,7 +395,9 @@ class SessionRunner:
         resampler = None if fmt == "audio/pcm" else Resampler(WIRE_SAMPLE_RATE, format_rate(fmt))
         reason = "stop"
         try:
-            async for out in self.pipeline.respond(plan, self._transcript_of):
+            turn = self._trace
+            first_token = (lambda: turn.llm_first_token(rid)) if turn is not None else None
+            async for out in self.pipeline.respond(plan, self._transcript_of, first_token=first_token):
                 if isinstance(out, TextOut):
                     self.apply(self.session.on_response_text(rid, out.text))
                 elif isinstance(out, AudioOut):
