@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import REQUEST_TIMEOUT
 
 from .limits import McpLimits
+
+# httpx2 logs every request's full URL at INFO; an MCP server_url may carry a token in its
+# query string, and rtgate's log redaction cannot know every parameter name.
+logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 SSE_FALLBACK_STATUSES = frozenset({400, 404, 405})
 """Answers to the streamable HTTP POST that mean "try the SSE transport"."""
@@ -88,19 +93,22 @@ class _StatusLog:
     """Remembers the first HTTP error status the server answered with (an httpx2 hook):
     the SDK turns a 401 into a generic JSON-RPC error, the status says what happened."""
 
-    def __init__(self) -> None:
+    def __init__(self, *methods: str) -> None:
+        self.methods = methods
+        """Requests that count: a streamable HTTP server may refuse the optional GET stream
+        (405) or the closing DELETE, which says nothing about a failure."""
         self.status: int | None = None
         self.reason = ""
 
     async def __call__(self, response: httpx2.Response) -> None:
-        if response.status_code >= 400 and self.status is None:
+        if response.status_code >= 400 and self.status is None and response.request.method in self.methods:
             self.status = response.status_code
             self.reason = response.reason_phrase
 
 
 @contextlib.asynccontextmanager
 async def _connect(server: McpServer, timeout_s: float) -> AsyncIterator[Client]:
-    status = _StatusLog()
+    status = _StatusLog("POST")
     headers = server.request_headers()
     timeout = httpx2.Timeout(timeout_s)
     connected = False
@@ -116,7 +124,7 @@ async def _connect(server: McpServer, timeout_s: float) -> AsyncIterator[Client]
         if connected or status.status not in SSE_FALLBACK_STATUSES:
             raise _failure(exc, status, server) from None
     # The streamable HTTP endpoint is not there: the server may speak only SSE.
-    sse_status = _StatusLog()
+    sse_status = _StatusLog("GET", "POST")
 
     def sse_http(headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None,
                  auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
