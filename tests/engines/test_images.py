@@ -77,3 +77,4 @@ async def test_backend_without_vision_refuses_images(
     assert error["error"]["code"] == "image_input_not_supported"
     assert error["error"]["param"] == "item.content[1].image_url"
     assert len(upstream.requests) == before
+
