@@ -202,3 +202,47 @@ async def test_spoken_one_sentence_answer_is_one_short_sentence(default_stack: S
         assert done["status"] == "completed"
         assert 0 < audio_s <= 8.0, (audio_s, transcript)
         assert not re.search(r"[.!?]\s+\w", transcript), transcript
+
+
+async def test_forced_mcp_call_with_the_real_llm(default_stack: ServerHandle) -> None:
+    """A real MCP server on loopback: SmolLM2 fills add(a, b) under the tool's JSON schema,
+    rtgate calls it, and the model answers from the result in the same response."""
+    import json
+
+    from rtgate.testing.mcp_server import running_mcp_servers
+
+    with running_mcp_servers() as mcp:
+        async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+            ev = Events(conn)
+            await ev.expect("session.created")
+            tool = {"type": "mcp", "server_label": "calc", "server_url": mcp.plain, "require_approval": "never",
+                    "allowed_tools": ["add"]}
+            await conn.session.update(session={
+                "type": "realtime", "output_modalities": ["text"], "tools": [tool], "max_output_tokens": 60,
+                "tool_choice": {"type": "mcp", "server_label": "calc", "name": "add"}})
+            await ev.until("mcp_list_tools.completed")
+            await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "What is 2 plus 3?"}]})
+            await conn.response.create()
+            events = await ev.until("response.done")
+        assert "response.mcp_call_arguments.delta" in types(events)
+        output = events[-1]["response"]["output"]
+        call = output[0]
+        assert call["type"] == "mcp_call" and call["name"] == "add"
+        arguments = json.loads(call["arguments"])
+        assert isinstance(arguments["a"], int) and isinstance(arguments["b"], int)
+        assert call["output"] == str(arguments["a"] + arguments["b"])
+        assert mcp.calls == ["add"]
+        assert output[-1]["type"] == "message" and output[-1]["content"][0]["text"].strip()
+
+
+async def test_embedded_model_refuses_images(default_stack: ServerHandle) -> None:
+    """SmolLM2 cannot see: an image is refused with image_input_not_supported, not answered."""
+    png = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(16)).decode()
+    async with client_for(default_stack).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Describe this picture."}, {"type": "input_image", "image_url": png}]})
+        error = await ev.expect("error")
+        assert error["error"]["code"] == "image_input_not_supported"

@@ -192,3 +192,13 @@ async def test_speech_failure_and_stall(upstream: Upstream) -> None:
             pass
     await failing.aclose()
     await stalled.aclose()
+
+
+async def test_reasoning_effort_is_sent_only_when_set(upstream: Upstream) -> None:
+    """The session's reasoning.effort reaches the backend as reasoning_effort; unset, nothing."""
+    llm = OpenAIChatLLM(endpoint(upstream))
+    [c async for c in llm.stream(LLMRequest(messages=[{"role": "user", "content": "hi"}], reasoning_effort="low"))]
+    assert upstream.requests[-1]["body"]["reasoning_effort"] == "low"
+    [c async for c in llm.stream(hello())]
+    assert "reasoning_effort" not in upstream.requests[-1]["body"]
+    await llm.aclose()

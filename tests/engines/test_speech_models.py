@@ -236,3 +236,14 @@ async def test_tts_paced_consumer_does_not_hold_the_engine(tts: EspeakTTS) -> No
     other = await pcm(tts, "Meanwhile, another session speaks.")
     assert rms(other) > 0.02
     await slow.aclose()
+
+
+async def test_stt_word_logprobs_when_asked(tts: EspeakTTS, stt: FasterWhisperSTT) -> None:
+    """TranscriptionOptions(logprobs=True): Whisper's words with log-probabilities (<= 0),
+    together spelling the transcript; without it, none."""
+    audio = await utterance(tts, "The quick brown fox jumps over the lazy dog.", "ash")
+    result = await stt.transcribe(audio, TranscriptionOptions(logprobs=True))
+    assert result.logprobs
+    assert "".join(token for token, _ in result.logprobs).strip() == result.text
+    assert all(lp <= 0.0 for _, lp in result.logprobs)
+    assert (await stt.transcribe(audio, TranscriptionOptions())).logprobs is None

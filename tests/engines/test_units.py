@@ -164,3 +164,10 @@ def test_short_context_modes() -> None:
     assert FasterWhisperSTT(beam_size=2).short_context == "off"  # the short path is greedy only
     with pytest.raises(ValueError, match="short_context"):
         FasterWhisperSTT(short_context="sometimes")  # type: ignore[arg-type]
+
+
+def test_piper_voice_file_is_its_custom_voice() -> None:
+    """A Piper profile maps the custom voice {"id": <voice file name>} (docs/fields.md)."""
+    from rtgate.pipeline.engines.piper import PiperTTS
+
+    assert PiperTTS(model_path="/voices/en_GB-alan-low.onnx").custom_voices == frozenset({"en_GB-alan-low"})

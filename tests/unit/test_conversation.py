@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
+
+from rtgate.core.limits import CoreLimits
 
 from .helpers import (
     Harness,
@@ -271,3 +274,28 @@ def test_item_limit_keeps_the_item_just_added() -> None:
                                "event_id": events(out)[-1]["event_id"], "item_id": "a"}
     assert ids_in_order(h) == ["r", "b"]
     assert retrieve(h, "r")["id"] == "r"
+
+
+@pytest.mark.parametrize(("image_url", "message"), [
+    ("https://example.com/cat.png", "expected a data URL"),
+    ("data:image/gif;base64,R0lGODlh", "expected a data URL"),
+    ("data:image/png;base64,not base64!", "not valid base64"),
+    ("data:image/jpeg;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode(), "not a JPEG"),
+    ("data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(2048)).decode(), "at most 1024"),
+])
+def test_bad_images_name_the_parameter(image_url: str, message: str) -> None:
+    """Images are PNG or JPEG data URLs within max_image_bytes; anything else is invalid_value
+    naming ``item.content[i].image_url``, and nothing is added."""
+    h = Harness(limits=CoreLimits(max_image_bytes=1024))
+    out = h.create_item({"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "look"}, {"type": "input_image", "image_url": image_url}]})
+    assert_error(out, code="invalid_value", param="item.content[1].image_url")
+    assert message in events(out)[0]["error"]["message"]
+    assert len(h.session.conversation) == 0
+
+
+def test_session_that_cannot_see_refuses_images() -> None:
+    h = Harness()
+    h.session.accepts_images = False
+    out = h.create_item({"type": "message", "role": "user", "content": [{"type": "input_image", "image_url": PNG}]})
+    assert_error(out, code="image_input_not_supported", param="item.content[0].image_url")

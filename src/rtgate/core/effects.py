@@ -35,6 +35,11 @@ class ResponsePlan:
     max_output_tokens: int | None
     conversation: bool
     metadata: dict[str, str] | None = None
+    mcp_tools: list[dict[str, Any]] = field(default_factory=list)
+    """Tools of the session's MCP servers the model may call: ``{server_label, name,
+    description, input_schema, approval}`` each (core/mcp.py)."""
+    reasoning_effort: str | None = None
+    """``reasoning.effort`` of the session or response, for backends that take one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,4 +83,32 @@ class PredictTurnEnd:
     audio_format: str
 
 
-Effect = StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio | PredictTurnEnd
+@dataclass(frozen=True, slots=True)
+class ListMcpTools:
+    """List the tools of the MCP server ``tool`` (a session's ``{"type": "mcp"}`` tool) and
+    report with :meth:`Session.on_mcp_tools_listed` or :meth:`Session.on_mcp_list_failed`."""
+
+    item_id: str
+    tool: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class McpCall:
+    item_id: str
+    tool: dict[str, Any]
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallMcpTools:
+    """Run ``calls`` for response ``response_id``, one after the other, reporting each with
+    :meth:`Session.on_mcp_call_result`; cancelled with the response
+    (:class:`CancelResponse`)."""
+
+    response_id: str
+    calls: tuple[McpCall, ...]
+
+
+Effect = (StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio | PredictTurnEnd
+          | ListMcpTools | CallMcpTools)

@@ -19,3 +19,7 @@ class CoreLimits:
     """Audio bytes kept in conversation items for retrieve/truncate; oldest audio dropped first."""
     max_out_of_band_responses: int = 4
     """Concurrent ``conversation: "none"`` responses per session."""
+    max_tool_rounds: int = 4
+    """MCP call rounds in one response; after that the model answers without tools."""
+    max_image_bytes: int = 10 * 1024 * 1024
+    """Decoded size of one ``input_image``; a bigger one is refused (``invalid_value``)."""

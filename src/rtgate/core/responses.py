@@ -7,7 +7,14 @@ dropped, never an error):
 state         input                next          emits
 ============  ===================  ============  =================================
 in_progress   text / audio chunk   in_progress   item + part opened lazily, deltas
-in_progress   tool-call chunk      in_progress   function_call item, argument deltas
+in_progress   tool-call chunk      in_progress   function_call item, argument deltas; for a
+                                                 tool of an MCP server: mcp_call item and
+                                                 mcp_call_arguments deltas, or (approval
+                                                 required) an mcp_approval_request item
+in_progress   model done, MCP      in_progress   mcp_call_arguments.done, mcp_call.in_progress;
+              calls made                         the calls run (effect CallMcpTools)
+in_progress   MCP result           in_progress   mcp_call.completed / .failed, item done; the
+                                                 last result continues the model (StartResponse)
 in_progress   finish               completed     all open parts/items done, response.done
 in_progress   finish (length)      incomplete    … status_details max_output_tokens
 in_progress   fail                 failed        … status_details.error
@@ -29,17 +36,20 @@ from typing import Any
 from ..audio import duration_ms
 from ..protocol.items import item_wire_without_audio
 from .conversation import Conversation, StoredItem
-from .effects import ResponsePlan
+from .effects import ContextItem, ResponsePlan
 from .ids import IdFactory
 
 Emit = Callable[..., None]
+
+CANCELLED_CALL = {"type": "tool_execution_error",
+                  "message": "The call was cancelled: its response ended before the tool answered."}
 
 
 @dataclass(slots=True)
 class OutputItem:
     stored: StoredItem
     output_index: int
-    kind: str  # "message" | "function_call"
+    kind: str  # "message" | "function_call" | "mcp_call" | "mcp_approval_request"
     part_kind: str | None = None  # "text" | "audio" once the content part is open
     part_done: bool = False
     text: str = ""
@@ -61,6 +71,11 @@ class ActiveResponse:
     output: list[OutputItem] = field(default_factory=list)
     message: OutputItem | None = None
     calls: dict[int, OutputItem] = field(default_factory=dict)
+    pending: dict[str, OutputItem] = field(default_factory=dict)
+    """MCP calls running, by item id."""
+    base_items: list[ContextItem] = field(default_factory=list)
+    """The context the response started from; MCP rounds add its own output to it."""
+    tool_rounds: int = 0
     produced_audio: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
@@ -206,8 +221,28 @@ class ResponseEmitter:
                 delta=base64.b64encode(audio).decode("ascii"),
             )
 
+    def _mcp_tool(self, name: str | None) -> dict[str, Any] | None:
+        if not name or any(t.get("name") == name for t in self.r.plan.tools if t.get("type") == "function"):
+            return None
+        return next((t for t in self.r.plan.mcp_tools if t["name"] == name), None)
+
+    def _open_mcp(self, spec: dict[str, Any], *, approval: bool) -> OutputItem:
+        kind = "mcp_approval_request" if approval else "mcp_call"
+        wire = {"id": self._ids.item(), "type": kind, "server_label": spec["server_label"],
+                "name": spec["name"], "arguments": ""}
+        return self._open_item(wire, kind)
+
     def tool_call(self, index: int, name: str | None, call_id: str | None, arguments: str) -> None:
         item = self.r.calls.get(index)
+        if item is None and (spec := self._mcp_tool(name)) is not None:
+            self._close_message("completed")
+            item = self._open_mcp(spec, approval=spec["approval"])
+            self.r.calls[index] = item
+        if item is not None and item.kind.startswith("mcp_"):
+            item.arguments += arguments
+            if arguments and item.kind == "mcp_call":
+                self._emit("response.mcp_call_arguments.delta", **self._common(item), delta=arguments)
+            return
         if item is None:
             self._close_message("completed")
             wire = {
@@ -231,6 +266,57 @@ class ResponseEmitter:
                 call_id=item.stored.wire["call_id"],
                 delta=arguments,
             )
+
+    def start_mcp_calls(self) -> list[OutputItem]:
+        """The model is done and called MCP tools: close its message and calls, start the
+        MCP calls (``mcp_call_arguments.done``, ``mcp_call.in_progress``) and return them;
+        an empty list when it called none."""
+        if not any(item.kind == "mcp_call" for item in self.r.calls.values()):
+            return []
+        self._close_message("completed")
+        started = []
+        for item in sorted(self.r.calls.values(), key=lambda o: o.output_index):
+            if item.kind == "mcp_call":
+                self._run_mcp(item)
+                started.append(item)
+            else:
+                self._close_call(item, "completed")
+        self.r.calls.clear()
+        return started
+
+    def run_approved(self, request: dict[str, Any]) -> OutputItem:
+        """Open and start the ``mcp_call`` an approved ``mcp_approval_request`` asked for."""
+        spec = {"server_label": request["server_label"], "name": request["name"]}
+        item = self._open_mcp(spec, approval=False)
+        item.stored.wire["approval_request_id"] = request["id"]
+        item.arguments = str(request.get("arguments") or "")
+        self._emit("response.mcp_call_arguments.delta", **self._common(item), delta=item.arguments)
+        self._run_mcp(item)
+        return item
+
+    def _run_mcp(self, item: OutputItem) -> None:
+        item.stored.wire["arguments"] = item.arguments
+        self._emit("response.mcp_call_arguments.done", **self._common(item), arguments=item.arguments)
+        self._emit("response.mcp_call.in_progress", item_id=item.id, output_index=item.output_index)
+        self.r.pending[item.id] = item
+
+    def mcp_result(self, item_id: str, output: str | None, error: dict[str, Any] | None) -> None:
+        """A running MCP call ended: ``output``, or ``error`` (the protocol's error object)."""
+        item = self.r.pending.pop(item_id, None)
+        if item is None:
+            return
+        wire = item.stored.wire
+        if error is None:
+            wire["output"] = output or ""
+            self._emit("response.mcp_call.completed", item_id=item.id, output_index=item.output_index)
+        else:
+            wire["error"] = error
+            self._emit("response.mcp_call.failed", item_id=item.id, output_index=item.output_index)
+        self._finish_item(item)
+
+    def context_so_far(self) -> list[ContextItem]:
+        """What the model continues from after MCP calls: the start, then this response's output."""
+        return [*self.r.base_items, *(ContextItem(wire=o.stored.wire) for o in self.r.output)]
 
     def usage(self, input_tokens: int, output_tokens: int, cached_tokens: int) -> None:
         self.r.input_tokens += input_tokens
@@ -266,6 +352,14 @@ class ResponseEmitter:
 
     def _close_call(self, item: OutputItem, status: str) -> None:
         wire = item.stored.wire
+        if item.kind == "mcp_approval_request":
+            wire["arguments"] = item.arguments
+            self._finish_item(item)
+            return
+        if item.kind == "mcp_call":  # the response ended before the call could run
+            self._run_mcp(item)
+            self.mcp_result(item.id, None, CANCELLED_CALL)
+            return
         wire["arguments"] = item.arguments
         wire["status"] = status
         self._emit(
@@ -312,6 +406,8 @@ class ResponseEmitter:
                     item_status = "incomplete"
             self._close_call(item, item_status)
         self.r.calls.clear()
+        for item_id in list(self.r.pending):
+            self.mcp_result(item_id, None, CANCELLED_CALL)
         self.r.status = status
         wire = self.response_wire()
         wire["status_details"] = details

@@ -34,8 +34,10 @@ from ..protocol.session import (
 from . import effects as fx
 from .conversation import Conversation, StoredItem, not_found
 from .ids import IdFactory
+from .images import check_image
 from .input_audio import InputAudioBuffer
 from .limits import CoreLimits
+from .mcp import McpTools, check_mcp_tools
 from .responses import ActiveResponse, ResponseEmitter
 from .turn_detection import (
     SpeechStarted,
@@ -115,6 +117,12 @@ class Session:
         self.closed = False
         self.rate_limits = DEFAULT_RATE_LIMITS
         self._out: list[Output] = []
+        self.mcp = McpTools(self.conversation, self.ids, self._emit, self._effect)
+        self.accepts_images = True
+        """Whether the model can be shown ``input_image`` parts; the transport sets it from
+        the pipeline (core/images.py)."""
+        self.custom_voices: frozenset[str] = frozenset()
+        """Ids a custom voice ``{"id": ...}`` may name (the profile's TTS; set by the transport)."""
 
     # ------------------------------------------------------------------ basics
 
@@ -198,6 +206,8 @@ class Session:
     def start(self) -> list[Output]:
         """The first events of the session: ``session.created``."""
         self._emit("session.created", session=self.wire_session())
+        if isinstance(self.config, RealtimeSessionConfig):
+            self.mcp.sync(self.config.tools)
         return self._flush()
 
     def report(self, error: RealtimeError) -> list[Output]:
@@ -270,10 +280,34 @@ class Session:
     # ------------------------------------------------------------------ session.update
 
     def _on_session_update(self, event: ce.SessionUpdate, now: float) -> None:
-        self.config = apply_update(self.config, event.session, voice_locked=self._voice_locked)
+        config = apply_update(self.config, event.session, voice_locked=self._voice_locked)
+        if isinstance(config, RealtimeSessionConfig):
+            check_mcp_tools(config.tools, "session.tools")
+            self._check_unsupported(config)
+        self.config = config
         self.buffer.set_format(self.config.audio.input.format.type)
         self._configure_turn_detection()
         self._emit("session.updated", session=self.wire_session())
+        if isinstance(config, RealtimeSessionConfig):
+            self.mcp.sync(config.tools)
+
+    def _check_unsupported(self, config: RealtimeSessionConfig) -> None:
+        """Refuse fields this server cannot honour (docs/fields.md): a saved prompt (there is
+        no prompt store), a custom voice the profile's TTS does not have."""
+        if config.prompt is not None:
+            raise RealtimeError(
+                f"Invalid value: '{echo(config.prompt.id)}'. Saved prompts are not available on "
+                "this server (it has no prompt store); send the prompt's text as 'instructions'.",
+                "invalid_value", "session.prompt.id")
+        voice = config.audio.output.voice
+        if not isinstance(voice, str) and voice != self.config.audio.output.voice and (  # type: ignore[union-attr]
+            voice.id not in self.custom_voices
+        ):
+            known = ", ".join(sorted(self.custom_voices)) or "none"
+            raise RealtimeError(
+                f"Invalid value: '{echo(voice.id)}'. Custom voice ids name voices configured on this "
+                f"server (here: {known}); use a built-in voice name instead.",
+                "invalid_value", "session.audio.output.voice.id")
 
     # ------------------------------------------------------------------ input audio
 
@@ -327,6 +361,8 @@ class Session:
         transcription = self.config.audio.input.transcription
         if transcription is not None or self.is_transcription:
             options = transcription.model_dump(exclude_none=True) if transcription else {}
+            if self._include_logprobs:
+                options["logprobs"] = True
             self._effect(fx.StartTranscription(item_id, audio, self.buffer.format, options))
 
     def on_vad(
@@ -455,6 +491,9 @@ class Session:
                         "missing_required_parameter",
                         f"item.content[{index}].image_url",
                     )
+                if part["type"] == "input_image":
+                    check_image(part["image_url"], f"item.content[{index}].image_url",
+                                accepts_images=self.accepts_images, max_bytes=self.limits.max_image_bytes)
                 content.append(part)
             wire["content"] = content
         elif kind == "function_call":
@@ -462,6 +501,19 @@ class Session:
                 name=raw["name"], call_id=raw.get("call_id") or self.ids.call(),
                 arguments=raw["arguments"],
             )
+        elif kind == "mcp_approval_response":
+            request_id = raw["approval_request_id"]
+            if request_id not in self.conversation or (
+                self.conversation.get(request_id).wire.get("type") != "mcp_approval_request"
+            ):
+                raise RealtimeError(
+                    f"Invalid value: '{echo(request_id)}'. approval_request_id must name an "
+                    "mcp_approval_request item of the conversation.", "invalid_value",
+                    "item.approval_request_id")
+            wire = {"id": wire["id"], "type": kind, "approval_request_id": request_id,
+                    "approve": raw["approve"]}
+            if raw.get("reason") is not None:
+                wire["reason"] = raw["reason"]
         else:
             wire.update(call_id=raw["call_id"], output=raw["output"])
         return StoredItem(wire=wire, audio=audio, audio_format=self.buffer.format)
@@ -524,6 +576,11 @@ class Session:
                 "type",
             )
         params = event.response
+        if params is not None and params.prompt is not None:
+            raise RealtimeError(
+                f"Invalid value: '{echo(params.prompt.id)}'. Saved prompts are not available on this "
+                "server (it has no prompt store); send the prompt's text as 'instructions'.",
+                "invalid_value", "response.prompt.id")
         out_of_band = params is not None and params.conversation not in (None, "auto")
         if params is not None and params.conversation not in (None, "auto", "none"):
             raise invalid_value("response.conversation", params.conversation, "'auto', 'none'")
@@ -579,6 +636,7 @@ class Session:
         max_tokens = params.max_output_tokens if params and params.max_output_tokens else None
         max_tokens = max_tokens or cfg.max_output_tokens
         tools = params.tools if params and params.tools is not None else cfg.tools
+        reasoning = params.reasoning if params and params.reasoning is not None else cfg.reasoning
         plan = fx.ResponsePlan(
             response_id=response_id,
             instructions=params.instructions
@@ -598,6 +656,9 @@ class Session:
             max_output_tokens=None if max_tokens == "inf" else int(max_tokens),
             conversation=not out_of_band,
             metadata=params.metadata if params else None,
+            mcp_tools=self.mcp.offered(
+                tools, "response.tools" if params and params.tools is not None else "session.tools"),
+            reasoning_effort=reasoning.effort if reasoning is not None else None,
         )
         if params is not None and (params.tool_choice is not None or params.tools is not None):
             # The session's own pair was checked by session.update.
@@ -666,13 +727,19 @@ class Session:
             plan=plan,
             conversation_id=None if out_of_band else self.conversation.id,
         )
+        response.base_items = plan.items
         emitter = ResponseEmitter(response, self.conversation, self.ids, self._emit)
         self._responses[response.id] = emitter
         if not out_of_band:
             self._default_response = response.id
         self._idle_deadline = None
         self._emit("response.created", response=emitter.response_wire())
-        self._effect(fx.StartResponse(plan))
+        approved = [r for r, ok in self.mcp.approvals() if ok] if not out_of_band else []
+        calls = [(emitter.run_approved(request), request) for request in approved]
+        if calls:  # approved MCP calls run first; the model then continues with their results
+            self._call_mcp(emitter, [item for item, _ in calls])
+        else:
+            self._effect(fx.StartResponse(plan))
 
     def _on_response_cancel(self, event: ce.ResponseCancel, now: float) -> None:
         target = event.response_id or self._default_response
@@ -750,13 +817,65 @@ class Session:
     def on_response_done(
         self, response_id: str, now: float, *, reason: str = "stop", played_ms: float = 0.0
     ) -> list[Output]:
-        """The backend finished; ``reason`` ``length`` means max_output_tokens was hit."""
+        """The backend finished; ``reason`` ``length`` means max_output_tokens was hit.
+
+        When the model called MCP tools the response goes on: the calls run (effect
+        :class:`~rtgate.core.effects.CallMcpTools`), then the model continues.
+        """
         if (emitter := self._emitter(response_id)) is not None:
+            if reason != "length" and (calls := emitter.start_mcp_calls()):
+                self._call_mcp(emitter, calls)
+                return self._flush()
             if reason == "length":
                 self._end(emitter, "incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
             else:
                 self._end(emitter, "completed", None)
             self._arm_idle_timeout(now, emitter)
+        return self._flush()
+
+    def _call_mcp(self, emitter: ResponseEmitter, items: list[Any]) -> None:
+        calls = []
+        for item in items:
+            wire = item.stored.wire
+            tool = self.mcp.server(wire["server_label"])
+            if tool is None:
+                gone = f"MCP server '{wire['server_label']}' is no longer among the session's tools."
+                emitter.mcp_result(item.id, None, {"type": "tool_execution_error", "message": gone})
+                continue
+            calls.append(fx.McpCall(item.id, tool, wire["name"], item.arguments))
+        if calls:
+            self._effect(fx.CallMcpTools(emitter.r.id, tuple(calls)))
+        else:
+            self._continue_after_tools(emitter)
+
+    def _continue_after_tools(self, emitter: ResponseEmitter) -> None:
+        r = emitter.r
+        r.tool_rounds += 1
+        # After max_tool_rounds the model must answer in words: no endless tool loops.
+        choice = "auto" if r.tool_rounds < self.limits.max_tool_rounds else "none"
+        r.plan = replace(r.plan, items=emitter.context_so_far(), tool_choice=choice)
+        self._effect(fx.StartResponse(r.plan))
+
+    def on_mcp_tools_listed(self, item_id: str, tools: list[dict[str, Any]]) -> list[Output]:
+        """The listing of item ``item_id`` returned ``tools`` (core/mcp.py)."""
+        if not self.closed:
+            self.mcp.listed(item_id, tools)
+        return self._flush()
+
+    def on_mcp_list_failed(self, item_id: str, message: str) -> list[Output]:
+        if not self.closed:
+            self.mcp.failed(item_id, message)
+        return self._flush()
+
+    def on_mcp_call_result(
+        self, response_id: str, item_id: str, output: str | None, error: dict[str, Any] | None
+    ) -> list[Output]:
+        """MCP call ``item_id`` of a response ended with ``output`` or ``error``; after the
+        last call of a round the model continues (a late result after a cancel is dropped)."""
+        if (emitter := self._emitter(response_id)) is not None:
+            emitter.mcp_result(item_id, output, error)
+            if not emitter.r.pending:
+                self._continue_after_tools(emitter)
         return self._flush()
 
     def on_response_failed(self, response_id: str, code: str, message: str) -> list[Output]:
@@ -788,9 +907,20 @@ class Session:
             )
         return self._flush()
 
+    @property
+    def _include_logprobs(self) -> bool:
+        return "item.input_audio_transcription.logprobs" in (self.config.include or ())
+
     def on_transcription_completed(
-        self, item_id: str, transcript: str, audio_seconds: float
+        self, item_id: str, transcript: str, audio_seconds: float,
+        logprobs: Sequence[tuple[str, float]] | None = None,
     ) -> list[Output]:
+        """The transcript of a committed item; ``logprobs`` (token, log-probability) pairs
+        appear on the event when the session's ``include`` asks for them."""
+        extra: dict[str, Any] = {}
+        if logprobs is not None and self._include_logprobs:
+            extra["logprobs"] = [{"token": token, "bytes": list(token.encode()), "logprob": round(lp, 6)}
+                                 for token, lp in logprobs]
         if item_id in self.conversation:
             item = self.conversation.get(item_id)
             content = item.wire.get("content") or []
@@ -802,6 +932,7 @@ class Session:
                 content_index=0,
                 transcript=transcript,
                 usage={"type": "duration", "seconds": round(audio_seconds, 3)},
+                **extra,
             )
         return self._flush()
 

@@ -312,6 +312,9 @@ class TranscriptionOptions:
     speculative: bool = False
     """Nobody waits for this result (a pass over a growing utterance): engines run it only
     on spare capacity and otherwise raise :class:`Skipped` at once."""
+    logprobs: bool = False
+    """The session's ``include`` asks for token log-probabilities: engines that have them
+    fill :attr:`Transcript.logprobs`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +322,8 @@ class Transcript:
     text: str
     language: str | None = None
     audio_seconds: float = 0.0
+    logprobs: tuple[tuple[str, float], ...] | None = None
+    """``(token, log-probability)`` pairs covering the text, when asked for and known."""
 
 
 class STT(Backend):
@@ -399,6 +404,9 @@ class LLMRequest:
     """Where the answer should end at a natural boundary (:mod:`~rtgate.pipeline.answer`);
     set by profiles with ``voice_preamble`` on. Engines that stream in pieces honour it;
     others may ignore it."""
+    reasoning_effort: str | None = None
+    """The session's ``reasoning.effort``; network backends send it as ``reasoning_effort``,
+    local engines ignore it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +448,9 @@ class LLM(Backend):
     voice_preamble = False
     """Whether the profile adds the voice preamble and answer limits to this model's
     requests (:mod:`~rtgate.pipeline.answer`); the embedded llama.cpp engine turns it on."""
+    accepts_images = False
+    """Whether user messages may carry images (``image_url`` content parts in the request's
+    messages); a session served by a model that cannot see refuses ``input_image``."""
 
     def stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         return self._guard_stream(self._stream(request), request.pacer)
@@ -476,6 +487,9 @@ class TTS(Backend):
     """
 
     name = "tts"
+    custom_voices: frozenset[str] = frozenset()
+    """Ids a custom voice ``{"id": ...}`` may name with this engine; any other id is refused
+    at ``session.update`` (``invalid_value``)."""
 
     def synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
         return self._guard_stream(self._synthesize(request))

@@ -19,7 +19,7 @@ from .answer import VOICE_PREAMBLE, answer_limit_for
 from .base import LLMRequest, ToolSpec
 
 
-def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
+def _message_text(item: dict[str, Any], transcripts: Mapping[str, str], *, images: bool = True) -> str:
     pieces: list[str] = []
     for part in item.get("content") or []:
         kind = part.get("type")
@@ -28,7 +28,7 @@ def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
         elif kind in ("input_audio", "output_audio", "audio"):
             transcript = part.get("transcript") or transcripts.get(str(item.get("id")), "")
             pieces.append(transcript)
-        elif kind == "input_image":
+        elif kind == "input_image" and images:
             pieces.append("[image]")
     return " ".join(p for p in pieces if p).strip()
 
@@ -36,12 +36,71 @@ def _message_text(item: dict[str, Any], transcripts: Mapping[str, str]) -> str:
 def tool_choice_for(plan: ResponsePlan) -> str:
     choice = plan.tool_choice
     if isinstance(choice, dict):
-        return str(choice.get("name") or "auto")
+        default = "required" if choice.get("type") == "mcp" else "auto"
+        return str(choice.get("name") or default)
     return str(choice or "auto")
 
 
+def _tool_specs(plan: ResponsePlan) -> list[ToolSpec]:
+    """Function tools, then the MCP servers' tools (a name already taken is skipped);
+    ``tool_choice`` ``{type: "mcp", server_label}`` without a name keeps that server's only."""
+    tools = [
+        ToolSpec(t["name"], t.get("description") or "", t.get("parameters") or {})
+        for t in plan.tools
+        if t.get("type") == "function"
+    ]
+    choice = plan.tool_choice
+    only = choice.get("server_label") if isinstance(choice, dict) and choice.get("type") == "mcp" else None
+    if only is not None and not choice.get("name"):
+        tools = []
+    names = {t.name for t in tools}
+    for t in plan.mcp_tools:
+        if t["name"] not in names and (only is None or t["server_label"] == only):
+            names.add(t["name"])
+            tools.append(ToolSpec(t["name"], t.get("description") or "", t.get("input_schema") or {}))
+    return tools
+
+
+def _tool_turn(call_id: str, name: str, arguments: str, result: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
+def _mcp_result(item: dict[str, Any]) -> str:
+    error = item.get("error")
+    if error:
+        return f"Error: {error.get('message', '')}"
+    return str(item.get("output") or "")
+
+
+def _plain(content: Any) -> str:
+    """The text of message content that may be a list of parts."""
+    if isinstance(content, list):
+        return " ".join(str(p.get("text") or "") for p in content if p.get("type") == "text")
+    return str(content or "")
+
+
+def _with_images(item: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    """Chat-completions content parts: the message's text, then its images."""
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    for part in item.get("content") or []:
+        if part.get("type") == "input_image" and part.get("image_url"):
+            image = {"url": part["image_url"]}
+            if part.get("detail"):
+                image["detail"] = part["detail"]
+            parts.append({"type": "image_url", "image_url": image})
+    return parts
+
+
 def build_request(
-    plan: ResponsePlan, transcripts: Mapping[str, str] | None = None, *, voice_preamble: bool = False
+    plan: ResponsePlan,
+    transcripts: Mapping[str, str] | None = None,
+    *,
+    voice_preamble: bool = False,
+    images: bool = False,
 ) -> LLMRequest:
     """Chat messages for ``plan``; ``transcripts`` fills user audio without a transcript.
 
@@ -51,6 +110,9 @@ def build_request(
     also gets the instructions as the user's turn, since small models answer a lone
     system message with noise; and the request carries the answer's limit, read from
     the instructions first, then the user's last message.
+
+    With ``images`` a user message with ``input_image`` parts has a list of content
+    parts (text, then ``image_url`` parts); without, an image is the text ``[image]``.
     """
     transcripts = transcripts or {}
     messages: list[dict[str, Any]] = []
@@ -59,12 +121,28 @@ def build_request(
         system = f"{system}\n{VOICE_PREAMBLE}" if system else VOICE_PREAMBLE
     if system:
         messages.append({"role": "system", "content": system})
+    declined = {
+        str(ctx.wire.get("approval_request_id")): ctx.wire.get("reason") or ""
+        for ctx in plan.items
+        if ctx.wire.get("type") == "mcp_approval_response" and not ctx.wire.get("approve")
+    }
     for ctx in plan.items:
         item = ctx.wire
         kind = item.get("type")
+        if kind == "mcp_call" and ("output" in item or "error" in item):
+            messages += _tool_turn(str(item.get("id")), str(item.get("name")), str(item.get("arguments")),
+                                   _mcp_result(item))
+        elif kind == "mcp_approval_request" and str(item.get("id")) in declined:
+            reason = declined[str(item.get("id"))]
+            messages += _tool_turn(str(item.get("id")), str(item.get("name")), str(item.get("arguments")),
+                                   "The user declined this call." + (f" Reason: {reason}" if reason else ""))
         if kind == "message":
             text = _message_text(item, transcripts)
-            if text:
+            seen = images and any(p.get("type") == "input_image" for p in item.get("content") or [])
+            if seen:
+                text = _message_text(item, transcripts, images=False)
+                messages.append({"role": item.get("role", "user"), "content": _with_images(item, text)})
+            elif text:
                 messages.append({"role": item.get("role", "user"), "content": text})
         elif kind == "function_call":
             messages.append(
@@ -84,17 +162,13 @@ def build_request(
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": item.get("output", "")}
             )
-    tools = [
-        ToolSpec(t["name"], t.get("description") or "", t.get("parameters") or {})
-        for t in plan.tools
-        if t.get("type") == "function"
-    ]
+    tools = _tool_specs(plan)
     answer = None
     if voice_preamble:
         said = [m for m in messages if m["role"] in ("user", "assistant", "tool")]
         if not said and plan.instructions:
             messages.append({"role": "user", "content": plan.instructions})
-        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
+        last_user = next((_plain(m["content"]) for m in reversed(messages) if m["role"] == "user"), None)
         answer = answer_limit_for(plan.instructions, last_user)
     return LLMRequest(
         messages=messages,
@@ -103,6 +177,7 @@ def build_request(
         max_output_tokens=plan.max_output_tokens,
         answer=answer,
         conversation=str(plan.items[0].wire.get("id")) if plan.items else None,
+        reasoning_effort=plan.reasoning_effort,
     )
 
 

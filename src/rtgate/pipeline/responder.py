@@ -138,6 +138,16 @@ class Pipeline:
         self.on_stage: StageObserver | None = None
         """Where response stage times go (the server's ``/metrics``); see :data:`STAGES`."""
 
+    @property
+    def custom_voices(self) -> frozenset[str]:
+        """Custom voice ids this profile's TTS maps (:attr:`TTS.custom_voices`)."""
+        return self.tts.custom_voices if self.tts is not None else frozenset()
+
+    @property
+    def accepts_images(self) -> bool:
+        """Whether this profile's LLM can be shown images (:attr:`LLM.accepts_images`)."""
+        return self.llm.accepts_images
+
     async def warm_up(self) -> None:
         for backend in (self.stt, self.llm, self.tts):
             if backend is not None:
@@ -170,12 +180,17 @@ class Pipeline:
             log.debug("pipeline %s: prefill failed: %r", self.name, exc)
 
     async def respond(
-        self, plan: ResponsePlan, transcripts_from: TranscriptSource | None = None
+        self,
+        plan: ResponsePlan,
+        transcripts_from: TranscriptSource | None = None,
+        *,
+        first_token: Callable[[], None] | None = None,
     ) -> AsyncIterator[PipelineOut]:
         """Stream the response; user audio without a transcript is transcribed first.
 
         ``transcripts_from`` supplies those transcripts (a session reuses what it already
         transcribed while the user spoke); without it the pipeline's STT runs here.
+        ``first_token`` is called once, when the LLM's first chunk arrives (tracing).
         """
         timer = _StageTimer(self.on_stage)
         transcripts: dict[str, str] = {}
@@ -187,18 +202,19 @@ class Pipeline:
             else:
                 text = (await self.transcribe(ctx.audio, ctx.audio_format, TranscriptionOptions())).text
             transcripts[str(ctx.wire.get("id"))] = text
-        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble)
+        request = build_request(plan, transcripts, voice_preamble=self.llm.voice_preamble,
+                                images=self.llm.accepts_images)
         timer.reached("transcript")
         if "audio" in plan.output_modalities and self.tts is not None:
             playback = Playback(self.pacing)
-            stream = self.llm.stream(replace(request, pacer=playback))
-            async for out in self._speak(timer.watch_text(stream), plan, playback):
+            stream = timer.watch(self.llm.stream(replace(request, pacer=playback)), first_token)
+            async for out in self._speak(stream, plan, playback):
                 if isinstance(out, AudioOut) and out.pcm:
                     timer.reached("first_audio")
                 yield out
             return
-        stream = self.llm.stream(request)
-        async for chunk in timer.watch_text(stream):
+        stream = timer.watch(self.llm.stream(request), first_token)
+        async for chunk in stream:
             translated = _translate(chunk)
             if translated is not None:
                 yield translated
@@ -279,9 +295,15 @@ class _StageTimer:
             self._reached.add(stage)
             self._observer(stage, time.monotonic() - self._start)
 
-    async def watch_text(self, stream: AsyncIterator[object]) -> AsyncIterator[object]:
-        """``stream`` unchanged, noting its first :class:`TextDelta`."""
+    async def watch(
+        self, stream: AsyncIterator[object], first_chunk: Callable[[], None] | None = None
+    ) -> AsyncIterator[object]:
+        """``stream`` unchanged, noting its first :class:`TextDelta` (and calling
+        ``first_chunk`` once, at its first chunk of any kind: tracing's first token)."""
         async for chunk in stream:
+            if first_chunk is not None:
+                first_chunk()
+                first_chunk = None
             if isinstance(chunk, TextDelta) and chunk.text:
                 self.reached("first_text")
             yield chunk

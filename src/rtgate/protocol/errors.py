@@ -140,6 +140,7 @@ _UNION_TAGS = frozenset(
     {
         "server_vad", "semantic_vad", "message", "function_call", "function_call_output",
         "item_reference", "function", "mcp", "input_text", "input_audio", "input_image",
+        "mcp_approval_response",
         "output_text", "output_audio", "user", "assistant", "system", "retention_ratio",
         "str", "int", "float", "bool", "list", "dict", "literal", "none", "nullable", "union",
         "default",

@@ -89,8 +89,21 @@ class FunctionCallOutputItem(_Strict):
     status: ItemStatus | None = None
 
 
+class McpApprovalResponseItem(_Strict):
+    """The client's answer to an ``mcp_approval_request`` item."""
+
+    type: Literal["mcp_approval_response"]
+    approval_request_id: str
+    approve: bool
+    reason: str | None = None
+    id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    object: Literal["realtime.item"] | None = None
+    status: ItemStatus | None = None
+
+
 ConversationItem = Annotated[
-    MessageItem | FunctionCallItem | FunctionCallOutputItem, Field(discriminator="type")
+    MessageItem | FunctionCallItem | FunctionCallOutputItem | McpApprovalResponseItem,
+    Field(discriminator="type"),
 ]
 
 

@@ -127,11 +127,33 @@ class FunctionTool(_Strict):
     parameters: dict[str, Any] | None = None
 
 
-class McpTool(BaseModel):
-    # MCP tools are accepted and echoed; rtgate does not call MCP servers yet.
-    model_config = ConfigDict(extra="allow", strict=True)
+class McpToolFilter(_Strict):
+    """Tools by name and/or by the server's ``readOnlyHint`` annotation."""
+
+    tool_names: list[str] | None = None
+    read_only: bool | None = None
+
+
+class McpApprovalFilter(_Strict):
+    always: McpToolFilter | None = None
+    never: McpToolFilter | None = None
+
+
+class McpTool(_Strict):
+    """A remote MCP server's tools (rtgate/mcp/: listed at session.update, called by rtgate)."""
+
     type: Literal["mcp"]
-    server_label: str
+    server_label: Annotated[str, Field(min_length=1)]
+    server_url: str | None = None
+    connector_id: str | None = None
+    tunnel_id: str | None = None
+    authorization: str | None = None
+    headers: dict[str, str] | None = None
+    allowed_tools: list[str] | McpToolFilter | None = None
+    require_approval: Literal["always", "never"] | McpApprovalFilter | None = None
+    server_description: str | None = None
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+    defer_loading: bool | None = None
 
 
 Tool = Annotated[FunctionTool | McpTool, Field(discriminator="type")]
@@ -332,6 +354,13 @@ def check_tool_choice(tool_choice: Any, tools: Any, param: str) -> None:
         raise RealtimeError(
             f"Invalid value: '{echo(choice.get('name'))}'. tool_choice names a function that "
             "is not among 'tools'.", "invalid_value", param)
+    labels = {getattr(t, "server_label", None) for t in tools or () if getattr(t, "type", "") == "mcp"}
+    if isinstance(choice, dict) and choice.get("type") == "mcp" and (
+        choice.get("server_label") not in labels
+    ):
+        raise RealtimeError(
+            f"Invalid value: '{echo(choice.get('server_label'))}'. tool_choice names an MCP "
+            "server_label that is not among 'tools'.", "invalid_value", param)
 
 
 def apply_update(

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
+from .. import tracing
 from ..cluster import ClusterStore, new_member, open_store
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
@@ -144,6 +145,8 @@ def create_app(
             admission.max_conversations, admission.overload_late_s,
         )
         node.cluster = await join_cluster(settings, node)
+        if settings.otlp_traces_endpoint:  # turn traces of sessions that set `tracing`
+            tracing.configure(settings.otlp_traces_endpoint)
         app.state.rtgate = ServerState(
             settings=settings,
             auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
@@ -165,6 +168,7 @@ def create_app(
             yield
         finally:
             reporter.cancel()
+            tracing.shutdown()
             if node.cluster is not None:
                 await node.cluster.aclose()
             await app.state.rtgate.calls.aclose()

@@ -255,6 +255,7 @@ async def create_call(request: Request) -> Response:
                                        max_json_depth=settings.max_json_depth),
             queue_events=settings.outbound_queue_events,
             send_deadline_s=settings.send_deadline_s,
+            mcp=settings.mcp_limits(),
         )
 
     admission = state.admission if pipeline.admission_limited else None

@@ -237,6 +237,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         ),
         queue_events=settings.outbound_queue_events,
         send_deadline_s=settings.send_deadline_s,
+        mcp=settings.mcp_limits(),
     )
     bridge = PreviewBridge(runner, channel) if isinstance(channel, PreviewChannel) else None
     handle_text = bridge.handle_text if bridge is not None else runner.handle_text

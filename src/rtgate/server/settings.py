@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..core.limits import CoreLimits
+from ..mcp.limits import McpLimits
 
 MIB = 1024 * 1024
 
@@ -186,6 +187,18 @@ class Settings:
     relay_splice: bool = True
     """Relay GA sessions' frames as raw bytes, parsing frame headers only (docs/relay.md,
     Spliced data path); off: every relayed frame is parsed and re-encoded."""
+    mcp_list_timeout_s: float = 15.0
+    """Seconds listing one MCP server's tools may take, connection included (docs/mcp.md)."""
+    mcp_call_timeout_s: float = 60.0
+    """Seconds one MCP tool call may take, connection included; then it fails with a
+    ``protocol_error`` and the model continues."""
+    mcp_max_output_bytes: int = 1 * MIB
+    """Largest MCP tool output handed to the model; a bigger one fails the call."""
+    max_image_bytes: int = 10 * MIB
+    """Decoded size of one ``input_image``; a bigger one is refused (``invalid_value``)."""
+    otlp_traces_endpoint: str = ""
+    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): sessions that set
+    ``tracing`` export a trace of each turn there; empty: ``tracing`` has no effect."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -219,7 +232,12 @@ class Settings:
             max_input_buffer_ms=self.max_input_buffer_ms,
             max_items=self.max_items,
             max_conversation_audio_bytes=self.max_conversation_audio_bytes,
+            max_image_bytes=self.max_image_bytes,
         )
+
+    def mcp_limits(self) -> McpLimits:
+        return McpLimits(list_timeout_s=self.mcp_list_timeout_s, call_timeout_s=self.mcp_call_timeout_s,
+                         max_output_bytes=self.mcp_max_output_bytes)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -19,10 +19,13 @@ from typing import Any, Protocol
 
 import orjson
 
+from .. import tracing
 from ..audio import Resampler, decode_to_pcm16, encode_from_pcm16, format_rate
 from ..core import effects as fx
 from ..core.effects import ContextItem
 from ..core.session import Output, Session
+from ..mcp.client import McpFailure, McpServer, call_tool, list_tools
+from ..mcp.limits import McpLimits
 from ..pipeline.base import WIRE_SAMPLE_RATE, BackendError, TranscriptionOptions
 from ..pipeline.responder import AudioOut, DoneOut, Pipeline, TextOut, ToolCallOut, UsageOut
 from ..protocol.client_events import DecodeLimits, InputAudioAppend, decode_client_event
@@ -69,6 +72,7 @@ class SessionRunner:
         clock: Clock = time.time,
         observer: Callable[[dict[str, Any]], None] | None = None,
         output_hook: OutputHook | None = None,
+        mcp: McpLimits | None = None,
     ) -> None:
         self.session = session
         self.channel = channel
@@ -81,6 +85,10 @@ class SessionRunner:
         self._clock = clock
         self._observer = observer
         self._output_hook = output_hook
+        self._mcp = mcp or McpLimits()
+        session.accepts_images = pipeline.accepts_images
+        session.custom_voices = pipeline.custom_voices
+        self._trace = tracing.tracer_for(session.id)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._wake_timer = asyncio.Event()
@@ -110,6 +118,8 @@ class SessionRunner:
         forgets them, and the caller decides what their end releases (server/slots.py).
         """
         self.apply(self.session.close())
+        if self._trace is not None:
+            self._trace.close()
         if self._vad is not None:
             feed, self._vad = self._vad, None
             await feed.aclose()
@@ -273,6 +283,8 @@ class SessionRunner:
             return
         if self._observer is not None:
             self._observer(event)
+        if self._trace is not None:
+            self._trace.on_event(event, getattr(self.session.config, "tracing", None))
         try:
             self._outbox.put_nowait(orjson.dumps(event).decode())
         except asyncio.QueueFull:
@@ -293,6 +305,11 @@ class SessionRunner:
             self.close(effect.code, effect.reason)
         elif isinstance(effect, fx.PredictTurnEnd):
             self._spawn(self._predict_turn_end(effect), f"turn-end:{effect.query_id}")
+        elif isinstance(effect, fx.ListMcpTools):
+            self._spawn(self._list_mcp(effect), f"mcp-list:{effect.item_id}")
+        elif isinstance(effect, fx.CallMcpTools):
+            rid = effect.response_id
+            self._tasks[rid] = self._spawn(self._call_mcp(effect), f"mcp-call:{rid}")
 
     async def _writer(self) -> None:
         try:
@@ -337,6 +354,39 @@ class SessionRunner:
         self.apply(self.session.on_turn_end(effect.query_id, probability, self._clock()))
         self._wake_timer.set()
 
+    # ------------------------------------------------------------------ MCP tools
+
+    async def _list_mcp(self, effect: fx.ListMcpTools) -> None:
+        server = McpServer.from_tool(effect.tool)
+        try:
+            tools = await list_tools(server, self._mcp)
+        except McpFailure as exc:
+            log.warning("session %s: MCP server %r: listing failed (%s)", self.session.id,
+                        server.label, exc.error["type"])
+            self.apply(self.session.on_mcp_list_failed(effect.item_id, exc.message))
+            return
+        self.apply(self.session.on_mcp_tools_listed(effect.item_id, tools))
+
+    async def _call_mcp(self, effect: fx.CallMcpTools) -> None:
+        """Run a round of MCP calls; cancelled with the response (``response.cancel``,
+        barge-in), which cancels the call in flight."""
+        rid = effect.response_id
+        try:
+            for call in effect.calls:
+                server = McpServer.from_tool(call.tool)
+                try:
+                    output = await call_tool(server, call.name, call.arguments, self._mcp)
+                except McpFailure as exc:
+                    log.info("session %s: MCP call %s on %r failed (%s)", self.session.id, call.name,
+                             server.label, exc.error["type"])
+                    self.apply(self.session.on_mcp_call_result(rid, call.item_id, None, exc.error))
+                else:
+                    self.apply(self.session.on_mcp_call_result(rid, call.item_id, output, None))
+        finally:
+            # The last result may already have started the model again under this id.
+            if self._tasks.get(rid) is asyncio.current_task():
+                del self._tasks[rid]
+
     # ------------------------------------------------------------------ backends
 
     async def _respond(self, plan: fx.ResponsePlan) -> None:
@@ -345,7 +395,9 @@ class SessionRunner:
         resampler = None if fmt == "audio/pcm" else Resampler(WIRE_SAMPLE_RATE, format_rate(fmt))
         reason = "stop"
         try:
-            async for out in self.pipeline.respond(plan, self._transcript_of):
+            turn = self._trace
+            first_token = (lambda: turn.llm_first_token(rid)) if turn is not None else None
+            async for out in self.pipeline.respond(plan, self._transcript_of, first_token=first_token):
                 if isinstance(out, TextOut):
                     self.apply(self.session.on_response_text(rid, out.text))
                 elif isinstance(out, AudioOut):

@@ -171,9 +171,15 @@ class IncrementalTranscriber:
             model=effect.options.get("model"),
             language=effect.options.get("language"),
             prompt=effect.options.get("prompt"),
+            logprobs=bool(effect.options.get("logprobs")),
         )
         try:
             result = await self.transcript(effect.item_id, effect.audio, effect.audio_format, options)
+            if options.logprobs and result.logprobs is None:
+                # The shared transcript (partial passes, the response's request) has none:
+                # one more pass, only for sessions that asked for log-probabilities.
+                async with self._lock:
+                    result = await self.pipeline.transcribe(effect.audio, effect.audio_format, options)
         except BackendError as exc:
             self._apply(self.session.on_transcription_failed(effect.item_id, exc.code, exc.message))
             return
@@ -195,7 +201,8 @@ class IncrementalTranscriber:
         if rest:
             self._apply(self.session.on_transcription_delta(effect.item_id, rest))
         seconds = result.audio_seconds or len(effect.audio) / bytes_per_ms(effect.audio_format) / 1000  # type: ignore[arg-type]
-        self._apply(self.session.on_transcription_completed(effect.item_id, result.text, seconds))
+        self._apply(self.session.on_transcription_completed(effect.item_id, result.text, seconds,
+                                                            result.logprobs))
 
     async def _finish(
         self,

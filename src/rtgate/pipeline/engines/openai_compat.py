@@ -189,12 +189,14 @@ class OpenAIChatLLM(_HTTPBackend, LLM):
         endpoint: OpenAIEndpoint,
         *,
         max_tokens_field: str = "max_tokens",
+        vision: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         deadlines: Deadlines | None = None,
     ) -> None:
         LLM.__init__(self, deadlines=deadlines)
         self._init_http(endpoint, transport)
         self.max_tokens_field = max_tokens_field
+        self.accepts_images = vision
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -225,6 +227,8 @@ class OpenAIChatLLM(_HTTPBackend, LLM):
             body[self.max_tokens_field] = request.max_output_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.reasoning_effort is not None:
+            body["reasoning_effort"] = request.reasoning_effort
         return body
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:

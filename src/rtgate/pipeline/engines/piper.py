@@ -11,7 +11,8 @@ Contract:
 * Piper produces one chunk per sentence at the voice's rate (22.05 kHz for ``medium``);
   each is resampled to 24 kHz and yielded as soon as it is ready, so the first sentence
   plays while later ones are synthesised. Cancelling stops before the next sentence.
-* The voices are single-speaker: every OpenAI voice name maps to the one voice.
+* The voices are single-speaker: every OpenAI voice name maps to the one voice, and the
+  custom voice ``{"id": <file name without .onnx>}`` names it.
   ``speed`` divides the voice's ``length_scale``.
 """
 
@@ -94,6 +95,8 @@ class PiperTTS(TTS):
     ) -> None:
         super().__init__(deadlines=deadlines)
         self.model_path = Path(model_path) if model_path is not None else default_voice_path()
+        # The voice file is the one custom voice: {"id": "en_US-joe-medium"} names it.
+        self.custom_voices = frozenset({self.model_path.name.removesuffix(".onnx")})
 
     async def warm_up(self) -> None:
         async for _ in self.synthesize(SpeechRequest(text="Ready.")):

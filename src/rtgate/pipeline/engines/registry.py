@@ -20,7 +20,8 @@ piper       tts   ``model_path`` (``.onnx`` voice; default en_US-joe-medium)
 openai      any   ``base_url``, ``model``, ``api_key_env`` (name of the environment
                   variable holding the key), ``azure``, ``api_version``,
                   ``connect_timeout_s``, ``read_timeout_s``; llm: ``max_tokens_field``,
-                  ``voice_preamble`` (default off);
+                  ``voice_preamble`` (default off), ``vision`` (default on: images go
+                  to the model as ``image_url`` parts; off: sessions refuse images);
                   tts: ``instructions``
 =========== ===== =====================================================================
 
@@ -77,7 +78,7 @@ _KINDS: dict[tuple[str, str], set[str]] = {
     ("tts", "espeak"): set(),
     ("tts", "piper"): {"model_path"},
     ("stt", "openai"): _OPENAI_KEYS,
-    ("llm", "openai"): _OPENAI_KEYS | {"max_tokens_field", "voice_preamble"},
+    ("llm", "openai"): _OPENAI_KEYS | {"max_tokens_field", "voice_preamble", "vision"},
     ("tts", "openai"): _OPENAI_KEYS | {"instructions"},
 }
 

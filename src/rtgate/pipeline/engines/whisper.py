@@ -44,6 +44,7 @@ joins the parts into a cache directory once (see ``docs/engines.md``).
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import Counter
@@ -184,6 +185,8 @@ class FasterWhisperSTT(STT):
             return Transcript(text="", language=options.language, audio_seconds=0.0)
         mode = short_context_mode(self.short_context)
         path = "30s"
+        if options.logprobs:  # word probabilities come from the full pass's alignment
+            return self._with_logprobs(model, samples, options, seconds)
         if mode != "off":
             from rtgate.pipeline.engines.whisper_context import (
                 CONFIDENT_LOGPROB,
@@ -222,6 +225,34 @@ class FasterWhisperSTT(STT):
         )
         text = "".join(segment.text for segment in segments).strip()
         return Transcript(text=text, language=info.language, audio_seconds=seconds)
+
+    def _with_logprobs(self, model: Any, samples: FloatAudio, options: TranscriptionOptions,
+                       seconds: float) -> Transcript:
+        self.windows["30s-logprobs"] += 1
+        segments, info = model.transcribe(
+            samples,
+            language=options.language if model.model.is_multilingual else "en",
+            initial_prompt=options.prompt or None,
+            beam_size=self.beam_size,
+            best_of=1,
+            temperature=0.0,
+            condition_on_previous_text=False,
+            word_timestamps=True,
+            vad_filter=False,
+        )
+        segments = list(segments)
+        text = "".join(segment.text for segment in segments).strip()
+        return Transcript(text=text, language=info.language, audio_seconds=seconds,
+                          logprobs=_word_logprobs(segments))
+
+
+def _word_logprobs(segments: Any) -> tuple[tuple[str, float], ...]:
+    """Whisper's words with the log of their probability (a word is the token reported)."""
+    return tuple(
+        (word.word, math.log(max(float(word.probability), 1e-12)))
+        for segment in segments
+        for word in segment.words or ()
+    )
 
 
 def short_context_mode(value: ShortContext | bool | str) -> ShortContext:
