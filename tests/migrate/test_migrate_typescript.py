@@ -160,7 +160,7 @@ def test_misread_declaration_file_is_fixed_and_its_unreadable_parts_kept() -> No
     assert syntax_errors(broken, Lang.TS) == {("ERROR", b"'response.audio.delta'"): 1}
     assert fix_text(broken, Lang.TS) == (
         "x = ['response.audio.delta' 'response.output_text.done'];\n",
-        "1 edit(s) not applied: the result would not parse",
+        "1 edit(s) not applied: they touch code the parser cannot read",
     )
 
 

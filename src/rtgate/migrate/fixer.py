@@ -147,31 +147,41 @@ def _same_syntax(candidate: str, lang: Lang, before: Counter[tuple[str, bytes]])
     return syntax_errors(candidate, lang) == before
 
 
-def fix_text(text: str, lang: Lang, path: str = "<text>") -> tuple[str | None, str]:
-    """``(fixed text, "")``, ``(None, "")`` when nothing to fix, or ``(None, reason)``."""
+def _applicable(findings: list[Finding], hold: frozenset[str]) -> list[Finding]:
+    return [f for f in findings if f.fixable and f.edit is not None and f.rename_of not in hold]
+
+
+def fix_text(
+    text: str, lang: Lang, path: str = "<text>", hold: frozenset[str] = frozenset()
+) -> tuple[str | None, str]:
+    """``(fixed text, "")``, ``(None, "")`` when nothing to fix, or ``(None, reason)``.
+
+    ``hold``: Preview names (``Finding.rename_of``) not to rename, because another file of
+    the same package keeps them (see :mod:`rtgate.migrate.renames`).
+    """
     findings = scan_text(text, lang, path)
-    if not any(f.fixable for f in findings):
+    if not _applicable(findings, hold):
         return None, ""
     before = syntax_errors(text, lang)
     if before is None:
         return None, f"not fixed: the file does not parse as {lang.value} before fixing"
     current = text
     for _ in range(MAX_PASSES):
-        edits = [f.edit for f in findings if f.fixable and f.edit is not None]
+        edits = [f.edit for f in _applicable(findings, hold) if f.edit is not None]
         if not edits:
             break
         candidate = apply_edits(current, edits)
         if candidate == current:
             break
         if not _same_syntax(candidate, lang, before):
-            return _fix_one_by_one(text, lang, path, before)
+            return _fix_one_by_one(text, lang, path, before, hold)
         current = candidate
         findings = scan_text(current, lang, path)
     return (current if current != text else None), ""
 
 
 def _fix_one_by_one(
-    text: str, lang: Lang, path: str, before: Counter[tuple[str, bytes]]
+    text: str, lang: Lang, path: str, before: Counter[tuple[str, bytes]], hold: frozenset[str]
 ) -> tuple[str | None, str]:
     """Fallback: keep each edit only if the text still parses after it.
 
@@ -180,7 +190,7 @@ def _fix_one_by_one(
     current = text
     refused = 0
     for _ in range(MAX_PASSES):
-        fixable = [f for f in scan_text(current, lang, path) if f.fixable and f.edit]
+        fixable = _applicable(scan_text(current, lang, path), hold)
         fixable.sort(key=lambda f: f.edit.start if f.edit else 0, reverse=True)
         refused, changed, limit = 0, False, len(current) + 1
         for finding in fixable:
@@ -194,7 +204,8 @@ def _fix_one_by_one(
                 refused += 1
         if not changed:
             break
-    reason = f"{refused} edit(s) not applied: the result would not parse" if refused else ""
+    why = "the result would not parse" if not before else "they touch code the parser cannot read"
+    reason = f"{refused} edit(s) not applied: {why}" if refused else ""
     return (current if current != text else None), reason
 
 
