@@ -98,10 +98,11 @@ def check_file(
 
 
 def _fix(result: FileResult, text: str, hold: frozenset[str]) -> None:
-    """Compute ``result``'s fix of ``text`` (nothing written), not renaming ``hold``."""
+    """Compute ``result``'s fix of ``text`` (nothing written), not renaming ``hold``;
+    ``result.findings`` are the findings of ``text`` on entry."""
     from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
 
-    before = Counter(f.rename_of for f in scan_text(text, result.lang, result.path) if f.rename_of)
+    before = Counter(f.rename_of for f in result.findings if f.rename_of)
     fixed, why = fix_text(text, result.lang, result.path, hold)
     result.fix_refused = why
     result.fixed_text, result.diff, result.renamed = None, "", frozenset()
@@ -119,6 +120,7 @@ def _refix(result: FileResult, hold: frozenset[str]) -> None:
     """Redo one file's fix without renaming ``hold`` (its size was checked when first read)."""
     text, _ = read_text(result.path, max_bytes=1 << 40)
     if text is not None:
+        result.findings = scan_text(text, result.lang, result.path)
         _fix(result, text, hold)
 
 
