@@ -24,6 +24,7 @@ Contracts:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from .model import Lang
@@ -52,6 +53,7 @@ GA_TYPES_HINT = (
 )
 
 
+@lru_cache(maxsize=4)  # a file with several payloads is parsed once
 def _tree(text: str, lang: Lang) -> Any:
     from .fixer import ts_parser  # deferred: tree-sitter loads only for TypeScript payloads
 
@@ -135,7 +137,13 @@ def declared_type(text: str, offset: int, lang: Lang) -> tuple[str, str, int] | 
     if kind == "arguments" and parent.parent is not None:
         name = _callee_name(parent.parent)
         index = [c.id for c in parent.named_children].index(node.id)
-        found = _parameter_type(tree.root_node, name, index) if name else None
+        found = None
+        # Walk the tree only when the text shows a declaration of the callee with a typed
+        # parameter (``name(a: T`` / ``name<T>(a?: T``; an object argument ``name({a: 1``
+        # has a brace first).
+        typed_params = rf"(?<![\w$]){re.escape(name or '')}\s*(?:<[^()]*>)?\s*\([^(){{}}]*?[\w$]\??\s*:"
+        if name and re.search(typed_params, text):
+            found = _parameter_type(tree.root_node, name, index)
         return (found, f"the parameter of {name}() declared in this file", line) if found else None
     return None
 
