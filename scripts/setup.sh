@@ -44,3 +44,18 @@ if [[ $TEST == 1 ]]; then
         fi
     done
 fi
+
+# openai-node, ws and the TypeScript compiler for tests/migrate (fixed JavaScript samples run
+# against rtgate serve; tsc checks the TypeScript that --fix writes), pinned by
+# tests/migrate/node/package-lock.json; Debian's nodejs where Node is missing.
+if [[ $TEST == 1 ]]; then
+    if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
+            || echo "setup: could not install nodejs; the migrate tests that need Node will skip"
+    fi
+    if command -v npm >/dev/null 2>&1 && [[ tests/migrate/node/package-lock.json \
+            -nt tests/migrate/node/node_modules/.package-lock.json ]]; then
+        npm ci --prefix tests/migrate/node --no-audit --no-fund --loglevel=error >/dev/null \
+            || echo "setup: npm ci failed; the migrate tests that need openai-node or tsc will skip"
+    fi
+fi

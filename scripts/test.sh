@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (idempotent) and run every check: ruff, mypy, pytest.
+# Set up (idempotent) and run every check: ruff, mypy, deptry, pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -7,4 +7,5 @@ scripts/setup.sh --test
 export HF_HUB_OFFLINE=1
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks
 echo "== mypy"; .venv/bin/mypy
+echo "== deptry"; .venv/bin/deptry src  # declared against imported dependencies ([tool.deptry])
 echo "== pytest"; .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -11,6 +11,8 @@ Contracts:
 * SDK-version findings are kept only when the run read no code of that ecosystem
   (a manifest checked alone) or some of it uses the SDK's realtime client: a pin of
   ``openai`` in an app that uses it for chat completions only is not a migration issue.
+* Renames (``RENAME_RULES``) are applied in every file of a package or in none
+  (:mod:`rtgate.migrate.renames`).
 * Work is split over processes only for trees of at least :data:`PARALLEL_MIN_FILES`
   files and when more than one CPU is available to this process.
 """
@@ -20,12 +22,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .engine import scan_text
 from .files import MAX_FILE_BYTES, Selection, discover, read_text
 from .model import FileResult, Finding, Lang
+from .renames import hold_inconsistent
 
 PARALLEL_MIN_FILES = 1500
 
@@ -89,15 +93,35 @@ def check_file(
     ecosystem = SDK_CODE_LANGS.get(lang)
     result.sdk_realtime = ecosystem is not None and _SDK_REALTIME[ecosystem].search(text) is not None
     if fix and any(f.fixable for f in result.findings):
-        from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
-
-        fixed, why = fix_text(text, lang, display)
-        result.fix_refused = why
-        if fixed is not None:
-            result.fixed_text = fixed
-            result.diff = unified_diff(display, text, fixed)
-            result.findings = scan_text(fixed, lang, display)
+        _fix(result, text, frozenset())
     return result, lines
+
+
+def _fix(result: FileResult, text: str, hold: frozenset[str]) -> None:
+    """Compute ``result``'s fix of ``text`` (nothing written), not renaming ``hold``;
+    ``result.findings`` are the findings of ``text`` on entry."""
+    from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
+
+    before = Counter(f.rename_of for f in result.findings if f.rename_of)
+    fixed, why = fix_text(text, result.lang, result.path, hold)
+    result.fix_refused = why
+    result.fixed_text, result.diff, result.renamed = None, "", frozenset()
+    if fixed is None:
+        result.findings = scan_text(text, result.lang, result.path)
+        return
+    result.fixed_text = fixed
+    result.diff = unified_diff(result.path, text, fixed)
+    result.findings = scan_text(fixed, result.lang, result.path)
+    after = Counter(f.rename_of for f in result.findings if f.rename_of)
+    result.renamed = frozenset(name for name, n in before.items() if after[name] < n)
+
+
+def _refix(result: FileResult, hold: frozenset[str]) -> None:
+    """Redo one file's fix without renaming ``hold`` (its size was checked when first read)."""
+    text, _ = read_text(result.path, max_bytes=1 << 40)
+    if text is not None:
+        result.findings = scan_text(text, result.lang, result.path)
+        _fix(result, text, hold)
 
 
 def _batch(items: Sequence[tuple[str, str, Lang]], fix: bool, max_bytes: int) -> list[tuple[FileResult, int]]:
@@ -149,6 +173,7 @@ def run_check(
             if progress:
                 progress(done, len(files))
     _drop_unused_sdk_versions(report.results)
+    hold_inconsistent(report.results, fix, _refix)
     if fix:
         for result in report.fixed:
             _write(result)

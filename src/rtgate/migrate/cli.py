@@ -38,10 +38,12 @@ examples:
 
 what --fix changes: event names in string literals, Preview URLs whose deployment
 is visible, the OpenAI-Beta header / subprotocol entries, client.beta.realtime.connect,
-openai/beta/realtime imports, missing session.type (Python, JS/TS, JSON), audio format
-strings and assistant content types. Everything else is reported with the change to
-make. A fixed file is written only if it still parses (Python compile(), JS/TS
-tree-sitter, JSON); running --fix twice changes nothing the second time.
+openai/beta/realtime imports, a literal session.update rewritten whole to the GA
+session (Python, JS/TS, JSON; never half), audio format strings and assistant content
+types. Everything else is reported with the change to make. A fixed file is written only
+if it still parses (Python compile(), JS/TS tree-sitter, JSON); a TypeScript payload typed
+with a Preview type is left alone (tsc would reject it); an event is renamed in every file
+of a package or in none; running --fix twice changes nothing the second time.
 
 silence one finding with a comment on its line or the line above:
   # rtgate: ignore[event-renamed]        // rtgate: ignore   (all rules)

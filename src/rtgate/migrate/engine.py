@@ -26,6 +26,7 @@ from .model import (
     CODE_LANGS,
     MANIFEST_LANGS,
     PARSED_LANGS,
+    RENAME_RULES,
     Edit,
     Finding,
     FixKind,
@@ -250,6 +251,7 @@ def to_findings(
                 snippet=pos.line_text(line).strip()[:200],
                 edit=hit.edit,
                 fixable=_fixable(rule, lang, hit.edit),
+                rename_of=hit.fields.get("name", "") if rule.id in RENAME_RULES else "",
             )
         )
     return findings

@@ -49,13 +49,15 @@ NEAR_LINES = 30
 
 _ALL = "|".join(sorted(PREVIEW_SESSION_FIELDS, key=len, reverse=True))
 _STRONG = "|".join(sorted(STRONG, key=len, reverse=True))
-# session["voice"] = …, session_config['turn_detection'] = …
+# session["voice"] = …, session_config['turn_detection'] = … (the match starts at "session":
+# a receiver prefix such as ``self.`` or ``this.current_`` needs no matching, and a leading
+# ``[\w.]*`` made the regex retry at every character of every file).
 _INDEX_ASSIGN = re.compile(
-    rf"""(?P<recv>[\w.]*session\w*(?:["']\])?)\s*\[\s*(?P<q>["'])(?P<f>{_ALL})(?P=q)\s*\]\s*=(?!=)""",
+    rf"""session\w*(?:["']\])?\s*\[\s*(?P<q>["'])(?P<f>{_ALL})(?P=q)\s*\]\s*=(?!=)""",
     re.I,
 )
 # x.session.voice = …, this.sessionConfig.input_audio_format = …
-_ATTR_ASSIGN = re.compile(rf"""(?P<recv>[\w.]*session\w*)\.(?P<f>{_ALL})\s*=(?![=>])""", re.I)
+_ATTR_ASSIGN = re.compile(rf"""session\w*\.(?P<f>{_ALL})\s*=(?![=>])""", re.I)
 # A declaration or key at the start of a line: pydantic/dataclass field, TS member, YAML
 # key, JS object key, keyword argument.
 _DECLARATION = re.compile(

@@ -5,11 +5,15 @@ Contracts:
 * :func:`fix_text` applies the fixable findings' edits (non-overlapping, left to right),
   rescans, and repeats until nothing fixable is left (at most :data:`MAX_PASSES`), so a
   second ``--fix`` run changes nothing (idempotence).
-* The result is accepted only if it parses: Python must ``compile()``; JavaScript,
-  TypeScript, TSX and the ``<script>`` blocks of HTML must parse without error nodes
-  (tree-sitter); JSON must load. For kinds without a parser only
-  ``FixKind.LITERAL`` edits are ever marked fixable. If the *original* text does not
-  parse, nothing is written: the fix could not be verified.
+* The result is accepted only if it parses: Python must ``compile()``; JSON must load;
+  JavaScript, TypeScript, TSX and the ``<script>`` blocks of HTML must parse with no
+  error node that the original did not have (tree-sitter). The last is a comparison, not
+  "no error at all", because valid syntax newer than the bundled grammar (``in out``
+  variance, ``export type * from``) reads as an error node in the original too: such a
+  file is still fixed, and an edit is kept only if the error nodes (type and text) stay
+  exactly those of the original. For kinds without a parser only ``FixKind.LITERAL``
+  edits are ever marked fixable. A Python or JSON original that does not parse is never
+  written: the fix could not be verified.
 * Nothing here writes files; the caller writes ``fixed`` text only when it is returned.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -44,7 +49,8 @@ def apply_edits(text: str, edits: list[Edit]) -> str:
 
 
 @cache
-def _ts_parser(kind: str) -> Any:
+def ts_parser(kind: str) -> Any:
+    """A tree-sitter parser for ``"ts"`` or ``"tsx"`` (JavaScript parses as TSX)."""
     import tree_sitter  # deferred: only --fix on JS/TS needs it
     import tree_sitter_typescript
 
@@ -57,8 +63,22 @@ def _ts_parser(kind: str) -> Any:
 
 
 def _parses_js(text: str, kind: str) -> bool:
-    tree = _ts_parser(kind).parse(text.encode("utf-8", errors="surrogateescape"))
+    tree = ts_parser(kind).parse(text.encode("utf-8", errors="surrogateescape"))
     return not tree.root_node.has_error
+
+
+def _js_errors(text: str, kind: str) -> Counter[tuple[str, bytes]]:
+    """The error and missing nodes of ``text`` as ``(type, source)`` (empty: parses)."""
+    root = ts_parser(kind).parse(text.encode("utf-8", errors="surrogateescape")).root_node
+    found: Counter[tuple[str, bytes]] = Counter()
+    stack = [root] if root.has_error else []
+    while stack:
+        node = stack.pop()
+        if node.is_error or node.is_missing:
+            found[(node.type, bytes(node.text or b""))] += 1
+            continue
+        stack.extend(c for c in node.children if c.has_error or c.is_missing)
+    return found
 
 
 def _parses_python(text: str) -> bool:
@@ -103,29 +123,66 @@ def parses(text: str, lang: Lang) -> bool:
     return True if check is None else check(text)
 
 
-def fix_text(text: str, lang: Lang, path: str = "<text>") -> tuple[str | None, str]:
-    """``(fixed text, "")``, ``(None, "")`` when nothing to fix, or ``(None, reason)``."""
+_JS_KIND = {Lang.JS: "tsx", Lang.TSX: "tsx", Lang.TS: "ts"}
+
+
+def syntax_errors(text: str, lang: Lang) -> Counter[tuple[str, bytes]] | None:
+    """What the parser could not read: ``Counter()`` when ``text`` parses, the error nodes
+    of JavaScript / TypeScript / HTML scripts, ``None`` for a Python or JSON text that
+    does not parse (no partial reading there)."""
+    if lang in _JS_KIND:
+        return _js_errors(text, _JS_KIND[lang])
+    if lang is Lang.HTML:
+        total: Counter[tuple[str, bytes]] = Counter()
+        for body in _scripts(text):
+            total += _js_errors(body, "tsx")
+        return total
+    return Counter() if parses(text, lang) else None
+
+
+def _same_syntax(candidate: str, lang: Lang, before: Counter[tuple[str, bytes]]) -> bool:
+    """The fixed text reads no worse than the original (see the module contract)."""
+    if not before:
+        return parses(candidate, lang)
+    return syntax_errors(candidate, lang) == before
+
+
+def _applicable(findings: list[Finding], hold: frozenset[str]) -> list[Finding]:
+    return [f for f in findings if f.fixable and f.edit is not None and f.rename_of not in hold]
+
+
+def fix_text(
+    text: str, lang: Lang, path: str = "<text>", hold: frozenset[str] = frozenset()
+) -> tuple[str | None, str]:
+    """``(fixed text, "")``, ``(None, "")`` when nothing to fix, or ``(None, reason)``.
+
+    ``hold``: Preview names (``Finding.rename_of``) not to rename, because another file of
+    the same package keeps them (see :mod:`rtgate.migrate.renames`).
+    """
     findings = scan_text(text, lang, path)
-    if not any(f.fixable for f in findings):
+    if not _applicable(findings, hold):
         return None, ""
-    if not parses(text, lang):
+    before = syntax_errors(text, lang)
+    if before is None:
         return None, f"not fixed: the file does not parse as {lang.value} before fixing"
     current = text
     for _ in range(MAX_PASSES):
-        edits = [f.edit for f in findings if f.fixable and f.edit is not None]
+        edits = [f.edit for f in _applicable(findings, hold) if f.edit is not None]
         if not edits:
             break
         candidate = apply_edits(current, edits)
         if candidate == current:
             break
-        if not parses(candidate, lang):
-            return _fix_one_by_one(text, lang, path)
+        if not _same_syntax(candidate, lang, before):
+            return _fix_one_by_one(text, lang, path, before, hold)
         current = candidate
         findings = scan_text(current, lang, path)
     return (current if current != text else None), ""
 
 
-def _fix_one_by_one(text: str, lang: Lang, path: str) -> tuple[str | None, str]:
+def _fix_one_by_one(
+    text: str, lang: Lang, path: str, before: Counter[tuple[str, bytes]], hold: frozenset[str]
+) -> tuple[str | None, str]:
     """Fallback: keep each edit only if the text still parses after it.
 
     Edits are tried right to left, so earlier offsets stay valid within a pass.
@@ -133,7 +190,7 @@ def _fix_one_by_one(text: str, lang: Lang, path: str) -> tuple[str | None, str]:
     current = text
     refused = 0
     for _ in range(MAX_PASSES):
-        fixable = [f for f in scan_text(current, lang, path) if f.fixable and f.edit]
+        fixable = _applicable(scan_text(current, lang, path), hold)
         fixable.sort(key=lambda f: f.edit.start if f.edit else 0, reverse=True)
         refused, changed, limit = 0, False, len(current) + 1
         for finding in fixable:
@@ -141,13 +198,14 @@ def _fix_one_by_one(text: str, lang: Lang, path: str) -> tuple[str | None, str]:
             if finding.edit.end > limit:
                 continue
             candidate = apply_edits(current, [finding.edit])
-            if parses(candidate, lang):
+            if _same_syntax(candidate, lang, before):
                 current, changed, limit = candidate, True, finding.edit.start
             else:
                 refused += 1
         if not changed:
             break
-    reason = f"{refused} edit(s) not applied: the result would not parse" if refused else ""
+    why = "the result would not parse" if not before else "they touch code the parser cannot read"
+    reason = f"{refused} edit(s) not applied: {why}" if refused else ""
     return (current if current != text else None), reason
 
 

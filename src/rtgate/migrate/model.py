@@ -99,6 +99,9 @@ MANIFEST_LANGS: frozenset[Lang] = frozenset(
 ALL_TEXT_LANGS: frozenset[Lang] = CODE_LANGS | CONFIG_LANGS
 # Languages whose fixed text is parsed back before it is written (see ``fixer``).
 PARSED_LANGS: frozenset[Lang] = frozenset({Lang.PYTHON, Lang.JS, Lang.TS, Lang.TSX, Lang.HTML, Lang.JSON})
+# Rules whose fix renames a name other files of the same package may share (an event a
+# library dispatches in one file and handles in another): applied in all files or in none.
+RENAME_RULES: frozenset[str] = frozenset({"event-renamed"})
 
 
 class FixKind(enum.StrEnum):
@@ -166,6 +169,7 @@ class Finding:
     edit: Edit | None = None
     fixable: bool = False
     context: str = ""  # e.g. "cell 3" in a notebook
+    rename_of: str = ""  # RENAME_RULES: the Preview name this finding renames
 
     def as_dict(self) -> dict[str, object]:
         """The JSON form used by ``--format json`` (stable keys)."""
@@ -198,6 +202,7 @@ class FileResult:
     fix_refused: str = ""  # why a fix was not written
     diff: str = ""
     sdk_realtime: bool = False  # the file uses the openai SDK's realtime client (any version)
+    renamed: frozenset[str] = frozenset()  # RENAME_RULES names the written fix renamed
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from rtgate.protocol.dialects import (
 )
 
 from .model import Edit, Hit, Lang
+from .tstypes import type_conflict
 
 MAX_SCAN = 8000  # characters searched around an event for its payload
 
@@ -298,16 +299,18 @@ def analyze(text: str, lang: Lang | None = None) -> Iterator[Hit]:
         if event == "session.update":
             yield from _session_hits(text, obj, lang)
         elif event == "response.create":
+            typed = ""
             for key in obj.keys:
                 if key.name in _RESPONSE_FIELDS:
                     target = _RESPONSE_FIELDS[key.name]
-                    yield Hit(
-                        "response-preview-field",
-                        key.start,
-                        key.end,
-                        {"field": key.name, "change": field_change(key.name, target)},
-                        _rename_edit(obj, key),
-                    )
+                    change = field_change(key.name, target)
+                    edit = _rename_edit(obj, key)
+                    if edit is not None and lang is not None:
+                        typed = typed or type_conflict(text, obj.open, lang)
+                    if edit is not None and typed:
+                        edit, change = None, f"{change} (--fix leaves it: {typed})"
+                    yield Hit("response-preview-field", key.start, key.end,
+                              {"field": key.name, "change": change}, edit)
         else:
             yield from _content_hits(text, obj)
 
@@ -329,6 +332,13 @@ def _session_hits(text: str, obj: ObjectLiteral, lang: Lang | None) -> Iterator[
             whole, stuck = result, []
         else:
             reason = result
+    # TypeScript: a payload checked against a declared Preview type is left alone whole
+    # (an inserted type or a moved field would fail tsc), with the reason on each finding.
+    wants_edit = bool(preview) or (obj.get("type") is None and not obj.spread)
+    typed = type_conflict(text, obj.open, lang) if lang is not None and wants_edit and not reason else ""
+    if typed:
+        whole, reason = None, typed
+        stuck = preview or ["type"]
     for key in obj.keys:
         if key.name in PREVIEW_SESSION_FIELDS:
             target = PREVIEW_SESSION_FIELDS[key.name]
@@ -340,7 +350,10 @@ def _session_hits(text: str, obj: ObjectLiteral, lang: Lang | None) -> Iterator[
             yield Hit("session-preview-field", key.start, key.end, fields, edit)
     if obj.get("type") is None and not obj.spread:
         end = obj.open + 1
-        if whole is not None:
+        if typed:
+            change = f"add type: 'realtime' to the session object; --fix leaves this update alone: {typed}"
+            yield Hit("session-missing-type", obj.open, end, {"change": change})
+        elif whole is not None:
             yield Hit("session-missing-type", obj.open, end, {}, whole)
         elif stuck:
             why = f"--fix leaves this update alone: {reason}" if reason else "--fix leaves this update alone"
