@@ -47,10 +47,15 @@ class Receiver:
     deliveries: queue.Queue[tuple[Any, dict[str, str]]] = field(default_factory=queue.Queue)
     refused: list[str] = field(default_factory=list)
     attempts: int = 0
+    ids: list[str] = field(default_factory=list)
+    delay_s: float = 0.0
     control_errors: list[str] = field(default_factory=list)
 
     async def hook(self, request: Request) -> Response:
         self.attempts += 1
+        self.ids.append(request.headers.get("webhook-id", ""))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)  # a slow receiver (what is tested, not ordering)
         body = await request.body()
         if self.fail > 0:
             self.fail -= 1
@@ -112,9 +117,10 @@ class Rig:
 
 
 def sip_settings(webhook_url: str, **changes: Any) -> Settings:
-    return Settings(api_keys=(KEY,), sip_port=free_udp_port(), webhook_urls=(webhook_url,),
-                    webhook_secret=SECRET, sip_answer_timeout_s=3.0, sip_media_timeout_s=3.0,
-                    **changes)
+    values: dict[str, Any] = {"api_keys": (KEY,), "sip_port": free_udp_port(),
+                              "webhook_urls": (webhook_url,), "webhook_secret": SECRET,
+                              "sip_answer_timeout_s": 3.0, "sip_media_timeout_s": 3.0}
+    return Settings(**{**values, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +143,8 @@ def receiver(rig: Rig) -> Iterator[Receiver]:
     """The rig's receiver, reset to accepting after each test."""
     yield rig.receiver
     rig.receiver.mode, rig.receiver.session, rig.receiver.fail = "accept", {}, 0
+    rig.receiver.delay_s = 0.0
+    rig.receiver.ids.clear()
     while not rig.receiver.deliveries.empty():
         rig.receiver.deliveries.get_nowait()
 

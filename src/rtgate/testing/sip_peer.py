@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from aiortp import RTPSession
 from aiosipua import IncomingCall, SipUAS, parse_sdp
-from aiosipua.message import SipRequest
+from aiosipua.message import SipRequest, SipResponse
 from aiosipua.outgoing_call import OutgoingCall
 from aiosipua.uac import SipUAC
 
@@ -93,9 +93,41 @@ class SipPeer:
         self.bye = asyncio.Event()
         self.refer_to: asyncio.Queue[str] = asyncio.Queue()
         self.provisional: list[int] = []
+        self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
 
     async def start(self) -> None:
         await self.uas.start()
+        handler = self.transport.on_message
+
+        def on_message(msg: SipRequest | SipResponse, addr: tuple[str, int]) -> None:
+            if isinstance(msg, SipResponse):
+                self.responses.put_nowait(msg)
+            assert handler is not None
+            handler(msg, addr)
+
+        self.transport.on_message = on_message
+
+    async def response(self, method: str, seq: int | None = None, within_s: float = 10.0) -> SipResponse:
+        """The next final response to a ``method`` request (with CSeq number ``seq``)."""
+        async with asyncio.timeout(within_s):
+            while True:
+                msg = await self.responses.get()
+                cseq = msg.cseq
+                if (msg.status_code >= 200 and cseq is not None and cseq.method == method
+                        and seq in (None, cseq.seq)):
+                    return msg
+
+    def reinvite(self, sdp: str | None = None) -> int:
+        """A re-INVITE on the established call (default: the same offer again); its CSeq."""
+        assert self.call_ is not None
+        request = self.uac.send_reinvite(self.call_.dialog,
+                                         parse_sdp(sdp or offer_sdp(self.host, self.rtp_port)), self.server)
+        assert request.cseq is not None
+        return request.cseq.seq
+
+    def cancel(self) -> None:
+        assert self.call_ is not None
+        self.call_.cancel(self.uac)
 
     def invite(self, sdp: str | None = None, headers: dict[str, str] | None = None) -> OutgoingCall:
         """Send the INVITE (default offer: PCMU, PCMA, telephone-event)."""
