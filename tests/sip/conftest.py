@@ -6,101 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from openai import AsyncOpenAI
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server
 from rtgate.testing.sip_peer import free_udp_port
 from rtgate.testing.validate import validate_server_event
+from rtgate.testing.webhook_receiver import Receiver, running_receiver
 
 SECRET = "whsec_" + base64.b64encode(b"rtgate-sip-tests-webhook-secret!").decode()
 KEY = "sk-test"
-
-
-@dataclass
-class Receiver:
-    """The app's webhook endpoint: verifies each delivery with ``client.webhooks.unwrap``
-    and, per ``mode``, accepts (with ``session``), rejects, or does nothing. ``fail``
-    deliveries are answered 503 first (to exercise retries)."""
-
-    mode: str = "accept"
-    session: dict[str, Any] = field(default_factory=dict)
-    reject_status: int = 486
-    fail: int = 0
-    base_url: str = ""
-    deliveries: queue.Queue[tuple[Any, dict[str, str]]] = field(default_factory=queue.Queue)
-    refused: list[str] = field(default_factory=list)
-    attempts: int = 0
-    ids: list[str] = field(default_factory=list)
-    delay_s: float = 0.0
-    control_errors: list[str] = field(default_factory=list)
-
-    async def hook(self, request: Request) -> Response:
-        self.attempts += 1
-        self.ids.append(request.headers.get("webhook-id", ""))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)  # a slow receiver (what is tested, not ordering)
-        body = await request.body()
-        if self.fail > 0:
-            self.fail -= 1
-            return Response(status_code=503)
-        client = AsyncOpenAI(base_url=self.base_url, api_key=KEY)
-        try:
-            event = client.webhooks.unwrap(body, request.headers, secret=SECRET)
-        except Exception as exc:
-            self.refused.append(type(exc).__name__)
-            return Response(status_code=400)
-        self.deliveries.put((event, dict(request.headers)))
-        try:
-            if self.mode == "accept":
-                await client.realtime.calls.accept(event.data.call_id, type="realtime", **self.session)
-            elif self.mode == "reject":
-                await client.realtime.calls.reject(event.data.call_id, status_code=self.reject_status)
-        except Exception as exc:
-            self.control_errors.append(repr(exc))
-        finally:
-            await client.close()
-        return Response(status_code=200)
-
-    def next_delivery(self, within: float = 10.0) -> tuple[Any, dict[str, str]]:
-        return self.deliveries.get(timeout=within)
-
-
-@contextlib.contextmanager
-def running_receiver(receiver: Receiver) -> Iterator[str]:
-    """The receiver on 127.0.0.1:<ephemeral> in its own thread; yields its URL."""
-    app = Starlette(routes=[Route("/hook", receiver.hook, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "webhook receiver did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/hook"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @dataclass
@@ -125,7 +48,7 @@ def sip_settings(webhook_url: str, **changes: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    receiver = Receiver()
+    receiver = Receiver(SECRET, KEY)
     with running_receiver(receiver) as url:
         settings = sip_settings(url)
         with running_server(

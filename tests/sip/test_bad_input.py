@@ -15,7 +15,7 @@ from rtgate.testing.fakes import FakeVAD
 from rtgate.testing.server import running_server
 from rtgate.testing.sip_peer import SipPeer, free_udp_port, offer_sdp
 
-from .conftest import Events, Receiver, Rig, delivery, running_receiver, sip_settings, wait_for
+from .conftest import KEY, SECRET, Events, Receiver, Rig, delivery, running_receiver, sip_settings, wait_for
 
 pytestmark = pytest.mark.asyncio
 
@@ -270,7 +270,7 @@ async def test_webhook_receiver_down_declines_with_480() -> None:
 
 
 async def test_sources_outside_the_allow_list_get_no_answer() -> None:
-    receiver = Receiver()
+    receiver = Receiver(SECRET, KEY)
     with running_receiver(receiver) as url, running_server(
             sip_settings(url, sip_allowed_sources=("192.0.2.0/24",)), vad_factory=FakeVAD) as handle:
         peer = SipPeer(("127.0.0.1", handle.settings.sip_port))

@@ -184,6 +184,7 @@ class SipEndpoint:
         """``rtc_…`` id of each accepted call → its dialog and the UAS it arrived on."""
         self.uas: list[SipUAS] = []
         self.dropped_sources = 0
+        self._deliveries: set[asyncio.Task[int]] = set()
         self._http = httpx.AsyncClient(follow_redirects=False)
 
     @property
@@ -279,21 +280,20 @@ class SipEndpoint:
         if settings.webhook_urls and settings.webhook_secret:
             delivery = asyncio.get_running_loop().create_task(deliver(
                 self._http, settings.webhook_urls, event_id, orjson.dumps(event),
-                settings.webhook_secret, deadline=deadline))
+                settings.webhook_secret, deadline=deadline, settled=pending.decided.is_set))
+            self._deliveries.add(delivery)
+            delivery.add_done_callback(self._deliveries.discard)
         else:
             log.warning("SIP call %s: no webhook_urls/webhook_secret configured; nobody is told "
                         "of the call", pending.call_id)
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await pending.decided.wait()
-        finally:
-            if delivery is not None:
-                if delivery.done() and not delivery.cancelled():
-                    pending.delivered = delivery.result()
-                delivery.cancel()
-                with contextlib.suppress(BaseException):
-                    await delivery
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await pending.decided.wait()
+        if pending.decided.is_set():
+            return  # the delivery stops retrying by itself (settled)
+        if delivery is not None:
+            # Past the deadline it makes no new attempt; an attempt under way is bounded by it.
+            pending.delivered = await delivery
         if not pending.decided.is_set() and self.pending.pop(pending.call_id, None) is not None:
             status = 408 if pending.delivered else 480
             log.info("SIP call %s declined (%d): not accepted within %g s", pending.call_id, status,
@@ -364,6 +364,10 @@ class SipEndpoint:
             self.decide(pending.call_id)
             with contextlib.suppress(Exception):
                 self.reject(pending, 503)
+        for task in list(self._deliveries):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         for uas in self.uas:
             with contextlib.suppress(Exception):
                 await uas.stop()

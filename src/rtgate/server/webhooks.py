@@ -19,7 +19,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -60,22 +60,29 @@ async def deliver(
     *,
     deadline: float,
     max_backoff_s: float = 8.0,
+    settled: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Deliver ``body`` to every URL (concurrently), retrying each until it answers ``2xx``
-    or ``deadline`` (``time.monotonic()``) passes. Returns how many URLs got it."""
+    """Deliver ``body`` to every URL (concurrently), retrying each until it answers ``2xx``,
+    ``deadline`` (``time.monotonic()``) passes, or ``settled()`` says nobody needs it anymore
+    (the call was decided: no new attempts, but a request under way is not cut off — its
+    receiver may be the one accepting). Returns how many URLs got it."""
     results = await asyncio.gather(*(
-        _deliver_one(client, url, webhook_id, body, secret, deadline, max_backoff_s) for url in urls
+        _deliver_one(client, url, webhook_id, body, secret, deadline, max_backoff_s, settled)
+        for url in urls
     ))
     return sum(results)
 
 
 async def _deliver_one(client: httpx.AsyncClient, url: str, webhook_id: str, body: bytes,
-                       secret: str, deadline: float, max_backoff_s: float) -> bool:
+                       secret: str, deadline: float, max_backoff_s: float,
+                       settled: Callable[[], bool]) -> bool:
     backoff = FIRST_BACKOFF_S
     attempt = 0
     while True:
         attempt += 1
         left = deadline - time.monotonic()
+        if settled():
+            return False
         if left <= 0:
             log.warning("webhook %s to %s not delivered after %d attempts", webhook_id, url,
                         attempt - 1)

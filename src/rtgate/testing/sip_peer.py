@@ -24,6 +24,9 @@ from aiosipua.uac import SipUAC
 from ..audio import G711_RATE, resample_pcm16
 from ..server.sip import UdpTransport
 
+SOUND_RMS = 300
+"""RMS (PCM16) above which a received packet counts as sound, not silence or noise."""
+
 
 def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
     """A UDP port free right now (even, with the next one free too, when ``pair``)."""
@@ -94,6 +97,7 @@ class SipPeer:
         self.refer_to: asyncio.Queue[str] = asyncio.Queue()
         self.provisional: list[int] = []
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
+        self._sound = asyncio.Event()
 
     async def start(self) -> None:
         await self.uas.start()
@@ -156,6 +160,18 @@ class SipPeer:
         self.heard.pcm += pcm
         rms = int(np.sqrt(np.mean(samples ** 2))) if len(samples) else 0
         self.heard.arrivals.append((time.monotonic(), rms))
+        if rms >= SOUND_RMS:
+            self._sound.set()
+
+    async def first_sound(self, after: float, within_s: float = 60.0) -> float:
+        """Wait for the first packet with sound that arrives after ``after``; its time."""
+        async with asyncio.timeout(within_s):
+            while True:
+                self._sound.clear()
+                heard = self.heard.first_sound_after(after)
+                if heard is not None:
+                    return heard
+                await self._sound.wait()
 
     def _on_bye(self, call: IncomingCall, request: SipRequest) -> None:
         self.bye.set()
@@ -164,19 +180,28 @@ class SipPeer:
         self.refer_to.put_nowait(refer_to)
 
     async def say(self, pcm24k: bytes, then_silence_ms: int = 3000) -> float:
-        """Stream 24 kHz PCM16 as 20 ms RTP packets in real time; returns when the last
-        packet of it has gone out (``time.monotonic()``). ``then_silence_ms`` of silence
-        is queued behind it, as a phone keeps sending while the line is quiet."""
+        """Stream 24 kHz PCM16 as 20 ms RTP packets in real time (aiortp's paced sender).
+
+        Returns the end of speech: when the last voiced sample (> -40 dBFS) went out, as
+        ``time.monotonic()``. ``then_silence_ms`` of silence is queued behind the speech, as
+        a phone keeps sending while the line is quiet.
+        """
         assert self.rtp is not None
         pcm = resample_pcm16(pcm24k, 24_000, G711_RATE)
         frame = G711_RATE * 20 // 1000 * 2
-        for start in range(0, len(pcm), frame):
-            self.rtp.send_audio_pcm_auto(pcm[start:start + frame].ljust(frame, b"\0"))
+        frames = [pcm[i:i + frame].ljust(frame, b"\0") for i in range(0, len(pcm), frame)]
+        for chunk in frames:
+            self.rtp.send_audio_pcm_auto(chunk)
         await self.rtp.drain()
-        end = time.monotonic()
+        last_sent = time.monotonic()  # the pacer sent the last frame on this tick
         for _ in range(then_silence_ms // 20):
             self.rtp.send_audio_pcm_auto(bytes(frame))
-        return end
+        voiced = np.flatnonzero(np.abs(np.frombuffer(pcm, dtype="<i2")) > 328)
+        if voiced.size == 0:
+            return last_sent
+        last = int(voiced[-1])
+        frames_after = len(frames) - 1 - last // (frame // 2)
+        return last_sent - frames_after * 0.020 + ((last % (frame // 2)) + 1) / G711_RATE
 
     def dtmf(self, digit: str) -> None:
         assert self.rtp is not None
