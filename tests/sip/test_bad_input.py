@@ -283,3 +283,35 @@ async def test_sources_outside_the_allow_list_get_no_answer() -> None:
             assert peer.responses.empty() and receiver.attempts == 0
         finally:
             await peer.close()
+
+
+async def test_digest_auth_challenges_new_calls() -> None:
+    """With digest credentials configured: no or wrong credentials get 401 (and no webhook);
+    the trunk that answers the challenge gets through."""
+    receiver = Receiver(SECRET, KEY)
+    settings = sip_settings("http://127.0.0.1:9/hook", sip_digest_username="trunk",
+                            sip_digest_password="s3cret-pass")
+    with running_receiver(receiver) as url, running_server(
+            settings.replace(webhook_urls=(url,)), vad_factory=FakeVAD) as handle:
+        receiver.base_url = handle.base_url
+        server = ("127.0.0.1", handle.settings.sip_port)
+        for auth in (None, ("trunk", "wrong"), ("someone", "s3cret-pass")):
+            peer = SipPeer(server)
+            await peer.start()
+            try:
+                peer.invite(auth=auth)
+                assert "401" in await refused(peer), auth
+            finally:
+                await peer.close()
+        assert receiver.attempts == 0
+        peer = SipPeer(server)
+        await peer.start()
+        try:
+            peer.invite(auth=("trunk", "s3cret-pass"))
+            event, headers = await delivery(receiver)
+            await peer.answered()
+            names = {h.name.lower() for h in event.data.sip_headers}
+            assert "authorization" not in names and "s3cret" not in str(headers)
+            peer.hangup()
+        finally:
+            await peer.close()

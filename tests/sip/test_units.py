@@ -89,12 +89,14 @@ def test_sip_settings_from_env_and_masked_secret() -> None:
         "RTGATE_SIP_PORT": "5070", "RTGATE_SIP_HOST": "0.0.0.0",
         "RTGATE_WEBHOOK_URLS": "http://a/hook, https://b/hook", "RTGATE_WEBHOOK_SECRET": SECRET,
         "RTGATE_SIP_ALLOWED_SOURCES": "10.0.0.0/8,192.0.2.1",
+        "RTGATE_SIP_DIGEST_USERNAME": "trunk", "RTGATE_SIP_DIGEST_PASSWORD": "pa55-w0rd",
     })
     assert settings.sip_port == 5070 and settings.sip_host == "0.0.0.0"
     assert settings.webhook_urls == ("http://a/hook", "https://b/hook")
     assert settings.sip_allowed_sources == ("10.0.0.0/8", "192.0.2.1")
     text = settings.describe()
     assert "webhook_secret" in text and SECRET not in text and SECRET[6:] not in text
+    assert "sip_digest_password" in text and "pa55-w0rd" not in text
     assert Settings().sip_port == 0 and Settings().sip_allowed_sources == ("127.0.0.0/8", "::1/128")
 
 
@@ -105,6 +107,7 @@ def test_sip_settings_from_env_and_masked_secret() -> None:
     ({"webhook_secret": "whsec_***"}, "webhook_secret"),
     ({"sip_rtp_port_min": 30000, "sip_rtp_port_max": 20000}, "sip_rtp_port_min/max"),
     ({"sip_port": 70000}, "sip_port"),
+    ({"sip_digest_username": "trunk"}, "set both or neither"),
 ])
 def test_bad_sip_settings_stop_start_up(changes: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -129,3 +132,31 @@ def test_aiortp_and_aiosipua_internals_we_rely_on_exist() -> None:
 
     assert callable(RTPSession._handle_rtp)
     assert callable(_UdpProtocol.connection_made)
+
+
+def test_digest_guard_checks_the_response_the_nonce_and_its_age() -> None:
+    from aiosipua import SipDigestAuth
+    from aiosipua.auth import build_credentials
+    from aiosipua.headers import parse_auth, stringify_auth
+
+    from rtgate.server.sip_auth import NONCE_TTL_S, DigestGuard
+
+    guard = DigestGuard("trunk", "pw")
+
+    def invite(password: str, challenge: str) -> SipMessage:
+        creds = build_credentials(SipDigestAuth("trunk", password), parse_auth(challenge),  # type: ignore[arg-type]
+                                  "INVITE", "sip:agent@127.0.0.1")
+        assert creds is not None
+        return SipMessage.parse(
+            "INVITE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bK1\r\n"
+            "From: <sip:c@d>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: x\r\nCSeq: 2 INVITE\r\n"
+            f"Authorization: {stringify_auth(creds)}\r\nContent-Length: 0\r\n\r\n")
+
+    now = time.time()
+    assert guard.allows(invite("pw", guard.challenge(now)), now)  # type: ignore[arg-type]
+    assert not guard.allows(invite("nope", guard.challenge(now)), now)  # type: ignore[arg-type]
+    old = guard.challenge(now - NONCE_TTL_S - 1)
+    assert not guard.allows(invite("pw", old), now)  # type: ignore[arg-type]
+    forged = guard.challenge(now).replace('nonce="', 'nonce="1')
+    assert not guard.allows(invite("pw", forged), now)  # type: ignore[arg-type]
+    assert not DigestGuard("trunk", "pw").allows(invite("pw", guard.challenge(now)), now)  # type: ignore[arg-type]

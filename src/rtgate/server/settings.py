@@ -207,6 +207,10 @@ class Settings:
     """Lowest UDP port for calls' RTP (RTCP: the next port)."""
     sip_rtp_port_max: int = 20000
     """Highest UDP port for calls' RTP."""
+    sip_digest_username: str | None = None
+    """With ``sip_digest_password``: new INVITEs must carry digest credentials (401 otherwise)."""
+    sip_digest_password: str | None = None
+    """Digest password of the trunk (masked when printed)."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -259,7 +263,7 @@ class Settings:
                 value = f"{len(value)} configured" if value else "none (admin routes off)"
             elif f.name == "redis_url" and value:
                 value = _mask_url(value)
-            elif (f.name.endswith("_credential") or f.name == "webhook_secret") and value:
+            elif (f.name.endswith(("_credential", "_password")) or f.name == "webhook_secret") and value:
                 value = "***"
             lines.append(f"  {f.name:<30} {value}")
         return "\n".join(lines)

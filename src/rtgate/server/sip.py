@@ -6,7 +6,9 @@ docs/sip.md says why these libraries. What this module adds is the call flow of 
 cloud's SIP interface:
 
 1. An INVITE from an allowed source (``sip_allowed_sources``, CIDRs; others are dropped
-   unanswered, as a trunk-facing endpoint should) gets ``100 Trying`` (aiosipua), then
+   unanswered, as a trunk-facing endpoint should) — with ``sip_digest_username`` set, also
+   with valid digest credentials, else ``401`` and a challenge (server/sip_auth.py) —
+   gets ``100 Trying`` (aiosipua), then
    ``488 Not Acceptable Here`` unless its SDP offers PCMU or PCMA over plain RTP, ``503``
    while draining or at the session limit, else ``180 Ringing``.
 2. A ``realtime.call.incoming`` webhook (``data.call_id``, ``data.sip_headers``) goes to
@@ -46,6 +48,7 @@ from aiosipua.uac import SipUAC
 from ..transport.sip_call import SipCall, SipMediaSettings
 from .calls import new_call_id
 from .settings import Settings
+from .sip_auth import DigestGuard
 from .webhooks import deliver
 
 log = logging.getLogger("rtgate.sip")
@@ -185,6 +188,8 @@ class SipEndpoint:
         self.uas: list[SipUAS] = []
         self.dropped_sources = 0
         self._deliveries: set[asyncio.Task[int]] = set()
+        self.digest = (DigestGuard(settings.sip_digest_username, settings.sip_digest_password)
+                       if settings.sip_digest_username and settings.sip_digest_password else None)
         self._http = httpx.AsyncClient(follow_redirects=False)
 
     @property
@@ -218,6 +223,15 @@ class SipEndpoint:
                 if self.dropped_sources in (1, 100, 10_000):
                     log.warning("SIP from %s dropped: not in sip_allowed_sources (%d so far)",
                                 addr[0], self.dropped_sources)
+                return
+            if (self.digest is not None and isinstance(msg, SipRequest) and msg.method == "INVITE"
+                    and "tag=" not in (msg.get_header("to") or "")
+                    and not self.digest.allows(msg)):
+                # A new call without valid credentials: challenge it (in-dialog requests
+                # are bound to the dialog's tags, and CANCEL cannot be challenged).
+                with contextlib.suppress(Exception):
+                    uas._send_error(msg, 401, "Unauthorized",
+                                    extra_headers={"WWW-Authenticate": self.digest.challenge()})
                 return
             try:
                 assert handler is not None

@@ -31,5 +31,7 @@ def check_sip_settings(settings: Any) -> None:
         raise ValueError(f"sip_rtp_port_min/max: expected 1024 <= min < max <= 65535, got {low}-{high}")
     if settings.sip_answer_timeout_s <= 0 or settings.sip_media_timeout_s <= 0:
         raise ValueError("sip_answer_timeout_s and sip_media_timeout_s must be positive")
+    if bool(settings.sip_digest_username) != bool(settings.sip_digest_password):
+        raise ValueError("sip_digest_username/sip_digest_password: set both or neither")
     if not 1 <= settings.sip_jitter_frames <= 15:
         raise ValueError(f"sip_jitter_frames: expected 1-15, got {settings.sip_jitter_frames}")

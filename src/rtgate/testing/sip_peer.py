@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiortp import RTPSession
-from aiosipua import IncomingCall, SipUAS, parse_sdp
+from aiosipua import IncomingCall, SipDigestAuth, SipUAS, parse_sdp
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.outgoing_call import OutgoingCall
 from aiosipua.uac import SipUAC
@@ -133,12 +133,15 @@ class SipPeer:
         assert self.call_ is not None
         self.call_.cancel(self.uac)
 
-    def invite(self, sdp: str | None = None, headers: dict[str, str] | None = None) -> OutgoingCall:
-        """Send the INVITE (default offer: PCMU, PCMA, telephone-event)."""
+    def invite(self, sdp: str | None = None, headers: dict[str, str] | None = None,
+               auth: tuple[str, str] | None = None) -> OutgoingCall:
+        """Send the INVITE (default offer: PCMU, PCMA, telephone-event); ``auth``:
+        ``(username, password)`` answering a digest challenge."""
         offer = parse_sdp(sdp or offer_sdp(self.host, self.rtp_port))
         call = self.uac.send_invite(
             f"sip:caller@{self.host}:{self.sip_port}", f"sip:agent@{self.server[0]}:{self.server[1]}",
-            self.server, offer, extra_headers=headers)
+            self.server, offer, extra_headers=headers,
+            auth=SipDigestAuth(*auth) if auth is not None else None)
         call.on_ringing = lambda c: self.provisional.append(180)
         self.call_ = call
         return call
