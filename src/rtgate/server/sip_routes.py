@@ -147,8 +147,9 @@ async def accept_call(request: Request) -> Response:
     try:
         await _start_call(state, endpoint, pending, config, pipeline, model, account, lease)
     except Exception as exc:
-        _detached_release(lease)
-        endpoint.reject(pending, 500)
+        if not isinstance(exc, _EndedAfterAnswer):  # else the call's own ending cleaned up
+            _detached_release(lease)
+            endpoint.reject(pending, 500)
         log.warning("SIP call %s could not start: %s", pending.call_id, exc)
         return error_response(500, RealtimeError(
             f"The call's media could not be set up: {type(exc).__name__}.", "server_error",
@@ -172,6 +173,10 @@ def _route(state: Any, config: SessionConfig) -> tuple[Any, str]:
     return pipeline, model
 
 
+class _EndedAfterAnswer(Exception):
+    """The 200 OK went out but the session could not start: the call was ended (BYE)."""
+
+
 def _detached_release(lease: Any) -> None:
     from .calls import _detached
 
@@ -187,8 +192,8 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
     local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
     allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
     rtp_port, _rtcp = await allocator.allocate()
-    answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
     try:
+        answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
         rtp = await GuardedRTPSession.create(
             local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
             payload_type=payload_type, dtmf_payload_type=dtmf_type,
@@ -252,9 +257,9 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
     incoming.accept(answer)
     try:
         await call.start()
-    except Exception:
+    except Exception as exc:
         await call.aclose("the session could not start")
-        raise
+        raise _EndedAfterAnswer(str(exc)) from exc
 
 
 async def reject_call(request: Request) -> Response:
