@@ -87,6 +87,17 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--webrtc-udp-ports", type=_port_range, metavar="MIN-MAX",
                    help="UDP ports for WebRTC calls' host candidates, e.g. 40000-40099 (forward "
                    "them through a NAT; default: any port, see docs/webrtc.md)")
+    p.add_argument("--sip-port", type=int, metavar="PORT",
+                   help="UDP and TCP port of the SIP endpoint for phone calls (default: no SIP; "
+                   "see docs/sip.md)")
+    p.add_argument("--sip-host", metavar="ADDRESS",
+                   help="address the SIP endpoint binds and puts in SDP answers (default: --host)")
+    p.add_argument("--sip-allowed-source", action="append", dest="sip_allowed_sources",
+                   metavar="CIDR", help="address or CIDR allowed to send SIP (repeatable; "
+                   "default: loopback only)")
+    p.add_argument("--webhook-url", action="append", dest="webhook_urls", metavar="URL",
+                   help="where realtime.call.incoming webhooks go (repeatable); give the "
+                   "whsec_ secret in RTGATE_WEBHOOK_SECRET (flags show in `ps`)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--loop", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: 'auto' (default) runs uvloop when it is installed, else "
@@ -158,10 +169,13 @@ def serve(args: argparse.Namespace) -> int:
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
                   "max_sessions", "max_conversations", "log_level", "config_file",
                   "webrtc_turn_username", "loop", "workers", "redis_url", "drain_timeout_s",
-                  "advertise_host", "internal_port")
+                  "advertise_host", "internal_port", "sip_port", "sip_host")
     }
     if args.webrtc_ice_servers:
         overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)
+    for name in ("sip_allowed_sources", "webhook_urls"):
+        if getattr(args, name, None):
+            overrides[name] = tuple(getattr(args, name))
     if args.webrtc_udp_ports:
         overrides["webrtc_udp_port_min"], overrides["webrtc_udp_port_max"] = args.webrtc_udp_ports
     if args.api_keys:

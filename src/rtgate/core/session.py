@@ -52,7 +52,8 @@ Output = dict[str, Any] | fx.Effect
 
 LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
 """Transcription models that stream deltas while audio is appended (SPEC §10.4, live mode)."""
-TransportKind = Literal["websocket", "webrtc"]
+TransportKind = Literal["websocket", "webrtc", "sip"]
+"""How the session is carried; ``webrtc`` and ``sip`` calls play output audio on the server."""
 
 SHUTTING_DOWN = "server_shutting_down"
 
@@ -222,7 +223,7 @@ class Session:
         handler = _HANDLERS.get(event.type)
         try:
             if handler is None or (
-                event.type == "output_audio_buffer.clear" and self.transport != "webrtc"
+                event.type == "output_audio_buffer.clear" and self.transport == "websocket"
             ):
                 raise invalid_value(
                     "type",
@@ -759,7 +760,7 @@ class Session:
         emitter = self._responses.get(response_id)
         if emitter is None:
             return
-        if self.transport == "webrtc" and reason == "turn_detected":
+        if self.transport != "websocket" and reason == "turn_detected":
             self._effect(fx.ClearOutputAudio(response_id))
             self._emit("output_audio_buffer.cleared", response_id=response_id)
         self._effect(fx.CancelResponse(response_id))

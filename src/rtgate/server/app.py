@@ -44,6 +44,7 @@ from .profiles import gateway_config, pipelines_from_config
 from .realtime_ws import ServerState, realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
+from .sip_routes import ROUTES as SIP_ROUTES
 
 log = logging.getLogger("rtgate.server")
 
@@ -159,6 +160,7 @@ def create_app(
             drain=drain,
             node=node,
         )
+        app.state.sip = await start_sip(settings, app.state.rtgate)
         reporter = asyncio.create_task(_report(app.state.rtgate, settings.cluster_heartbeat_s),
                                        name="rtgate:cluster-report")
         if on_ready is not None:
@@ -172,6 +174,8 @@ def create_app(
             if node.cluster is not None:
                 await node.cluster.aclose()
             await app.state.rtgate.calls.aclose()
+            if app.state.sip is not None:  # after the calls: their BYEs go out on it
+                await app.state.sip.aclose()
             if vad is not None:
                 await vad.stop()
             for pipeline in pipelines.values():
@@ -210,6 +214,7 @@ def create_app(
         Route("/admin/usage", usage_endpoint),
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
         *CALL_ROUTES,
+        *SIP_ROUTES,
         *PREVIEW_REST_ROUTES,
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
@@ -217,7 +222,19 @@ def create_app(
                     exception_handlers={ClientDisconnect: _client_gone})
     app.state.drain = drain
     app.state.node = node
+    app.state.sip = None
     return app
+
+
+async def start_sip(settings: Settings, state: ServerState) -> object | None:
+    """The SIP endpoint (server/sip.py), listening, when ``sip_port`` is set."""
+    if not settings.sip_port:
+        return None
+    from .sip import SipEndpoint
+
+    endpoint = SipEndpoint(settings, state)
+    await endpoint.start()
+    return endpoint
 
 
 async def join_cluster(settings: Settings, node: Node) -> ClusterStore:

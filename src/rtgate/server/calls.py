@@ -41,6 +41,7 @@ from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
+from ..transport.sip_call import SipCall
 from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
@@ -54,7 +55,7 @@ from .settings import Settings
 
 log = logging.getLogger("rtgate.calls")
 
-owners: weakref.WeakKeyDictionary[WebRTCCall, str | None] = weakref.WeakKeyDictionary()
+owners: weakref.WeakKeyDictionary[WebRTCCall | SipCall, str | None] = weakref.WeakKeyDictionary()
 """The ephemeral key (``Grant.key_id``) that started each call; ``None``: an API key."""
 
 PREFIXES = ("/openai/v1", "/v1", "/openai")
@@ -107,14 +108,15 @@ def call_owner(call_id: str) -> str | None:
 
 
 class CallRegistry:
-    """The live calls of this process, by id."""
+    """The live calls of this process, by id: WebRTC calls and accepted SIP calls
+    (server/sip_routes.py), which share the sideband and hangup."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.webrtc = webrtc_settings(settings)
-        self.calls: dict[str, WebRTCCall] = {}
+        self.calls: dict[str, WebRTCCall | SipCall] = {}
 
-    def get(self, call_id: str) -> WebRTCCall | None:
+    def get(self, call_id: str) -> WebRTCCall | SipCall | None:
         return self.calls.get(call_id)
 
     async def aclose(self) -> None:

@@ -171,12 +171,17 @@ async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
         await ws.close(close_code, error.close_reason)
 
 
-async def forward_request(request: Request, url: str, credential: Credential, node: Node) -> Response:
-    """Re-send ``request`` (a hangup: no body) to the same path on ``url``; its answer back."""
+async def forward_request(request: Request, url: str, credential: Credential, node: Node,
+                          body: bytes | None = None) -> Response:
+    """Re-send ``request`` (a hangup: no body; a SIP accept/reject/refer: its JSON ``body``)
+    to the same path on ``url``; its answer back."""
     headers = {"Authorization": f"Bearer {credential.value}", FORWARDED_HEADER: node.id}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     try:
         async with httpx.AsyncClient(timeout=CONNECT_TIMEOUT_S, trust_env=False) as client:
-            answer = await client.request(request.method, f"{url}{request.url.path}", headers=headers)
+            answer = await client.request(request.method, f"{url}{request.url.path}", headers=headers,
+                                          content=body)
     except httpx.HTTPError as exc:
         log.warning("%s: the call's owner at %s did not answer: %s", request.url.path, url,
                     type(exc).__name__)

@@ -199,6 +199,31 @@ class Settings:
     otlp_traces_endpoint: str = ""
     """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): sessions that set
     ``tracing`` export a trace of each turn there; empty: ``tracing`` has no effect."""
+    sip_port: int = 0
+    """UDP and TCP port of the SIP endpoint for phone calls (docs/sip.md); 0: no SIP."""
+    sip_host: str = ""
+    """Address the SIP endpoint binds and puts in SDP answers; empty: ``host``."""
+    sip_allowed_sources: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Addresses or CIDRs that may send SIP (and RTP); others are dropped unanswered."""
+    webhook_urls: tuple[str, ...] = ()
+    """Where ``realtime.call.incoming`` webhooks go (comma-separated in the environment)."""
+    webhook_secret: str | None = None
+    """``whsec_…`` secret that signs the webhooks (masked when printed)."""
+    sip_answer_timeout_s: float = 30.0
+    """Seconds an incoming call waits for accept/reject before it is declined (408, or 480
+    when no webhook could be delivered)."""
+    sip_media_timeout_s: float = 20.0
+    """Seconds without RTP from the caller before an accepted call counts as gone."""
+    sip_jitter_frames: int = 2
+    """20 ms RTP packets the input jitter buffer holds before releasing audio."""
+    sip_rtp_port_min: int = 10000
+    """Lowest UDP port for calls' RTP (RTCP: the next port)."""
+    sip_rtp_port_max: int = 20000
+    """Highest UDP port for calls' RTP."""
+    sip_digest_username: str | None = None
+    """With ``sip_digest_password``: new INVITEs must carry digest credentials (401 otherwise)."""
+    sip_digest_password: str | None = None
+    """Digest password of the trunk (masked when printed)."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
@@ -219,6 +244,10 @@ class Settings:
             if low > high:
                 raise ValueError(
                     f"webrtc_udp_port_min/max: the minimum {low} is above the maximum {high}")
+        if self.sip_port:
+            from .sip_checks import check_sip_settings
+
+            check_sip_settings(self)
 
     @property
     def open_access(self) -> bool:
@@ -252,7 +281,7 @@ class Settings:
                 value = f"{len(value)} configured" if value else "none (admin routes off)"
             elif f.name == "redis_url" and value:
                 value = _mask_url(value)
-            elif f.name.endswith("_credential") and value:
+            elif (f.name.endswith(("_credential", "_password")) or f.name == "webhook_secret") and value:
                 value = "***"
             lines.append(f"  {f.name:<30} {value}")
         return "\n".join(lines)

@@ -128,6 +128,8 @@ def worker_main(settings: Settings, index: int, count: int, node: Node,
     set_core_share(count)
     log.info("worker %d (pid %d) starting, internal URL %s", index, os.getpid(), node.url)
     pipelines = build_profiles(settings)
+    if index:  # one SIP listener per deployment process group: worker 0's (docs/sip.md)
+        settings = settings.replace(sip_port=0)
     app = create_app(settings, profiles=lambda _settings: pipelines,
                      on_ready=freeze_startup_heap, node=node)
     run_process(settings, app, loop, sockets=sockets)

@@ -213,8 +213,10 @@ class CallPlayback:
     """A call's output hook (:class:`~rtgate.transport.connection.OutputHook`); see the
     module docstring. :meth:`bind` it to the runner before the session starts."""
 
-    def __init__(self, *, max_queued_s: float = 600.0) -> None:
-        self.track = OutputAudioTrack(self._on_track_event, max_queued_s=max_queued_s)
+    def __init__(self, *, max_queued_s: float = 600.0, sample_rate: int = WIRE_SAMPLE_RATE) -> None:
+        # sample_rate: the track's frames (a SIP call plays 8 kHz, so G.711 needs no resampling)
+        self.track = OutputAudioTrack(self._on_track_event, sample_rate=sample_rate,
+                                      max_queued_s=max_queued_s)
         self._runner: SessionRunner | None = None
         self._pending_cuts: dict[str, Cut] = {}
         self._generated: set[str] = set()

@@ -1,0 +1,322 @@
+"""Call control of SIP calls: ``POST {/openai/v1,/v1,/openai}/realtime/calls/{call_id}/…``.
+
+* ``accept`` — body: a realtime session configuration, as the SDK's
+  ``client.realtime.calls.accept(call_id, type="realtime", …)`` sends it. The call gets its
+  session and RTP, the caller ``200 OK`` with the SDP answer; ``200``, empty body.
+* ``reject`` — body ``{"status_code": 4xx-6xx}`` (default 603 Decline); ``200``.
+* ``refer`` — body ``{"target_uri": "sip:…" | "tel:…"}``: SIP REFER to the caller; ``200``.
+* ``hangup`` is the WebRTC calls' route (server/calls.py): the call sends BYE.
+
+Errors use the cloud's REST body ``{"error": {"message", "type", "param", "code"}}``:
+``401`` for a missing or wrong key (ephemeral keys are refused: the app's backend
+controls calls), ``404 call_not_found`` for no such pending (accept/reject) or live
+(refer) call — also once it was accepted, rejected, cancelled or timed out — and ``400``
+for a bad body. A call held by another process of the deployment is forwarded to it
+(server/forward.py), as for hangup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import socket
+import time
+from typing import Any
+
+import orjson
+from aiortp import PortAllocator
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..cluster import Refused
+from ..core.session import Session
+from ..protocol.client_events import DecodeLimits
+from ..protocol.errors import RealtimeError, echo
+from ..protocol.session import SessionConfig, validate_session
+from ..transport.connection import OutputHook, SessionRunner
+from ..transport.sip_call import GuardedRTPSession, SipCall
+from ..transport.webrtc import CallChannel
+from .auth import extract_credential
+from .calls import PREFIXES, call_owner
+from .client_secrets import RestError, authenticate, error_response, read_body
+from .drain import shutting_down
+from .forward import forward_request, owner_gone, target
+from .keys import account_of, admit, record_session
+from .keys import refusal as key_refusal
+from .node import FORWARDED_HEADER
+from .sip import PendingCall, SipEndpoint, answer_sdp
+
+log = logging.getLogger("rtgate.sip")
+
+MAX_BODY_BYTES = 256 * 1024
+REFER_SCHEMES = ("sip:", "sips:", "tel:")
+
+
+def _not_found(call_id: str, what: str) -> Response:
+    return error_response(404, RealtimeError(
+        f"No {what} call with id '{echo(call_id)}'.", "call_not_found", "call_id"))
+
+
+async def _control(request: Request, *, pending: bool) -> tuple[Any, Any, bytes] | Response:
+    """Authenticate, read the body and find the call: ``(endpoint, call, body)``, or the
+    response to send (an error, or the owner's answer to a forwarded request)."""
+    app = request.app
+    call_id = request.path_params["call_id"]
+    try:
+        authenticate(request, allow_ephemeral=False)
+        body = await read_body(request, MAX_BODY_BYTES)
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+    endpoint: SipEndpoint | None = getattr(app.state, "sip", None)
+    call: Any = None
+    if endpoint is not None:
+        call = endpoint.pending.get(call_id) if pending else app.state.rtgate.calls.get(call_id)
+    if call is None or (not pending and not isinstance(call, SipCall)):
+        node = app.state.rtgate.node
+        elsewhere, url = await target(node, call_owner(call_id), FORWARDED_HEADER in request.headers)
+        credential = extract_credential(request.headers, request.query_params, [])
+        if elsewhere and url is not None and credential is not None:
+            return await forward_request(request, url, credential, node, body=body)
+        if elsewhere:
+            return error_response(404, owner_gone(call_id))
+        return _not_found(call_id, "pending SIP" if pending else "live SIP")
+    return endpoint, call, body
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        raw = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise RestError(400, RealtimeError("The request body is not valid JSON.", "invalid_json")) from None
+    if not isinstance(raw, dict):
+        raise RestError(400, RealtimeError("The request body must be a JSON object.", "invalid_type"))
+    return raw
+
+
+def local_ip_towards(host: str, configured: str) -> str:
+    """The address to put in the SDP answer: ``sip_host`` when it is a concrete address,
+    else the local address the kernel routes towards the caller."""
+    if configured not in ("0.0.0.0", "::", ""):
+        return configured
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, 9))  # UDP connect sends nothing: it only picks the route
+        return str(probe.getsockname()[0])
+
+
+_allocators: dict[tuple[int, int], PortAllocator] = {}
+
+
+def _allocator(low: int, high: int) -> PortAllocator:
+    if (low, high) not in _allocators:
+        _allocators[(low, high)] = PortAllocator((low, high))
+    return _allocators[(low, high)]
+
+
+async def accept_call(request: Request) -> Response:
+    found = await _control(request, pending=True)
+    if isinstance(found, Response):
+        return found
+    endpoint, pending, body = found
+    assert isinstance(endpoint, SipEndpoint) and isinstance(pending, PendingCall)
+    state = request.app.state.rtgate
+    try:
+        config = validate_session(_json_object(body), "session")
+        pipeline, model = _route(state, config)
+        if state.drain.draining:
+            raise RestError(503, shutting_down("it takes no new calls"))
+        refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
+        if refusal is not None:
+            raise RestError(503, refusal)
+    except RealtimeError as error:
+        return error_response(400, error)
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+    if endpoint.decide(pending.call_id) is None:  # it timed out or was cancelled meanwhile
+        return _not_found(pending.call_id, "pending SIP")
+    account = account_of(authenticate(request, allow_ephemeral=False),
+                         extract_credential(request.headers, request.query_params, []))
+    lease = await admit(state, account)
+    if isinstance(lease, Refused):
+        endpoint.reject(pending, 503)
+        return error_response(429, key_refusal(lease),
+                              headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
+    try:
+        await _start_call(state, endpoint, pending, config, pipeline, model, account, lease)
+    except Exception as exc:
+        if not isinstance(exc, _EndedAfterAnswer):  # else the call's own ending cleaned up
+            _detached_release(lease)
+            endpoint.reject(pending, 500)
+        log.warning("SIP call %s could not start: %s", pending.call_id, exc)
+        return error_response(500, RealtimeError(
+            f"The call's media could not be set up: {type(exc).__name__}.", "server_error",
+            type="server_error"))
+    log.info("SIP call %s accepted (model=%s, profile=%s)", pending.call_id, model, pipeline.name)
+    return Response(status_code=200)
+
+
+def _route(state: Any, config: SessionConfig) -> tuple[Any, str]:
+    model = getattr(config, "model", None) or "gpt-realtime"
+    pipeline = state.router.resolve(model)
+    if pipeline is None and state.router.upstream_for(model) is not None:
+        raise RealtimeError(
+            f"The model '{model}' is relayed to a cloud upstream, and rtgate does not bridge "
+            "SIP calls to relayed models yet; accept with a locally served model.",
+            "unsupported_for_relayed_model", "model")
+    if pipeline is None:
+        raise RealtimeError(
+            f"Invalid model: '{model}'. This rtgate server routes official realtime model "
+            "names and the names in its profile configuration.", "invalid_model", "model")
+    return pipeline, model
+
+
+class _EndedAfterAnswer(Exception):
+    """The 200 OK went out but the session could not start: the call was ended (BYE)."""
+
+
+def _detached_release(lease: Any) -> None:
+    from .calls import _detached
+
+    _detached(lease.release())
+
+
+async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, config: SessionConfig,
+                      pipeline: Any, model: str, account: str, lease: Any) -> None:
+    settings = state.settings
+    incoming = pending.incoming
+    offer = incoming.sdp_offer
+    assert offer is not None and offer.rtp_address is not None
+    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
+    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
+    rtp_port, _rtcp = await allocator.allocate()
+    try:
+        answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
+        rtp = await GuardedRTPSession.create(
+            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
+            payload_type=payload_type, dtmf_payload_type=dtmf_type,
+            jitter_prefetch=settings.sip_jitter_frames, plc=True)
+        assert isinstance(rtp, GuardedRTPSession)  # aiortp's factory builds cls
+    except Exception:
+        await allocator.release(rtp_port)
+        raise
+    # RTP is taken from the offer's media address and the SIP peer only (the INVITE was
+    # refused if the media address is neither the peer nor an allowed source).
+    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
+    transcription = config.type == "transcription"
+    admission = state.admission if pipeline.admission_limited else None
+    sessions: list[Session] = []
+
+    def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
+        session = Session(
+            session_id=f"sess_{secrets.token_hex(11)}",
+            kind="transcription" if transcription else "realtime",
+            model=model, config=config, limits=settings.core_limits(), now=time.time(),
+            transport="sip",
+        )
+        if admission is not None:
+            admission.opened(session)
+            sessions.append(session)
+        return SessionRunner(
+            session, channel, pipeline, vad=state.vad, output_hook=output_hook,
+            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
+                                       max_json_depth=settings.max_json_depth),
+            queue_events=settings.outbound_queue_events,
+            send_deadline_s=settings.send_deadline_s,
+        )
+
+    def send_bye() -> None:
+        incoming._stop_retransmissions()
+        incoming.hangup()
+
+    def on_closed(call: SipCall) -> None:
+        unregister()
+        _detached_release(lease)
+        from .calls import _detached
+
+        _detached(allocator.release(rtp_port))
+        record_session(state, account, sessions[0] if sessions else None)
+        if admission is not None:
+            for session in sessions:
+                admission.closed(session)
+        endpoint.accepted.pop(incoming.call_id, None)
+        endpoint.dialogs.pop(call.id, None)
+        pending.uas._calls.pop(incoming.call_id, None)
+        if state.calls.calls.pop(call.id, None) is not None:
+            state.active_sessions -= 1
+
+    call = SipCall(pending.call_id, runner_factory, rtp=rtp, settings=endpoint.media,
+                   send_deadline_s=settings.send_deadline_s, send_bye=send_bye, on_closed=on_closed)
+    state.calls.calls[call.id] = call
+    endpoint.accepted[incoming.call_id] = call
+    endpoint.dialogs[call.id] = (incoming, pending.uas)
+    unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
+    state.active_sessions += 1
+    incoming.accept(answer)
+    try:
+        await call.start()
+    except Exception as exc:
+        await call.aclose("the session could not start")
+        raise _EndedAfterAnswer(str(exc)) from exc
+
+
+async def reject_call(request: Request) -> Response:
+    found = await _control(request, pending=True)
+    if isinstance(found, Response):
+        return found
+    endpoint, pending, body = found
+    try:
+        raw = _json_object(body)
+        status = raw.get("status_code", 603)
+        if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
+            raise RestError(400, RealtimeError(
+                f"Invalid 'status_code': {echo(str(status))}. Expected a SIP final status code "
+                "from 400 to 699 (default 603).", "invalid_value", "status_code"))
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+    if endpoint.decide(pending.call_id) is None:
+        return _not_found(pending.call_id, "pending SIP")
+    endpoint.reject(pending, status)
+    return Response(status_code=200)
+
+
+async def refer_call(request: Request) -> Response:
+    found = await _control(request, pending=False)
+    if isinstance(found, Response):
+        return found
+    endpoint, call, body = found
+    try:
+        raw = _json_object(body)
+        target_uri = raw.get("target_uri")
+        if target_uri is None:
+            raise RestError(400, RealtimeError("Missing required parameter: 'target_uri'.",
+                                               "missing_required_parameter", "target_uri"))
+        if (not isinstance(target_uri, str) or not target_uri.lower().startswith(REFER_SCHEMES)
+                or any(c in target_uri for c in "\r\n<>") or len(target_uri) > 512):
+            raise RestError(400, RealtimeError(
+                "Invalid 'target_uri': expected a 'sip:', 'sips:' or 'tel:' URI such as "
+                "'tel:+14155550123' or 'sip:agent@example.com'.", "invalid_value", "target_uri"))
+    except RestError as exc:
+        return error_response(exc.status, exc.error)
+    dialog = endpoint.dialogs.get(call.id)
+    if dialog is None or call.closed.is_set():
+        return _not_found(call.id, "live SIP")
+    incoming, uas = dialog
+    with contextlib.suppress(Exception):
+        endpoint.refer(call, incoming, uas, target_uri)
+        return Response(status_code=200)
+    return error_response(409, RealtimeError("The call's dialog is no longer established.",
+                                             "call_not_found", "call_id"))
+
+
+ROUTES = [
+    route
+    for prefix in PREFIXES
+    for route in (
+        Route(f"{prefix}/realtime/calls/{{call_id}}/accept", accept_call, methods=["POST"]),
+        Route(f"{prefix}/realtime/calls/{{call_id}}/reject", reject_call, methods=["POST"]),
+        Route(f"{prefix}/realtime/calls/{{call_id}}/refer", refer_call, methods=["POST"]),
+    )
+]
