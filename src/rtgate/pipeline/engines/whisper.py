@@ -212,23 +212,23 @@ class FasterWhisperSTT(STT):
                     return Transcript(text=short.text, language=language, audio_seconds=seconds)
                 path = "30s-fallback"
         self.windows[path] += 1
-        segments, info = model.transcribe(
-            samples,
-            language=options.language if model.model.is_multilingual else "en",
-            initial_prompt=options.prompt or None,
-            beam_size=self.beam_size,
-            best_of=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-        )
+        segments, info = self._full_window(model, samples, options, words=False)
         text = "".join(segment.text for segment in segments).strip()
         return Transcript(text=text, language=info.language, audio_seconds=seconds)
 
     def _with_logprobs(self, model: Any, samples: FloatAudio, options: TranscriptionOptions,
                        seconds: float) -> Transcript:
         self.windows["30s-logprobs"] += 1
+        segments, info = self._full_window(model, samples, options, words=True)
+        text = "".join(segment.text for segment in segments).strip()
+        return Transcript(text=text, language=info.language, audio_seconds=seconds,
+                          logprobs=_word_logprobs(segments))
+
+    def _full_window(
+        self, model: Any, samples: FloatAudio, options: TranscriptionOptions, *, words: bool
+    ) -> tuple[list[Any], Any]:
+        """One greedy pass on Whisper's 30 s window; ``words``: with word timestamps and
+        probabilities (slower), else without timestamps."""
         segments, info = model.transcribe(
             samples,
             language=options.language if model.model.is_multilingual else "en",
@@ -237,13 +237,11 @@ class FasterWhisperSTT(STT):
             best_of=1,
             temperature=0.0,
             condition_on_previous_text=False,
-            word_timestamps=True,
+            without_timestamps=not words,
+            word_timestamps=words,
             vad_filter=False,
         )
-        segments = list(segments)
-        text = "".join(segment.text for segment in segments).strip()
-        return Transcript(text=text, language=info.language, audio_seconds=seconds,
-                          logprobs=_word_logprobs(segments))
+        return list(segments), info
 
 
 def _word_logprobs(segments: Any) -> tuple[tuple[str, float], ...]:
