@@ -47,6 +47,13 @@ class RealtimeError(Exception):
         }
 
 
+def error_event(error: RealtimeError, event_id: str) -> dict[str, Any]:
+    """The ``error`` server event that carries ``error``; ``event_id`` is the server's id of
+    this event (``error.event_id`` names the client event at fault, if any). Every ``error``
+    event rtgate sends outside a session core is built here (docs/protocol.md, Errors)."""
+    return {"type": "error", "event_id": event_id, "error": error.to_wire()}
+
+
 def invalid_value(param: str, value: Any, allowed: str | None = None) -> RealtimeError:
     shown = _show(value)
     message = f"Invalid value: {shown}."

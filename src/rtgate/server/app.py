@@ -78,6 +78,7 @@ def build_profiles(settings: Settings) -> dict[str, Pipeline]:
         gateway_config(settings),
         default=(lambda cache: builtin_pipeline()) if builtin else None,
         source=settings.config_file or "config",
+        deadlines=settings.backend_deadlines(),
     )
 
 
@@ -216,7 +217,6 @@ def create_app(
         *CALL_ROUTES,
         *SIP_ROUTES,
         *PREVIEW_REST_ROUTES,
-        *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ClientDisconnect: _client_gone})

@@ -34,7 +34,6 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 
 from ..cluster import Refused
-from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
 from ..protocol.errors import RealtimeError, echo
@@ -50,6 +49,7 @@ from .forward import forward_request, forward_socket, owner_gone, target
 from .keys import account_of, admit, record_session
 from .keys import refusal as key_refusal
 from .node import FORWARDED_HEADER
+from .refusal import refuse as _refuse
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
 
@@ -348,12 +348,6 @@ ROUTES = [
 
 
 # --------------------------------------------------------------------------- sideband
-
-
-async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
-    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-    await ws.send_text(orjson.dumps(event).decode())
-    await ws.close(close_code, error.close_reason)
 
 
 async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
