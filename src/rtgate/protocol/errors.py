@@ -1,4 +1,4 @@
-"""OpenAI-style errors (SPEC §9): ``{type, code, message, param, event_id}``.
+"""OpenAI-style errors (docs/protocol.md, Errors): ``{type, code, message, param, event_id}``.
 
 :class:`RealtimeError` is what the core returns for a bad client event; the transport
 sends it as an ``error`` server event. :func:`from_validation_error` turns a pydantic

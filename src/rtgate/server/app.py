@@ -1,6 +1,6 @@
 """The ASGI application: routes, start-up (model warm-up, VAD batcher) and shutdown.
 
-Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
+Routes (docs/protocol.md, Endpoints): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
 ``/openai/realtime`` (the ``AzureOpenAI`` client's path), ``/healthz`` (alive) and
 ``/readyz`` (ready for new sessions: not draining; with ``ready_requires_redis``, Redis
 reachable).

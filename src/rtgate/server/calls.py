@@ -1,4 +1,5 @@
-"""``POST …/realtime/calls`` (WebRTC SDP exchange), hangup and sideband control (SPEC §1.3).
+"""``POST …/realtime/calls`` (WebRTC SDP exchange), hangup and sideband control
+(docs/protocol.md, WebRTC calls and the sideband).
 
 * ``POST {/openai/v1,/v1,/openai}/realtime/calls`` — either a raw ``application/sdp`` offer
   (usually with an ephemeral key, whose bound session starts the call) or
@@ -380,7 +381,7 @@ async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
     session = call.runner.session
 
     def created() -> str:
-        # The sideband behaves like a session's own socket (SPEC §1.3): it opens with
+        # The sideband behaves like a session's own socket (docs/protocol.md): it opens with
         # session.created, carrying the call's session as it is now, and is sent to this
         # socket only — the data channel and other sidebands do not see it again.
         event = {"type": "session.created", "event_id": session.ids.event(),

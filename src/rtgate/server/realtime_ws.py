@@ -1,4 +1,4 @@
-"""The Realtime WebSocket endpoint (SPEC §1.4, §2, §14).
+"""The Realtime WebSocket endpoint (docs/protocol.md, Endpoints and Handshake and authentication).
 
 The upgrade always succeeds (``101``), as on the cloud; problems with the key, the model
 or the protocol are reported as the first frame — an ``error`` event — followed by a

@@ -2,8 +2,9 @@
 
 The cloud service always completes the upgrade and reports a refusal (bad key, unknown
 model, server busy, …) as the first frame, an ``error`` event, followed by a close whose
-reason is ``"<error.type>.<error.code>"`` (docs/protocol.md, Handshake). Every entry point
-(the Realtime socket, a call's sideband, a forwarded socket) refuses through :func:`refuse`.
+reason is ``"<error.type>.<error.code>"`` (docs/protocol.md, Handshake and
+authentication). Every entry point (the Realtime socket, a call's sideband, a forwarded
+socket) refuses through :func:`refuse`.
 """
 
 from __future__ import annotations
