@@ -38,10 +38,10 @@ def test_values_are_parsed_by_type() -> None:
 
 
 @pytest.mark.parametrize("name,raw,expected", [
-    ("RTGATE_PORT", "80.5", "expected an integer, got '80.5'"),
-    ("RTGATE_BACKEND_FIRST_CHUNK_S", "soon", "expected a number, got 'soon'"),
-    ("RTGATE_RELAY_SPLICE", "maybe", "expected true or false, got 'maybe'"),
-    ("RTGATE_MAX_CONVERSATIONS", "many", "expected an integer or auto, got 'many'"),
+    ("RTGATE_PORT", "80.5", "expected int, got '80.5'"),
+    ("RTGATE_BACKEND_FIRST_CHUNK_S", "soon", "expected float, got 'soon'"),
+    ("RTGATE_RELAY_SPLICE", "maybe", "expected bool, got 'maybe'"),
+    ("RTGATE_MAX_CONVERSATIONS", "many", "expected int or auto, got 'many'"),
 ])
 def test_a_bad_value_names_the_variable_and_what_it_takes(name: str, raw: str, expected: str) -> None:
     with pytest.raises(ValueError, match=f"^{name}: {expected}$"):

@@ -352,9 +352,7 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         if kind is float:
             return float(raw)
     except ValueError:
-        expected = {bool: "true or false", int: "an integer", float: "a number"}[kind]
-        if name in AUTO_ZERO:
-            expected += " or auto"
+        expected = f"{kind.__name__} or auto" if name in AUTO_ZERO else kind.__name__
         raise ValueError(f"RTGATE_{name.upper()}: expected {expected}, got {raw!r}") from None
     return raw
 
