@@ -1,4 +1,4 @@
-"""The conversation: an ordered list of items (SPEC §5, §7).
+"""The conversation: an ordered list of items (docs/protocol.md, Conversation items and Client events).
 
 Items are kept in their wire form without audio bytes; audio lives beside them (as sent,
 in the session's format) so that ``conversation.item.retrieve`` can return it and

@@ -1,4 +1,5 @@
-"""Identifiers in OpenAI's formats (SPEC §3): ``event_…``, ``item_…``, ``resp_…``, ``call_…``."""
+"""Identifiers in OpenAI's formats: ``event_…``, ``item_…``, ``resp_…``, ``call_…``
+(docs/protocol.md, Framing and identifiers)."""
 
 from __future__ import annotations
 

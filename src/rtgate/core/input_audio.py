@@ -1,4 +1,5 @@
-"""The input audio buffer on the session's audio clock (SPEC §7 ``input_audio_buffer.*``).
+"""The input audio buffer on the session's audio clock (``input_audio_buffer.*``,
+docs/protocol.md, Client events).
 
 Audio is kept as sent (PCM16 24 kHz, or G.711 at 8 kHz). ``start_ms`` is the clock time
 of the first buffered byte; ``end_ms`` is the clock time of everything appended so far.

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class CoreLimits:
     session_lifetime_s: float = 3600.0
-    """Maximum session duration; then ``session_expired`` and close (SPEC §13: 60 min)."""
+    """Maximum session duration; then ``session_expired`` and close (the cloud: 60 min,
+    docs/protocol.md, Limits)."""
     min_commit_ms: float = 100.0
     """Audio needed for ``input_audio_buffer.commit`` (``input_audio_buffer_commit_empty``)."""
     max_input_buffer_ms: float = 15 * 60 * 1000.0

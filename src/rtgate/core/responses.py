@@ -1,4 +1,4 @@
-"""One response's lifecycle and its output events (SPEC §6, §10.1–10.3, §10.5).
+"""One response's lifecycle and its output events (docs/protocol.md, Responses and Event sequences).
 
 Lifecycle table (anything else is ignored: late backend chunks after a cancel are
 dropped, never an error):

@@ -5,9 +5,10 @@ current time, and returns what to do: server events (plain dicts, ready to encod
 :mod:`~rtgate.core.effects`. It never touches a socket, a task or the wall clock, so
 every behaviour here is tested without an event loop.
 
-Rules it enforces (SPEC §4–§10): ``session.created`` first; updates applied whole or not
-at all; one active response in the default conversation; commits need 100 ms; the voice
-is fixed once audio was produced; the session expires after its lifetime.
+Rules it enforces (docs/protocol.md, Session objects to Event sequences):
+``session.created`` first; updates applied whole or not at all; one active response in the
+default conversation; commits need 100 ms; the voice is fixed once audio was produced; the
+session expires after its lifetime.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ from .turn_detection import (
 Output = dict[str, Any] | fx.Effect
 
 LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
-"""Transcription models that stream deltas while audio is appended (SPEC §10.4, live mode)."""
+"""Transcription models that stream deltas while audio is appended (live mode,
+docs/protocol.md, Event sequences: Transcription modes)."""
 TransportKind = Literal["websocket", "webrtc", "sip"]
 """How the session is carried; ``webrtc`` and ``sip`` calls play output audio on the server."""
 
@@ -137,7 +139,8 @@ class Session:
 
     @property
     def live_transcription(self) -> bool:
-        """SPEC §10.4 live mode: a live transcription model with ``turn_detection: null``.
+        """Live mode (docs/protocol.md, Event sequences: Transcription modes): a live
+        transcription model with ``turn_detection: null``.
 
         Deltas then stream while audio is appended, under :meth:`reserve_input_item_id`.
         """
@@ -797,7 +800,8 @@ class Session:
         """Audio in the response's output format, with the transcript of that audio."""
         if (emitter := self._emitter(response_id)) is not None:
             emitter.audio(audio, transcript)
-            # SPEC §4.1: the voice is fixed from the first audio output, not the response end.
+            # The voice is fixed from the first audio output, not the response end
+            # (docs/protocol.md, Session objects).
             self._voice_locked = self._voice_locked or emitter.r.produced_audio
         return self._flush()
 

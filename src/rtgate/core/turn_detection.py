@@ -1,4 +1,5 @@
-"""Turn detection over VAD speech probabilities (SPEC §4.1 ``server_vad`` / ``semantic_vad``).
+"""Turn detection over VAD speech probabilities (``server_vad`` / ``semantic_vad``;
+docs/protocol.md, Session objects, and docs/turn-detection.md).
 
 The detector is a two-state machine fed one probability per VAD frame, positioned on the
 session's audio clock (milliseconds of input audio since the session started), and, for

@@ -80,11 +80,13 @@ class BackendTimeout(BackendError):
 
 @dataclass(frozen=True, slots=True)
 class Deadlines:
-    """Deadlines in seconds; ``None`` disables one."""
+    """Deadlines in seconds; ``None`` disables one. The defaults are those of the
+    ``backend_first_chunk_s`` / ``backend_next_chunk_s`` / ``backend_total_s`` settings,
+    which the server passes to every engine it builds (docs/configuration.md)."""
 
-    first_chunk_s: float | None = 20.0
-    next_chunk_s: float | None = 10.0
-    total_s: float | None = 120.0
+    first_chunk_s: float | None = 30.0
+    next_chunk_s: float | None = 15.0
+    total_s: float | None = 300.0
 
 
 @dataclass(slots=True)

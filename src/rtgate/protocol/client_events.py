@@ -1,4 +1,5 @@
-"""Decoding GA client events (SPEC §3, §7): one text frame → one typed event or an error.
+"""Decoding GA client events: one text frame → one typed event or an error (docs/protocol.md,
+Framing and identifiers, Client events).
 
 :func:`decode_client_event` never raises for bad input; it returns a
 :class:`~rtgate.protocol.errors.RealtimeError` carrying the client's ``event_id`` when
@@ -134,7 +135,8 @@ class DecodeLimits:
     """Limits applied while decoding one client event."""
 
     max_append_bytes: int = 15 * 1024 * 1024
-    """Decoded audio bytes in one ``input_audio_buffer.append`` (SPEC §7: 15 MiB)."""
+    """Decoded audio bytes in one ``input_audio_buffer.append`` (the cloud allows 15 MiB,
+    docs/protocol.md, Limits)."""
     max_json_depth: int = 32
     """Nesting depth of objects and arrays in one event."""
 

@@ -1,4 +1,4 @@
-"""Preview (beta) ↔ GA name tables (SPEC §11).
+"""Preview (beta) ↔ GA name tables (docs/protocol.md, Preview dialect).
 
 Data only: the Preview bridge (:mod:`rtgate.protocol.preview`) and the migration checker
 (:mod:`rtgate.migrate`) both read these tables, so a rename is stated once.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-# Server events whose type changed name (SPEC §11.2). Preview name → GA name.
+# Server events whose type changed name. Preview name → GA name.
 SERVER_EVENT_RENAMES: Final[dict[str, str]] = {
     "response.text.delta": "response.output_text.delta",
     "response.text.done": "response.output_text.done",
@@ -32,7 +32,7 @@ GA_TO_PREVIEW_SERVER_EVENTS: Final[dict[str, str]] = {
     if not preview.startswith("transcription_session.")
 }
 
-# Preview audio format strings ↔ GA format objects (SPEC §11.3).
+# Preview audio format strings ↔ GA format objects.
 PREVIEW_AUDIO_FORMATS: Final[dict[str, dict[str, object]]] = {
     "pcm16": {"type": "audio/pcm", "rate": 24000},
     "g711_ulaw": {"type": "audio/pcmu"},
@@ -42,7 +42,7 @@ GA_AUDIO_FORMAT_TO_PREVIEW: Final[dict[str, str]] = {
     str(fmt["type"]): name for name, fmt in PREVIEW_AUDIO_FORMATS.items()
 }
 
-# Flat Preview session fields → dotted GA location (SPEC §11.3). ``None``: removed in GA.
+# Flat Preview session fields → dotted GA location. ``None``: removed in GA.
 PREVIEW_SESSION_FIELDS: Final[dict[str, str | None]] = {
     "modalities": "output_modalities",
     "input_audio_format": "audio.input.format",
@@ -56,7 +56,7 @@ PREVIEW_SESSION_FIELDS: Final[dict[str, str | None]] = {
     "temperature": None,
 }
 
-# Assistant item content types (SPEC §11.4). Preview → GA.
+# Assistant item content types. Preview → GA.
 PREVIEW_CONTENT_TYPES: Final[dict[str, str]] = {
     "text": "output_text",
     "audio": "output_audio",

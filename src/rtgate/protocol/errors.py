@@ -1,4 +1,4 @@
-"""OpenAI-style errors (SPEC §9): ``{type, code, message, param, event_id}``.
+"""OpenAI-style errors (docs/protocol.md, Errors): ``{type, code, message, param, event_id}``.
 
 :class:`RealtimeError` is what the core returns for a bad client event; the transport
 sends it as an ``error`` server event. :func:`from_validation_error` turns a pydantic
@@ -45,6 +45,13 @@ class RealtimeError(Exception):
             "param": None if self.param is None else echo(self.param, MAX_PARAM_CHARS),
             "event_id": self.event_id,
         }
+
+
+def error_event(error: RealtimeError, event_id: str) -> dict[str, Any]:
+    """The ``error`` server event that carries ``error``; ``event_id`` is the server's id of
+    this event (``error.event_id`` names the client event at fault, if any). Every ``error``
+    event rtgate sends outside a session core is built here (docs/protocol.md, Errors)."""
+    return {"type": "error", "event_id": event_id, "error": error.to_wire()}
 
 
 def invalid_value(param: str, value: Any, allowed: str | None = None) -> RealtimeError:

@@ -1,4 +1,4 @@
-"""Conversation items and content parts a client may create (SPEC §5).
+"""Conversation items and content parts a client may create (docs/protocol.md, Conversation items).
 
 Validated strictly at the edge; the core stores items as :class:`StoredItem`, which keeps
 the wire form (without audio bytes) and the audio bytes apart, because audio is only
@@ -128,7 +128,7 @@ class ResponseAudio(_Strict):
 
 
 class ResponseCreateParams(_Strict):
-    """``response.create.response``: per-response overrides (SPEC §6)."""
+    """``response.create.response``: per-response overrides (docs/protocol.md, Responses)."""
 
     conversation: Literal["auto", "none"] | str | None = None
     input: list[ResponseInputItem] | None = None

@@ -1,4 +1,5 @@
-"""The Preview (beta) dialect as two pure translations over GA wire events (SPEC §11, App. A).
+"""The Preview (beta) dialect as two pure translations over GA wire events
+(docs/protocol.md, Preview dialect).
 
 ``preview_client_to_ga`` turns one Preview client event into the GA client events that mean
 the same; ``ga_server_to_preview`` turns one GA server event into what a Preview server
@@ -63,10 +64,10 @@ __all__ = [
     "preview_sessions_response",
 ]
 
-# Preview ephemeral keys lived one minute (SPEC §13).
+# Preview ephemeral keys lived one minute (docs/protocol.md, Client secrets).
 PREVIEW_KEY_TTL_S: Final = 60
 
-# Every server event type a Preview client can receive (SPEC Appendix A, plus
+# Every server event type a Preview client can receive (the ``openai.types.beta.realtime`` union, plus
 # ``transcription_session.created``, which Preview servers sent although the SDK's beta
 # union never listed it).
 PREVIEW_SERVER_EVENT_TYPES: Final = frozenset(
@@ -109,7 +110,7 @@ PREVIEW_SERVER_EVENT_TYPES: Final = frozenset(
     }
 )
 
-# GA server events with no Preview counterpart (SPEC §11.2 "new"), dropped on the way out.
+# GA server events with no Preview counterpart (docs/protocol.md, Preview dialect), dropped on the way out.
 GA_ONLY_SERVER_EVENTS: Final = frozenset(
     {
         "conversation.item.done",

@@ -1,4 +1,4 @@
-"""Preview (beta) ↔ GA object shapes: sessions, items, responses, tools (SPEC §11.3, §11.4).
+"""Preview (beta) ↔ GA object shapes: sessions, items, responses, tools (docs/protocol.md, Preview dialect).
 
 Pure functions over plain JSON dicts; the event layer is :mod:`rtgate.protocol.preview`.
 Field renames come from :mod:`rtgate.protocol.dialects`, the tables the migration checker
@@ -30,7 +30,7 @@ JSON = dict[str, Any]
 
 GA_CONTENT_TYPES_TO_PREVIEW: dict[str, str] = {ga: p for p, ga in PREVIEW_CONTENT_TYPES.items()}
 
-# Turn-detection fields per GA variant (SPEC §4.1). Preview had one flat object.
+# Turn-detection fields per GA variant (docs/protocol.md, Session objects). Preview had one flat object.
 SERVER_VAD_FIELDS = frozenset(
     {
         "threshold",
@@ -46,7 +46,8 @@ _VAD_FIELDS = SERVER_VAD_FIELDS | SEMANTIC_VAD_FIELDS
 
 # Session fields that only the server fills in; echoing them back changes nothing.
 _OUTPUT_ONLY_SESSION_FIELDS = frozenset({"id", "object", "expires_at", "client_secret"})
-# GA transcription sessions accept only these top-level fields besides ``type`` (SPEC §4.2).
+# GA transcription sessions accept only these top-level fields besides ``type``
+# (docs/protocol.md, Session objects).
 _TRANSCRIPTION_TARGETS = ("audio.input.", "include")
 _TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
 # Same name and place in both dialects.
@@ -79,7 +80,7 @@ PREVIEW_TRANSCRIPTION_OBJECT = "realtime.transcription_session"
 class PreviewTranslationError(ValueError):
     """A Preview value that has no GA form; the transport answers it with an ``error``.
 
-    ``code`` and ``param`` follow the OpenAI error shape (SPEC §9.1).
+    ``code`` and ``param`` follow the OpenAI error shape (docs/protocol.md, Errors).
     """
 
     def __init__(self, message: str, *, param: str, code: str = "invalid_value") -> None:
@@ -227,11 +228,11 @@ def _session_value_to_ga(key: str, value: Any, *, param: str, dropped: list[str]
 def preview_session_to_ga(
     session: JSON, *, transcription: bool, dropped: list[str], param: str = "session"
 ) -> JSON:
-    """Flat Preview session (SPEC Appendix A) → nested GA session config with ``type``.
+    """Flat Preview session (``openai.types.beta.realtime.Session``) → nested GA session config with ``type``.
 
-    ``transcription`` selects a GA ``type:"transcription"`` session (SPEC §4.2), which has
-    no output side: fields aimed elsewhere (``modalities``, ``voice``, …) are dropped.
-    Paths of dropped fields are appended to ``dropped``.
+    ``transcription`` selects a GA ``type:"transcription"`` session (docs/protocol.md,
+    Session objects), which has no output side: fields aimed elsewhere (``modalities``,
+    ``voice``, …) are dropped. Paths of dropped fields are appended to ``dropped``.
     """
     out: JSON = {"type": "transcription" if transcription else "realtime"}
     for key, value in session.items():
@@ -409,7 +410,7 @@ def preview_response_params_to_ga(
 
 
 def ga_response_to_preview(response: JSON) -> JSON:
-    """GA ``RealtimeResponse`` → Preview response (SPEC §11.4)."""
+    """GA ``RealtimeResponse`` → Preview response (docs/protocol.md, Preview dialect)."""
     out: JSON = {}
     for key in _SHARED_RESPONSE_FIELDS:
         if key in response:

@@ -1,4 +1,4 @@
-"""GA session objects (SPEC §4): typed models, server defaults, and update rules.
+"""GA session objects (docs/protocol.md, Session objects): typed models, server defaults, and update rules.
 
 The models are strict (no type coercion) and forbid unknown fields, so validating a
 client's ``session`` object yields exactly the errors the cloud sends
@@ -307,7 +307,8 @@ def _type_changes(current: dict[str, Any], patch: dict[str, Any]) -> bool:
 
 
 def _fill_turn_detection_type(patch: dict[str, Any], current: dict[str, Any]) -> None:
-    """A partial ``turn_detection`` without ``type`` keeps the current type (SPEC §4.1)."""
+    """A partial ``turn_detection`` without ``type`` keeps the current type
+    (docs/protocol.md, Session objects)."""
     td = patch.get("audio", {}).get("input", {}).get("turn_detection") if isinstance(
         patch.get("audio"), dict
     ) and isinstance(patch["audio"].get("input"), dict) else None

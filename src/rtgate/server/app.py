@@ -1,6 +1,6 @@
 """The ASGI application: routes, start-up (model warm-up, VAD batcher) and shutdown.
 
-Routes (SPEC §14): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
+Routes (docs/protocol.md, Endpoints): the Realtime WebSocket on ``/openai/v1/realtime``, ``/v1/realtime`` and
 ``/openai/realtime`` (the ``AzureOpenAI`` client's path), ``/healthz`` (alive) and
 ``/readyz`` (ready for new sessions: not draining; with ``ready_requires_redis``, Redis
 reachable).
@@ -78,6 +78,7 @@ def build_profiles(settings: Settings) -> dict[str, Pipeline]:
         gateway_config(settings),
         default=(lambda cache: builtin_pipeline()) if builtin else None,
         source=settings.config_file or "config",
+        deadlines=settings.backend_deadlines(),
     )
 
 
@@ -216,7 +217,6 @@ def create_app(
         *CALL_ROUTES,
         *SIP_ROUTES,
         *PREVIEW_REST_ROUTES,
-        *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={ClientDisconnect: _client_gone})

@@ -1,4 +1,5 @@
-"""Authentication of Realtime requests (SPEC §1.4) and secret redaction for logs.
+"""Authentication of Realtime requests (docs/protocol.md, Handshake and authentication)
+and secret redaction for logs.
 
 Credentials are read from, in order: ``Authorization: Bearer``, the ``api-key`` header,
 the ``openai-insecure-api-key.<key>`` subprotocol, and the ``api-key`` query parameter.

@@ -1,4 +1,5 @@
-"""``POST …/realtime/calls`` (WebRTC SDP exchange), hangup and sideband control (SPEC §1.3).
+"""``POST …/realtime/calls`` (WebRTC SDP exchange), hangup and sideband control
+(docs/protocol.md, WebRTC calls and the sideband).
 
 * ``POST {/openai/v1,/v1,/openai}/realtime/calls`` — either a raw ``application/sdp`` offer
   (usually with an ephemeral key, whose bound session starts the call) or
@@ -34,7 +35,6 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 
 from ..cluster import Refused
-from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
 from ..protocol.errors import RealtimeError, echo
@@ -50,6 +50,7 @@ from .forward import forward_request, forward_socket, owner_gone, target
 from .keys import account_of, admit, record_session
 from .keys import refusal as key_refusal
 from .node import FORWARDED_HEADER
+from .refusal import refuse as _refuse
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
 
@@ -350,12 +351,6 @@ ROUTES = [
 # --------------------------------------------------------------------------- sideband
 
 
-async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
-    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-    await ws.send_text(orjson.dumps(event).decode())
-    await ws.close(close_code, error.close_reason)
-
-
 async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
     """Attach an accepted, authenticated WebSocket to the live call ``call_id``."""
     from .realtime_ws import StarletteChannel
@@ -386,7 +381,7 @@ async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
     session = call.runner.session
 
     def created() -> str:
-        # The sideband behaves like a session's own socket (SPEC §1.3): it opens with
+        # The sideband behaves like a session's own socket (docs/protocol.md): it opens with
         # session.created, carrying the call's session as it is now, and is sent to this
         # socket only — the data channel and other sidebands do not see it again.
         event = {"type": "session.created", "event_id": session.ids.event(),

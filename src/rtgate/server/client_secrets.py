@@ -1,4 +1,5 @@
-"""``POST …/realtime/client_secrets``: mint ephemeral keys (SPEC §1.2, §12).
+"""``POST …/realtime/client_secrets``: mint ephemeral keys (docs/protocol.md, Client
+secrets and SDK versions).
 
 Served on ``/openai/v1/realtime/client_secrets``, ``/v1/realtime/client_secrets`` and the
 ``AzureOpenAI`` client's ``/openai/realtime/client_secrets?api-version=…``. A standard API

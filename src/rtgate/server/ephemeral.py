@@ -1,4 +1,5 @@
-"""Ephemeral keys (``ek_…``, SPEC §1.2): signed, self-contained, valid on every process.
+"""Ephemeral keys (``ek_…``, docs/protocol.md, Client secrets): signed, self-contained,
+valid on every process.
 
 A key is ``ek_`` + base64url(``version ‖ expires_at ‖ zlib(session JSON) ‖ tag``), where
 ``tag`` is the first 16 bytes of HMAC-SHA256(secret, ``"rtgate-ek" ‖ version ‖ expires_at ‖

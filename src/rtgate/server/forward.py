@@ -39,11 +39,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.typing import Subprotocol
 
-from ..core.ids import IdFactory
 from ..protocol.dialects import INSECURE_KEY_SUBPROTOCOL_PREFIX
 from ..protocol.errors import RealtimeError, echo
 from .auth import Credential
 from .node import FORWARDED_HEADER, Node
+from .refusal import refuse
 
 log = logging.getLogger("rtgate.forward")
 
@@ -165,10 +165,8 @@ async def _up(ws: WebSocket, peer: ClientConnection) -> None:
 
 
 async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
-    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-    with contextlib.suppress(Exception):
-        await ws.send_text(orjson.dumps(event).decode())
-        await ws.close(close_code, error.close_reason)
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await refuse(ws, error, close_code)
 
 
 async def forward_request(request: Request, url: str, credential: Credential, node: Node,

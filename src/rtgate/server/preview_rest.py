@@ -1,4 +1,5 @@
-"""Preview (beta) REST: ephemeral keys in the Preview response shape (SPEC §11.1, §11.3).
+"""Preview (beta) REST: ephemeral keys in the Preview response shape (docs/protocol.md,
+Client secrets and Preview dialect).
 
 ``POST …/realtime/sessions`` and ``POST …/realtime/transcription_sessions`` were how Preview
 apps minted a one-minute key for a browser or phone; the cloud retired them with the Preview

@@ -10,6 +10,8 @@ Contract of :func:`pipelines_from_config`:
   embedded defaults are built once, so one model is loaded per process;
 * ``[profiles.default]`` replaces the embedded default profile (stage by stage);
 * nothing is loaded here: construction only, models load in ``warm_up()``;
+* every engine's deadlines are the ``backend_*_s`` settings, unless its engine table has a
+  ``deadlines`` table of its own;
 * a bad engine table raises :class:`~rtgate.server.config.ConfigError` naming the profile
   and the stage.
 
@@ -20,10 +22,11 @@ as :class:`~rtgate.server.routing.ModelRouter` takes them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
-from ..pipeline.base import LLM, STT, TTS, Backend
+from ..pipeline.base import LLM, STT, TTS, Backend, Deadlines
 from ..pipeline.responder import Pipeline
 from .config import STAGES, ConfigError, GatewayConfig, ProfileConfig, load_config
 from .settings import Settings
@@ -36,19 +39,37 @@ DEFAULT_ENGINES: dict[str, dict[str, Any]] = {
 """The embedded default stack, as engine tables (see ``registry.build_default_stack``)."""
 
 
+_LOADED: dict[str, tuple[tuple[int, int], GatewayConfig]] = {}
+
+
 def gateway_config(settings: Settings) -> GatewayConfig:
-    """The parsed ``settings.config_file``, or an empty configuration without one."""
-    if not settings.config_file:
+    """The parsed ``settings.config_file``, or an empty configuration without one.
+
+    The file is read and parsed once per process: the profiles, the model router and the
+    start-up checks all get the same :class:`GatewayConfig`. It is parsed again only when
+    the file on disk has changed since (its modification time or size differ)."""
+    path = settings.config_file
+    if not path:
         return GatewayConfig()
-    return load_config(settings.config_file)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return load_config(path)  # raises the ConfigError that names the file
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    loaded = _LOADED.get(path)
+    if loaded is None or loaded[0] != stamp:
+        loaded = _LOADED[path] = (stamp, load_config(path))
+    return loaded[1]
 
 
 class EngineCache:
-    """Builds engines, one instance per distinct engine table."""
+    """Builds engines, one instance per distinct engine table; ``deadlines`` bounds every
+    engine's calls unless its table sets its own (``registry.build_engine``)."""
 
-    def __init__(self, source: str = "config") -> None:
+    def __init__(self, source: str = "config", deadlines: Deadlines | None = None) -> None:
         self._engines: dict[tuple[str, str], Backend] = {}
         self._source = source
+        self._deadlines = deadlines
 
     def get(self, stage: str, table: dict[str, Any], where: str) -> Backend:
         from ..pipeline.engines.registry import build_engine
@@ -57,7 +78,7 @@ class EngineCache:
         engine = self._engines.get(key)
         if engine is None:
             try:
-                engine = build_engine(stage, table)  # type: ignore[arg-type]
+                engine = build_engine(stage, table, self._deadlines)  # type: ignore[arg-type]
             except ValueError as exc:
                 raise ConfigError(f"{self._source}: {where}: {exc}") from None
             self._engines[key] = engine
@@ -69,9 +90,11 @@ def pipelines_from_config(
     *,
     default: Callable[[EngineCache], Pipeline] | None = None,
     source: str = "config",
+    deadlines: Deadlines | None = None,
 ) -> dict[str, Pipeline]:
-    """Every configured profile, plus ``default`` (embedded unless configured)."""
-    cache = EngineCache(source)
+    """Every configured profile, plus ``default`` (embedded unless configured); every
+    engine built here gets ``deadlines`` (the ``backend_*_s`` settings)."""
+    cache = EngineCache(source, deadlines)
     pipelines: dict[str, Pipeline] = {}
     if "default" not in config.profiles:
         pipelines["default"] = (default or _embedded_default)(cache)

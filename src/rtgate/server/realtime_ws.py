@@ -1,4 +1,4 @@
-"""The Realtime WebSocket endpoint (SPEC §1.4, §2, §14).
+"""The Realtime WebSocket endpoint (docs/protocol.md, Endpoints and Handshake and authentication).
 
 The upgrade always succeeds (``101``), as on the cloud; problems with the key, the model
 or the protocol are reported as the first frame — an ``error`` event — followed by a
@@ -16,11 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..cluster import Refused
-from ..core.ids import IdFactory
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
 from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
@@ -37,6 +35,7 @@ from .forward import forward_socket, peer_with_room
 from .keys import account_of, admit, record_session
 from .keys import refusal as key_refusal
 from .node import FORWARDED_HEADER
+from .refusal import refuse as _refuse
 from .routing import ModelRouter
 from .scope import model_refusal
 from .settings import Settings
@@ -80,12 +79,6 @@ class StarletteChannel:
 def _is_preview(ws: WebSocket, subprotocols: list[str]) -> bool:
     beta = ws.headers.get("openai-beta", "")
     return "realtime=v1" in beta.replace(" ", "") or PREVIEW_BETA_SUBPROTOCOL in subprotocols
-
-
-async def _refuse(ws: WebSocket, error: RealtimeError, close_code: int) -> None:
-    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-    await ws.send_text(orjson.dumps(event).decode())
-    await ws.close(close_code, error.close_reason)
 
 
 async def realtime_endpoint(ws: WebSocket) -> None:

@@ -8,12 +8,17 @@ start-up, with secrets masked.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import typing
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from ..core.limits import CoreLimits
 from ..mcp.limits import McpLimits
+
+if TYPE_CHECKING:
+    from ..pipeline.base import Deadlines
 
 MIB = 1024 * 1024
 
@@ -264,6 +269,14 @@ class Settings:
             max_image_bytes=self.max_image_bytes,
         )
 
+    def backend_deadlines(self) -> Deadlines:
+        """The deadlines of every STT, LLM and TTS engine the server builds (an engine table
+        in the config file may set its own, docs/configuration.md)."""
+        from ..pipeline.base import Deadlines
+
+        return Deadlines(first_chunk_s=self.backend_first_chunk_s,
+                         next_chunk_s=self.backend_next_chunk_s, total_s=self.backend_total_s)
+
     def mcp_limits(self) -> McpLimits:
         return McpLimits(list_timeout_s=self.mcp_list_timeout_s, call_timeout_s=self.mcp_call_timeout_s,
                          max_output_bytes=self.mcp_max_output_bytes)
@@ -290,31 +303,56 @@ class Settings:
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then ``RTGATE_<FIELD>`` variables, then ``overrides`` (non-None)."""
         env = os.environ if environ is None else environ
+        types = _field_types()
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f"RTGATE_{f.name.upper()}")
             if raw is None:
                 continue
-            values[f.name] = _parse(f.name, raw, f.type)
+            values[f.name] = _parse(f.name, raw, types[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
-def _parse(name: str, raw: str, annotation: Any) -> Any:
-    kind = str(annotation)
+@functools.cache
+def _field_types() -> dict[str, type]:
+    """Each setting's value type: its resolved annotation (the module uses postponed
+    annotations, so ``Field.type`` is only a string), ``X | None`` reduced to ``X``."""
+    types: dict[str, type] = {}
+    for name, hint in get_type_hints(Settings).items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            types[name] = tuple
+        elif args and origin is not None:  # Optional[X] / X | None
+            types[name] = args[0]
+        else:
+            types[name] = hint
+    return types
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    """``raw`` (the ``RTGATE_<NAME>`` variable) as a value of type ``kind``."""
     try:
-        if kind.startswith("tuple"):
+        if kind is tuple:
             return tuple(k.strip() for k in raw.split(",") if k.strip())
-        if kind == "bool":
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if kind == "int":
+        if kind is bool:
+            word = raw.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(word)
+            return word in _TRUE
+        if kind is int:
             if name in AUTO_ZERO and raw.strip().lower() == "auto":
                 return 0
             return int(raw)
-        if kind == "float":
+        if kind is float:
             return float(raw)
     except ValueError:
-        expected = f"{kind} or auto" if name in AUTO_ZERO else kind
+        expected = f"{kind.__name__} or auto" if name in AUTO_ZERO else kind.__name__
         raise ValueError(f"RTGATE_{name.upper()}: expected {expected}, got {raw!r}") from None
     return raw
 

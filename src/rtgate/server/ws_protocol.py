@@ -379,8 +379,13 @@ def ws_protocol(
 
 def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
     """uvicorn ``Config`` keyword arguments for rtgate's connections (one place): the
-    WebSocket protocol above and the HTTP protocol with pre-authentication deadlines."""
+    WebSocket protocol above and the HTTP protocol with pre-authentication deadlines.
+    Raises :class:`~rtgate.server.uvicorn_contract.UvicornInternalsChanged` on a uvicorn
+    without the internals those classes use."""
     from .preauth import http_protocol
+    from .uvicorn_contract import check
+
+    check()
 
     return {
         "http": http_protocol(settings),

@@ -1,4 +1,4 @@
-"""Transcribe input audio while the user speaks (SPEC §10.4, both transcription modes).
+"""Transcribe input audio while the user speaks (docs/protocol.md, Event sequences: Transcription modes).
 
 One :class:`IncrementalTranscriber` per session, owned by its ``SessionRunner``.
 

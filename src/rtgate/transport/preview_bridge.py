@@ -1,4 +1,4 @@
-"""The Preview (beta) bridge at the transport edge (SPEC §11, Appendix A; issue 4).
+"""The Preview (beta) bridge at the transport edge (issue 4; docs/protocol.md, Preview dialect).
 
 A connection that speaks Preview (``OpenAI-Beta: realtime=v1`` or the
 ``openai-beta.realtime-v1`` subprotocol) runs the same GA :class:`SessionRunner` as any
@@ -60,7 +60,7 @@ __all__ = ["BridgeStats", "PreviewBridge", "PreviewChannel"]
 MAX_LOGGED_NOTICES = 32
 """Distinct dropped-field paths logged per connection; later ones are only counted."""
 
-# Same name and shape in both dialects (SPEC §11.2) and by far the most frequent event.
+# Same name and shape in both dialects and by far the most frequent event.
 _PASSTHROUGH_FAST = "input_audio_buffer.append"
 
 

