@@ -22,7 +22,7 @@ Contracts:
   "audio.input.format"``) is a Preview→GA mapping table, not a Preview session: skipped.
 * Hits carry no edit: these shapes are moved by hand.
 
-Rule evaluated here: ``session-preview-field`` (SPEC §11.3).
+Rule evaluated here: ``session-preview-field`` (docs/protocol.md, Preview dialect).
 """
 
 from __future__ import annotations

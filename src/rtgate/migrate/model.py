@@ -44,9 +44,11 @@ CHECKLIST_TITLES: dict[Checklist, str] = {
     Checklist.SDK: "1. Update the SDK (versions, beta namespaces, Preview-only clients)",
     Checklist.ENDPOINTS: "2. Switch WebSocket URLs to /openai/v1/realtime, drop api-version",
     Checklist.BETA_HEADER: "3. Remove the OpenAI-Beta header and subprotocol",
-    Checklist.EVENTS: "4. Rename events (SPEC §11.2)",
-    Checklist.SESSION: "5. Add session.type and move Preview session fields (SPEC §11.3)",
-    Checklist.CONTENT: "6. Update item content types (SPEC §11.4)",
+    Checklist.EVENTS: "4. Rename events (docs/protocol.md, Preview dialect)",
+    Checklist.SESSION: (
+        "5. Add session.type and move Preview session fields (docs/protocol.md, Preview dialect)"
+    ),
+    Checklist.CONTENT: "6. Update item content types (docs/protocol.md, Preview dialect)",
     Checklist.WEBRTC: "7. Switch ephemeral keys and WebRTC to client_secrets and /calls",
 }
 

@@ -11,7 +11,7 @@ strings. It does not evaluate code: a payload built elsewhere (a variable, ``dic
 reported as missing ``type``.
 
 Rules evaluated here: ``session-missing-type``, ``session-preview-field``,
-``response-preview-field``, ``content-type-preview`` (SPEC §11.3, §11.4).
+``response-preview-field``, ``content-type-preview`` (docs/protocol.md, Preview dialect).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _QUOTES = "\"'`"
 _OPEN = "{[("
 _CLOSE = "}])"
 
-# response.create fields that GA renamed or removed (SPEC §11.4).
+# response.create fields that GA renamed or removed (docs/protocol.md, Preview dialect).
 _RESPONSE_FIELDS: dict[str, str | None] = {
     "modalities": "output_modalities",
     "voice": "audio.output.voice",

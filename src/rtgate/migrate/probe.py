@@ -1,6 +1,6 @@
 """``rtgate migrate probe URL``: walk the migration checklist's verification items live.
 
-Checks, in order, on one WebSocket session (SPEC §1, §4, §10):
+Checks, in order, on one WebSocket session (docs/protocol.md, Endpoints, Session objects and Event sequences):
 
 1. ``ga-url`` — the GA URL (``…/realtime?model=…``, no ``api-version``) answers with
    ``session.created`` as its first event.

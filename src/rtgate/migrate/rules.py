@@ -7,7 +7,8 @@ declared here too, with ``analyzer`` naming the module that evaluates them
 the docs and SARIF see one table.
 
 Renamed event names, session fields and content types are not repeated here: they come
-from :mod:`rtgate.protocol.dialects` (SPEC §11), the same tables the Preview bridge uses.
+from :mod:`rtgate.protocol.dialects` (docs/protocol.md, Preview dialect), the same tables
+the Preview bridge uses.
 
 Derivers (``Rule.derive_name``, in :mod:`rtgate.migrate.derive`) turn a regex match into
 extra template fields; a deriver may set ``fix`` to ``None`` to withhold the fix for that
@@ -40,7 +41,7 @@ from .model import (
 # Minimum SDK versions. The checklist's minimums are Python openai 1.54.0, JavaScript
 # openai 4.77.0 and .NET OpenAI 2.9.0; where the first release that ships the GA realtime
 # client is later, that release is the minimum:
-# * openai-python 1.107.0 is the first GA release (SPEC §0, §12).
+# * openai-python 1.107.0 is the first GA release (docs/protocol.md, SDK versions).
 # * openai-node 5.20.0 (2025-09-08): CHANGELOG "api: ship the RealtimeGA API shape"
 #   (openai/openai-node PR #1639); 5.19.x still typed the Preview shapes.
 # * OpenAI .NET 2.9.0: the checklist's minimum; Azure.AI.OpenAI 2.9.0-beta.1 release notes
@@ -75,7 +76,7 @@ RULES: Final[tuple[Rule, ...]] = (
         pattern=re.compile(rf"/openai/realtime(?![\w/.\-])(?:\?(?P<query>{_URL_CHARS}*))?"),
         fix="{fix}",
         derive_name="preview_path",
-        help="SPEC §11.1; Azure answers 401 when api-version is sent on the GA path.",
+        help="Azure answers 401 when api-version is sent on the GA path (docs/protocol.md, Endpoints).",
     ),
     Rule(
         id="endpoint-api-version",
@@ -250,7 +251,7 @@ RULES: Final[tuple[Rule, ...]] = (
         ),
         fix="{q}{pre}{ga}{q}",
         derive_name="event_renamed",
-        help="SPEC §11.2; names from rtgate.protocol.dialects.SERVER_EVENT_RENAMES.",
+        help="Names from rtgate.protocol.dialects.SERVER_EVENT_RENAMES (docs/protocol.md, Preview dialect).",
     ),
     Rule(
         id="event-prefix",
@@ -309,7 +310,8 @@ RULES: Final[tuple[Rule, ...]] = (
         message="'{field}' is a Preview session field: GA answers unknown_parameter",
         change="{change}",
         analyzer="payloads",
-        help="SPEC §11.3; fields from rtgate.protocol.dialects.PREVIEW_SESSION_FIELDS.",
+        help=("Fields from rtgate.protocol.dialects.PREVIEW_SESSION_FIELDS "
+              "(docs/protocol.md, Preview dialect)."),
     ),
     Rule(
         id="response-preview-field",
@@ -347,7 +349,8 @@ RULES: Final[tuple[Rule, ...]] = (
         message="assistant item content type '{old}' is Preview; GA uses '{new}'",
         change="rename the content type '{old}' to '{new}'",
         analyzer="payloads",
-        help="SPEC §11.4 (response.content_part.* parts keep text/audio: not flagged).",
+        help=("response.content_part.* parts keep text/audio: not flagged "
+              "(docs/protocol.md, Preview dialect)."),
     ),
     Rule(
         id="content-type-compare",
@@ -364,7 +367,8 @@ RULES: Final[tuple[Rule, ...]] = (
         ),
         fix="{q}{new}{q}",
         derive_name="content_compare",
-        help="SPEC §11.4; only in files that speak the Realtime API (content_part.* parts keep text/audio).",
+        help=("Only in files that speak the Realtime API; content_part.* parts keep text/audio "
+              "(docs/protocol.md, Preview dialect)."),
     ),
     # ---------------------------------------------------------------- SDK usage
     Rule(

@@ -1,4 +1,5 @@
-"""Complete rewrite of a literal Preview ``session`` object to the GA shape (SPEC §11.3).
+"""Complete rewrite of a literal Preview ``session`` object to the GA shape
+(docs/protocol.md, Preview dialect).
 
 Contracts:
 

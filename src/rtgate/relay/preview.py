@@ -1,4 +1,4 @@
-"""The Preview (beta) dialect in front of the relay (SPEC §11, Appendix A; issue 4).
+"""The Preview (beta) dialect in front of the relay (issue 4; docs/protocol.md, Preview dialect).
 
 A Preview client → rtgate → GA upstream: each Preview client frame is translated to GA
 before it is forwarded, each GA upstream frame back to Preview before it reaches the

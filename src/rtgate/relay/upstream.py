@@ -1,4 +1,5 @@
-"""Opening the upstream GA WebSocket (SPEC §1.4, §2.3) for a relayed session.
+"""Opening the upstream GA WebSocket for a relayed session (docs/protocol.md, Endpoints and
+Handshake and authentication).
 
 The URL is the upstream's ``base_url`` with ``http`` → ``ws`` and ``https`` → ``wss``,
 plus ``/realtime?model=<upstream model, else the client's>`` (and ``intent`` when the
