@@ -46,6 +46,7 @@ from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport, _
 from aiosipua.uac import SipUAC
 
 from ..transport.sip_call import SipCall, SipMediaSettings
+from ..transport.sip_relay import RelayedSipCall
 from .calls import new_call_id
 from .settings import Settings
 from .sip_auth import DigestGuard
@@ -182,7 +183,7 @@ class SipEndpoint:
             max_output_audio_s=settings.webrtc_max_output_audio_s,
         )
         self.pending: dict[str, PendingCall] = {}
-        self.accepted: dict[str, SipCall] = {}
+        self.accepted: dict[str, SipCall | RelayedSipCall] = {}
         self.dialogs: dict[str, tuple[IncomingCall, SipUAS]] = {}
         """``rtc_…`` id of each accepted call → its dialog and the UAS it arrived on."""
         self.uas: list[SipUAS] = []
@@ -367,7 +368,8 @@ class SipEndpoint:
         if call is not None:
             call.request_close("the caller never acknowledged the 200 OK", bye=False)
 
-    def refer(self, call: SipCall, incoming: IncomingCall, uas: SipUAS, target_uri: str) -> None:
+    def refer(self, call: SipCall | RelayedSipCall, incoming: IncomingCall, uas: SipUAS,
+              target_uri: str) -> None:
         """Ask the caller to call ``target_uri`` (blind transfer, RFC 3515)."""
         assert uas.uac is not None
         uas.uac.send_refer(incoming.dialog, target_uri, incoming.source_addr)
