@@ -211,6 +211,13 @@ async def test_relayed_call_spoken_dtmf_sideband_and_hangup(rig: RelayRig, recei
             dtmf = await events.until("input_audio_buffer.dtmf_event_received")
             assert dtmf[-1]["event"] == "7"
 
+            # Refer works as for local calls; its failure is reported on the sideband.
+            await client.realtime.calls.refer(call_id, target_uri="sip:agent@example.com")
+            assert await asyncio.wait_for(peer.refer_to.get(), 5) == "sip:agent@example.com"
+            peer.transfer_progress(603, "Decline")
+            error = (await events.until("error"))[-1]["error"]
+            assert error["code"] == "transfer_failed" and "603 Decline" in error["message"]
+
             await client.realtime.calls.hangup(call_id)
             await asyncio.wait_for(peer.bye.wait(), 5)
         await wait_for(lambda: sessions(rig.gateway) == 0 and sessions(rig.upstream) == 0)

@@ -174,6 +174,7 @@ async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: 
         _detached(allocator.release(rtp_port))
         record_session(state, account, None)
         endpoint.accepted.pop(incoming.call_id, None)
+        endpoint.transfers.pop(incoming.call_id, None)
         endpoint.dialogs.pop(call.id, None)
         pending.uas._calls.pop(incoming.call_id, None)
         if state.calls.calls.pop(call.id, None) is not None:

@@ -247,6 +247,7 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
             for session in sessions:
                 admission.closed(session)
         endpoint.accepted.pop(incoming.call_id, None)
+        endpoint.transfers.pop(incoming.call_id, None)
         endpoint.dialogs.pop(call.id, None)
         pending.uas._calls.pop(incoming.call_id, None)
         if state.calls.calls.pop(call.id, None) is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiortp import RTPSession
-from aiosipua import IncomingCall, SipDigestAuth, SipUAS, parse_sdp
+from aiosipua import IncomingCall, SipDigestAuth, SipUAS, notify_refer, parse_sdp
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.outgoing_call import OutgoingCall
 from aiosipua.uac import SipUAC
@@ -95,6 +95,7 @@ class SipPeer:
         self.heard = Heard()
         self.bye = asyncio.Event()
         self.refer_to: asyncio.Queue[str] = asyncio.Queue()
+        self._referred: IncomingCall | None = None
         self.provisional: list[int] = []
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
         self._sound = asyncio.Event()
@@ -180,7 +181,14 @@ class SipPeer:
         self.bye.set()
 
     def _on_refer(self, call: IncomingCall, refer_to: str) -> None:
+        self._referred = call
         self.refer_to.put_nowait(refer_to)
+
+    def transfer_progress(self, status: int, reason: str = "") -> None:
+        """Report the transfer asked by the last REFER: a ``NOTIFY`` with a
+        ``message/sipfrag`` status line (RFC 3515), as a phone does while it calls the target."""
+        assert self._referred is not None, "no REFER received"
+        notify_refer(self._referred, status, reason)
 
     async def say(self, pcm24k: bytes, then_silence_ms: int = 3000) -> float:
         """Stream 24 kHz PCM16 as 20 ms RTP packets in real time (aiortp's paced sender).

@@ -260,7 +260,12 @@ class RelayedSipCall:
         self.request_close(f"the upstream closed the session ({received.code})")
 
     async def _upstream_event(self, text: str) -> None:
-        event = orjson.loads(text)
+        try:
+            event = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            event = {}  # not ours to judge: passed on as the upstream sent it
+        if not isinstance(event, dict):
+            event = {}
         kind = event.get("type")
         if kind == "response.output_audio.delta":
             self._queue_audio(event)
