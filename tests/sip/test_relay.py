@@ -26,7 +26,7 @@ from rtgate.server.settings import Settings
 from rtgate.testing.audio import speech_pcm
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server
-from rtgate.testing.sip_peer import SipPeer, free_udp_port, offer_sdp
+from rtgate.testing.sip_peer import SipPeer, free_sip_port, offer_sdp
 from rtgate.testing.webhook_receiver import Receiver, running_receiver
 
 from .conftest import KEY, SECRET, Events, delivery, sip_settings, wait_for
@@ -143,7 +143,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, flaky: tuple[int, list[dict[st
         ):
             config = Path(tmp_path_factory.mktemp("sip-relay")) / "rtgate.toml"
             config.write_text(CONFIG.format(upstream=upstream.port, flaky=flaky[0],
-                                            down=free_udp_port(), key_env=KEY_ENV))
+                                            down=free_sip_port(), key_env=KEY_ENV))
             settings = sip_settings(url, config_file=str(config), sip_media_timeout_s=10.0,
                                     relay_connect_timeout_s=2.0, relay_answer_deadline_s=3.0)
             with running_server(settings, profiles=fake_profiles(), vad_factory=FakeVAD) as gateway:

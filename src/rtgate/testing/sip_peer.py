@@ -28,6 +28,19 @@ SOUND_RMS = 300
 """RMS (PCM16) above which a received packet counts as sound, not silence or noise."""
 
 
+def free_sip_port(host: str = "127.0.0.1") -> int:
+    """A port free right now for both UDP and TCP (the SIP endpoint listens on both; a
+    UDP-only probe can pick a port a TCP connection of another process is using)."""
+    while True:
+        port = free_udp_port(host)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((host, port))
+            return port
+        except OSError:
+            continue
+
+
 def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
     """A UDP port free right now (even, with the next one free too, when ``pair``)."""
     while True:
