@@ -18,7 +18,7 @@ from openai import AsyncOpenAI
 from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server
-from rtgate.testing.sip_peer import free_udp_port
+from rtgate.testing.sip_peer import free_sip_port
 from rtgate.testing.validate import validate_server_event
 from rtgate.testing.webhook_receiver import Receiver, running_receiver
 
@@ -40,7 +40,7 @@ class Rig:
 
 
 def sip_settings(webhook_url: str, **changes: Any) -> Settings:
-    values: dict[str, Any] = {"api_keys": (KEY,), "sip_port": free_udp_port(),
+    values: dict[str, Any] = {"api_keys": (KEY,), "sip_port": free_sip_port(),
                               "webhook_urls": (webhook_url,), "webhook_secret": SECRET,
                               "sip_answer_timeout_s": 3.0, "sip_media_timeout_s": 3.0}
     return Settings(**{**values, **changes})

@@ -113,3 +113,67 @@ async def test_hangup_and_accept_of_unknown_calls(rig: Rig) -> None:
         assert info.value.body["code"] == "call_not_found"  # type: ignore[attr-defined]
     await client.close()
     assert KEY
+
+
+async def answered_with_sideband(rig: Rig, receiver: Receiver) -> tuple[SipPeer, str]:
+    peer = SipPeer(rig.sip)
+    await peer.start()
+    peer.invite()
+    event, _ = await delivery(receiver)
+    await peer.answered()
+    return peer, event.data.call_id
+
+
+async def test_refer_that_succeeds_ends_the_call_with_bye(rig: Rig, receiver: Receiver) -> None:
+    """The phone reports the transfer's progress in NOTIFYs; its 200 ends our leg."""
+    peer, call_id = await answered_with_sideband(rig, receiver)
+    client = rig.client()
+    try:
+        async with client.realtime.connect(call_id=call_id) as conn:
+            events = Events(conn)
+            await events.next()
+            await client.realtime.calls.refer(call_id, target_uri="sip:+14155550123@pbx.example.com")
+            assert await asyncio.wait_for(peer.refer_to.get(), 5) == "sip:+14155550123@pbx.example.com"
+            peer.transfer_progress(180, "Ringing")  # progress only: the call goes on
+            peer.dtmf("1")
+            assert (await events.until("input_audio_buffer.dtmf_event_received"))[-1]["event"] == "1"
+            assert not peer.bye.is_set()
+            peer.transfer_progress(200, "OK")
+            await asyncio.wait_for(peer.bye.wait(), 5)
+            with pytest.raises(Exception):
+                await events.next(within=5)  # the sideband closes with the call
+        await wait_for(lambda: sessions(rig) == 0)
+    finally:
+        await client.close()
+        await peer.close()
+
+
+async def test_refer_that_fails_is_reported_and_the_call_goes_on(rig: Rig, receiver: Receiver) -> None:
+    peer, call_id = await answered_with_sideband(rig, receiver)
+    client = rig.client()
+    try:
+        async with client.realtime.connect(call_id=call_id) as conn:
+            events = Events(conn)
+            await events.next()
+            # The target was busy: the phone's final NOTIFY says so.
+            await client.realtime.calls.refer(call_id, target_uri="sip:agent@example.com")
+            await asyncio.wait_for(peer.refer_to.get(), 5)
+            peer.transfer_progress(486, "Busy Here")
+            error = (await events.until("error"))[-1]["error"]
+            assert (error["code"], error["param"]) == ("transfer_failed", "target_uri")
+            assert "486 Busy Here" in error["message"] and "sip:agent@example.com" in error["message"]
+            # A phone that cannot transfer at all refuses the REFER itself (501).
+            peer.uas.on_refer = None
+            await client.realtime.calls.refer(call_id, target_uri="sip:other@example.com")
+            error = (await events.until("error"))[-1]["error"]
+            assert error["code"] == "transfer_failed" and "501" in error["message"]
+            # The call goes on.
+            peer.dtmf("9")
+            assert (await events.until("input_audio_buffer.dtmf_event_received"))[-1]["event"] == "9"
+            assert not peer.bye.is_set()
+            await client.realtime.calls.hangup(call_id)
+            await asyncio.wait_for(peer.bye.wait(), 5)
+        await wait_for(lambda: sessions(rig) == 0)
+    finally:
+        await client.close()
+        await peer.close()

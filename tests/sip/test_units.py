@@ -132,6 +132,30 @@ def test_aiortp_and_aiosipua_internals_we_rely_on_exist() -> None:
 
     assert callable(RTPSession._handle_rtp)
     assert callable(_UdpProtocol.connection_made)
+    # Relayed calls take undecoded payloads where aiortp decodes (transport/sip_relay.py).
+    from aiortp.jitterbuffer import JitterFrame
+
+    assert callable(RTPSession._deliver_audio_frame)
+    frame = JitterFrame(b"\xff" * 160, 0, lost=2)
+    assert (frame.data, frame.lost) == (b"\xff" * 160, 2)
+
+
+def test_upstream_session_of_a_relayed_call() -> None:
+    """The app's accepted body goes upstream without model, audio in the call's law."""
+    from rtgate.server.sip_relay import upstream_session
+    from rtgate.transport.sip_relay import g711_format
+
+    body = {"type": "realtime", "model": "relay-x", "instructions": "Hi.",
+            "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                "turn_detection": {"type": "server_vad"}},
+                      "output": {"voice": "marin"}}}
+    session = upstream_session(body, g711_format(8))
+    assert session == {"type": "realtime", "instructions": "Hi.", "audio": {
+        "input": {"format": {"type": "audio/pcma"}, "turn_detection": {"type": "server_vad"}},
+        "output": {"voice": "marin", "format": {"type": "audio/pcma"}}}}
+    assert body["audio"]["input"]["format"]["type"] == "audio/pcm"  # type: ignore[index]
+    assert upstream_session({"type": "transcription"}, g711_format(0)) == {
+        "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}
 
 
 def test_digest_guard_checks_the_response_the_nonce_and_its_age() -> None:

@@ -42,6 +42,7 @@ from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
 from ..transport.sip_call import SipCall
+from ..transport.sip_relay import RelayedSipCall
 from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
@@ -56,7 +57,8 @@ from .settings import Settings
 
 log = logging.getLogger("rtgate.calls")
 
-owners: weakref.WeakKeyDictionary[WebRTCCall | SipCall, str | None] = weakref.WeakKeyDictionary()
+owners: weakref.WeakKeyDictionary[WebRTCCall | SipCall | RelayedSipCall, str | None] = (
+    weakref.WeakKeyDictionary())
 """The ephemeral key (``Grant.key_id``) that started each call; ``None``: an API key."""
 
 PREFIXES = ("/openai/v1", "/v1", "/openai")
@@ -115,9 +117,9 @@ class CallRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.webrtc = webrtc_settings(settings)
-        self.calls: dict[str, WebRTCCall | SipCall] = {}
+        self.calls: dict[str, WebRTCCall | SipCall | RelayedSipCall] = {}
 
-    def get(self, call_id: str) -> WebRTCCall | SipCall | None:
+    def get(self, call_id: str) -> WebRTCCall | SipCall | RelayedSipCall | None:
         return self.calls.get(call_id)
 
     async def aclose(self) -> None:

@@ -45,7 +45,9 @@ from aiosipua.message import SipRequest, SipResponse
 from aiosipua.transport import SipTransport, TcpSipTransport, UdpSipTransport, _UdpProtocol
 from aiosipua.uac import SipUAC
 
+from ..protocol.errors import RealtimeError, echo
 from ..transport.sip_call import SipCall, SipMediaSettings
+from ..transport.sip_relay import RelayedSipCall
 from .calls import new_call_id
 from .settings import Settings
 from .sip_auth import DigestGuard
@@ -182,9 +184,11 @@ class SipEndpoint:
             max_output_audio_s=settings.webrtc_max_output_audio_s,
         )
         self.pending: dict[str, PendingCall] = {}
-        self.accepted: dict[str, SipCall] = {}
+        self.accepted: dict[str, SipCall | RelayedSipCall] = {}
         self.dialogs: dict[str, tuple[IncomingCall, SipUAS]] = {}
         """``rtc_…`` id of each accepted call → its dialog and the UAS it arrived on."""
+        self.transfers: dict[str, str] = {}
+        """SIP Call-ID of each call with a REFER in progress → its target URI."""
         self.uas: list[SipUAS] = []
         self.dropped_sources = 0
         self._deliveries: set[asyncio.Task[int]] = set()
@@ -206,6 +210,7 @@ class SipEndpoint:
             uas.on_bye = self._on_bye
             uas.on_reinvite = self._on_reinvite
             uas.on_ack_timeout = self._on_ack_timeout
+            uas.on_transfer_progress = self._on_transfer_progress
             await uas.start()
             # Every message passes the source check first; a handler's error answers 500
             # instead of leaving the peer retransmitting.
@@ -233,6 +238,9 @@ class SipEndpoint:
                     uas._send_error(msg, 401, "Unauthorized",
                                     extra_headers={"WWW-Authenticate": self.digest.challenge()})
                 return
+            if isinstance(msg, SipResponse) and msg.cseq is not None and msg.cseq.method == "REFER" \
+                    and msg.status_code >= 300:
+                self._on_transfer_progress(msg.call_id or "", msg.status_code, msg.reason_phrase)
             try:
                 assert handler is not None
                 handler(msg, addr)
@@ -367,11 +375,34 @@ class SipEndpoint:
         if call is not None:
             call.request_close("the caller never acknowledged the 200 OK", bye=False)
 
-    def refer(self, call: SipCall, incoming: IncomingCall, uas: SipUAS, target_uri: str) -> None:
+    def refer(self, call: SipCall | RelayedSipCall, incoming: IncomingCall, uas: SipUAS,
+              target_uri: str) -> None:
         """Ask the caller to call ``target_uri`` (blind transfer, RFC 3515)."""
         assert uas.uac is not None
         uas.uac.send_refer(incoming.dialog, target_uri, incoming.source_addr)
+        self.transfers[incoming.call_id] = target_uri
         log.info("SIP call %s: REFER sent", call.id)
+
+    def _on_transfer_progress(self, sip_call_id: str, status: int, reason: str) -> None:
+        """The outcome of a REFER (RFC 3515): the final status in the caller's NOTIFY
+        (``message/sipfrag``), or the REFER's own error response. Success ends the call
+        (BYE: the caller now talks to the target); failure is reported on the sidebands as
+        an ``error`` ``transfer_failed`` and the call goes on. Provisional statuses
+        (``100 Trying``, ``180 Ringing``) are progress only."""
+        call = self.accepted.get(sip_call_id)
+        target = self.transfers.get(sip_call_id)
+        if call is None or target is None or status < 200:
+            return
+        del self.transfers[sip_call_id]
+        if status < 300:
+            log.info("SIP call %s: transferred (%d %s)", call.id, status, reason)
+            call.request_close(f"transferred to the REFER target ({status} {reason})")
+            return
+        log.info("SIP call %s: transfer failed (%d %s)", call.id, status, reason)
+        call.report(RealtimeError(
+            f"The transfer to '{echo(target)}' failed: the caller's side answered SIP {status} "
+            f"{echo(reason)}. The call goes on; refer again or hang up.", "transfer_failed",
+            "target_uri"))
 
     async def aclose(self) -> None:
         for pending in list(self.pending.values()):

@@ -38,6 +38,7 @@ from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.sip_call import GuardedRTPSession, SipCall
+from ..transport.sip_relay import RelayedSipCall
 from ..transport.webrtc import CallChannel
 from .auth import extract_credential
 from .calls import PREFIXES, call_owner
@@ -74,7 +75,7 @@ async def _control(request: Request, *, pending: bool) -> tuple[Any, Any, bytes]
     call: Any = None
     if endpoint is not None:
         call = endpoint.pending.get(call_id) if pending else app.state.rtgate.calls.get(call_id)
-    if call is None or (not pending and not isinstance(call, SipCall)):
+    if call is None or (not pending and not isinstance(call, SipCall | RelayedSipCall)):
         node = app.state.rtgate.node
         elsewhere, url = await target(node, call_owner(call_id), FORWARDED_HEADER in request.headers)
         credential = extract_credential(request.headers, request.query_params, [])
@@ -124,7 +125,16 @@ async def accept_call(request: Request) -> Response:
     assert isinstance(endpoint, SipEndpoint) and isinstance(pending, PendingCall)
     state = request.app.state.rtgate
     try:
-        config = validate_session(_json_object(body), "session")
+        raw = _json_object(body)
+        config = validate_session(raw, "session")
+        model = getattr(config, "model", None) or "gpt-realtime"
+        upstream = state.router.upstream_for(model)
+        if upstream is not None:
+            if state.drain.draining:
+                raise RestError(503, shutting_down("it takes no new calls"))
+            from .sip_relay import accept_relayed  # it imports this module
+
+            return await accept_relayed(request, endpoint, pending, raw, config, upstream, model)
         pipeline, model = _route(state, config)
         if state.drain.draining:
             raise RestError(503, shutting_down("it takes no new calls"))
@@ -161,11 +171,6 @@ async def accept_call(request: Request) -> Response:
 def _route(state: Any, config: SessionConfig) -> tuple[Any, str]:
     model = getattr(config, "model", None) or "gpt-realtime"
     pipeline = state.router.resolve(model)
-    if pipeline is None and state.router.upstream_for(model) is not None:
-        raise RealtimeError(
-            f"The model '{model}' is relayed to a cloud upstream, and rtgate does not bridge "
-            "SIP calls to relayed models yet; accept with a locally served model.",
-            "unsupported_for_relayed_model", "model")
     if pipeline is None:
         raise RealtimeError(
             f"Invalid model: '{model}'. This rtgate server routes official realtime model "
@@ -242,6 +247,7 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
             for session in sessions:
                 admission.closed(session)
         endpoint.accepted.pop(incoming.call_id, None)
+        endpoint.transfers.pop(incoming.call_id, None)
         endpoint.dialogs.pop(call.id, None)
         pending.uas._calls.pop(incoming.call_id, None)
         if state.calls.calls.pop(call.id, None) is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiortp import RTPSession
-from aiosipua import IncomingCall, SipDigestAuth, SipUAS, parse_sdp
+from aiosipua import IncomingCall, SipDigestAuth, SipUAS, notify_refer, parse_sdp
 from aiosipua.message import SipRequest, SipResponse
 from aiosipua.outgoing_call import OutgoingCall
 from aiosipua.uac import SipUAC
@@ -26,6 +26,19 @@ from ..server.sip import UdpTransport
 
 SOUND_RMS = 300
 """RMS (PCM16) above which a received packet counts as sound, not silence or noise."""
+
+
+def free_sip_port(host: str = "127.0.0.1") -> int:
+    """A port free right now for both UDP and TCP (the SIP endpoint listens on both; a
+    UDP-only probe can pick a port a TCP connection of another process is using)."""
+    while True:
+        port = free_udp_port(host)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((host, port))
+            return port
+        except OSError:
+            continue
 
 
 def free_udp_port(host: str = "127.0.0.1", pair: bool = False) -> int:
@@ -95,6 +108,7 @@ class SipPeer:
         self.heard = Heard()
         self.bye = asyncio.Event()
         self.refer_to: asyncio.Queue[str] = asyncio.Queue()
+        self._referred: IncomingCall | None = None
         self.provisional: list[int] = []
         self.responses: asyncio.Queue[SipResponse] = asyncio.Queue()
         self._sound = asyncio.Event()
@@ -180,7 +194,14 @@ class SipPeer:
         self.bye.set()
 
     def _on_refer(self, call: IncomingCall, refer_to: str) -> None:
+        self._referred = call
         self.refer_to.put_nowait(refer_to)
+
+    def transfer_progress(self, status: int, reason: str = "") -> None:
+        """Report the transfer asked by the last REFER: a ``NOTIFY`` with a
+        ``message/sipfrag`` status line (RFC 3515), as a phone does while it calls the target."""
+        assert self._referred is not None, "no REFER received"
+        notify_refer(self._referred, status, reason)
 
     async def say(self, pcm24k: bytes, then_silence_ms: int = 3000) -> float:
         """Stream 24 kHz PCM16 as 20 ms RTP packets in real time (aiortp's paced sender).

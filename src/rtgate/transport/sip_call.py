@@ -35,6 +35,7 @@ from typing import Any
 from aiortp import RTPSession
 
 from ..audio import G711_RATE, Resampler, encode_from_pcm16, format_rate
+from ..protocol.errors import RealtimeError
 from .connection import OutputHook, SessionRunner
 from .webrtc import CallChannel, WebRTCSettings
 from .webrtc_playback import CallPlayback
@@ -176,6 +177,11 @@ class SipCall:
             pcm = bytes(frame.planes[0])[:frame_bytes]
             self.rtp.send_audio_pcm_auto(pcm)
             self.rtp_packets_sent += 1
+
+    def report(self, error: RealtimeError) -> None:
+        """An ``error`` event from outside the session (e.g. a failed transfer) to the sidebands."""
+        if self._close_task is None:
+            self.runner.apply(self.runner.session.report(error))
 
     # ------------------------------------------------------------------ ending
 

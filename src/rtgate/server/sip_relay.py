@@ -1,0 +1,193 @@
+"""Accepting a SIP call whose model is relayed to a cloud upstream (docs/sip.md, Relayed models).
+
+The upstream session is opened and configured *before* the caller is answered, so every
+way it can fail is the app's answer to ``accept`` and the call stays pending (the app may
+accept again, or reject; otherwise it is declined when its answer time runs out):
+
+* the upstream cannot be opened — ``502`` with the relay's code (``upstream_unavailable``,
+  ``upstream_rejected``, ``upstream_misconfigured``; docs/relay.md) and its message;
+* the upstream answers the configuration with an ``error`` — ``400`` with that error's
+  ``code``, ``message`` and ``param`` as the upstream sent them;
+* no ``session.updated`` within ``relay_answer_deadline_s`` — ``504 upstream_timeout``.
+
+Then the call is decided, its RTP port opened, the INVITE answered ``200 OK`` and the
+bridge (:class:`~rtgate.transport.sip_relay.RelayedSipCall`) started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from websockets.exceptions import ConnectionClosed
+
+from ..cluster import Refused
+from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.session import SessionConfig
+from ..relay.endpoint import relay_limits
+from ..relay.upstream import UpstreamUnavailable, open_upstream
+from ..transport.sip_relay import (
+    RawRTPSession,
+    RelayedSipCall,
+    UpstreamRefused,
+    configure_upstream,
+    g711_format,
+)
+from .auth import extract_credential
+from .client_secrets import authenticate, error_response
+from .config import UpstreamConfig
+from .drain import shutting_down
+from .keys import account_of, admit, record_session
+from .keys import refusal as key_refusal
+from .sip import PendingCall, SipEndpoint, answer_sdp
+from .sip_routes import _allocator, _detached_release, _not_found, local_ip_towards
+
+log = logging.getLogger("rtgate.sip")
+
+
+def upstream_session(raw: dict[str, Any], audio_format: str) -> dict[str, Any]:
+    """The accepted configuration as the upstream's ``session.update`` session: the app's
+    body without ``model`` (the upstream URL names it), audio in the call's G.711 law."""
+    session = {k: copy.deepcopy(v) for k, v in raw.items() if k != "model"}
+    session.setdefault("type", "realtime")
+    audio = session.get("audio")
+    audio = audio if isinstance(audio, dict) else {}
+    for direction in ("input", "output"):
+        if session["type"] == "transcription" and direction == "output":
+            continue
+        part = audio.get(direction)
+        part = part if isinstance(part, dict) else {}
+        part["format"] = {"type": audio_format}
+        audio[direction] = part
+    session["audio"] = audio
+    return session
+
+
+async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: PendingCall,
+                         raw: dict[str, Any], config: SessionConfig, upstream: UpstreamConfig,
+                         model: str) -> Response:
+    """``accept`` for a relayed model; see the module docstring."""
+    state = request.app.state.rtgate
+    settings = state.settings
+    if state.active_sessions >= settings.max_sessions:
+        return error_response(503, RealtimeError(
+            f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
+            "server_busy", type=SERVER_ERROR))
+    incoming = pending.incoming
+    offer = incoming.sdp_offer
+    assert offer is not None and offer.rtp_address is not None
+    _, payload_type, _ = answer_sdp(offer, "127.0.0.1", 9)  # only the codec choice is used
+    audio_format = g711_format(payload_type)
+    limits = relay_limits(settings)
+    transcription = config.type == "transcription"
+    try:
+        conn = await open_upstream(upstream, model, limits,
+                                   intent="transcription" if transcription else None)
+    except UpstreamUnavailable as exc:
+        log.warning("SIP call %s: relay upstream '%s' unavailable (%s)", pending.call_id,
+                    upstream.name, exc.code)
+        return error_response(502, RealtimeError(exc.message, exc.code, type=SERVER_ERROR))
+    try:
+        session = await configure_upstream(conn, upstream_session(raw, audio_format),
+                                           limits.answer_deadline_s)
+    except UpstreamRefused as exc:
+        await conn.close(1000, "call not accepted")
+        error = exc.error
+        return error_response(400, RealtimeError(
+            str(error.get("message") or "The upstream refused the session configuration."),
+            str(error.get("code") or "invalid_value"),
+            error.get("param") if isinstance(error.get("param"), str) else None,
+            type=str(error.get("type") or "invalid_request_error")))
+    except (TimeoutError, ConnectionClosed) as exc:
+        await conn.close(1000, "call not accepted")
+        lost = isinstance(exc, ConnectionClosed)
+        return error_response(502 if lost else 504, RealtimeError(
+            f"The relay upstream '{upstream.name}' "
+            + ("closed the connection while the session was configured." if lost else
+               f"did not confirm the session configuration within {limits.answer_deadline_s:g} s."),
+            "upstream_connection_lost" if lost else "upstream_timeout", type=SERVER_ERROR))
+    if endpoint.decide(pending.call_id) is None:  # it timed out or was cancelled meanwhile
+        await conn.close(1000, "call not accepted")
+        return _not_found(pending.call_id, "pending SIP")
+    account = account_of(authenticate(request, allow_ephemeral=False),
+                         extract_credential(request.headers, request.query_params, []))
+    lease = await admit(state, account)
+    if isinstance(lease, Refused):
+        await conn.close(1000, "call not accepted")
+        endpoint.reject(pending, 503)
+        return error_response(429, key_refusal(lease),
+                              headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
+    try:
+        await _start(state, endpoint, pending, conn, upstream, session, audio_format, payload_type,
+                     account, lease)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            await conn.close(1000, "call not accepted")
+        _detached_release(lease)
+        endpoint.reject(pending, 500)
+        log.warning("SIP call %s could not start: %s", pending.call_id, exc)
+        return error_response(500, RealtimeError(
+            f"The call's media could not be set up: {type(exc).__name__}.", "server_error",
+            type="server_error"))
+    log.info("SIP call %s accepted (model=%s, relayed to '%s', %s)", pending.call_id, model,
+             upstream.name, audio_format)
+    return Response(status_code=200)
+
+
+async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: Any,
+                 upstream: UpstreamConfig, session: dict[str, Any], audio_format: str,
+                 payload_type: int, account: str, lease: Any) -> None:
+    settings = state.settings
+    incoming = pending.incoming
+    offer = incoming.sdp_offer
+    assert offer is not None and offer.rtp_address is not None
+    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
+    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
+    rtp_port, _rtcp = await allocator.allocate()
+    try:
+        answer, chosen, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
+        assert chosen == payload_type
+        rtp = await RawRTPSession.create(
+            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
+            payload_type=payload_type, dtmf_payload_type=dtmf_type,
+            jitter_prefetch=settings.sip_jitter_frames, plc=False)
+        assert isinstance(rtp, RawRTPSession)  # aiortp's factory builds cls
+    except Exception:
+        await allocator.release(rtp_port)
+        raise
+    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
+
+    def send_bye() -> None:
+        incoming._stop_retransmissions()
+        incoming.hangup()
+
+    def on_closed(call: RelayedSipCall) -> None:
+        unregister()
+        _detached_release(lease)
+        from .calls import _detached
+
+        _detached(allocator.release(rtp_port))
+        record_session(state, account, None)
+        endpoint.accepted.pop(incoming.call_id, None)
+        endpoint.transfers.pop(incoming.call_id, None)
+        endpoint.dialogs.pop(call.id, None)
+        pending.uas._calls.pop(incoming.call_id, None)
+        if state.calls.calls.pop(call.id, None) is not None:
+            state.active_sessions -= 1
+
+    call = RelayedSipCall(pending.call_id, upstream=conn, upstream_name=upstream.name,
+                          upstream_session=session, audio_format=audio_format, rtp=rtp,
+                          settings=endpoint.media, send_deadline_s=settings.send_deadline_s,
+                          send_bye=send_bye, on_closed=on_closed)
+    state.calls.calls[call.id] = call
+    endpoint.accepted[incoming.call_id] = call
+    endpoint.dialogs[call.id] = (incoming, pending.uas)
+    unregister = state.drain.register(lambda: call.request_close(shutting_down().message))
+    state.active_sessions += 1
+    incoming.accept(answer)
+    await call.start()
