@@ -54,8 +54,6 @@ Output = dict[str, Any] | fx.Effect
 LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
 """Transcription models that stream deltas while audio is appended (live mode,
 docs/protocol.md, Event sequences: Transcription modes)."""
-TransportKind = Literal["websocket", "webrtc", "sip"]
-"""How the session is carried; ``webrtc`` and ``sip`` calls play output audio on the server."""
 
 SHUTTING_DOWN = "server_shutting_down"
 
@@ -89,12 +87,15 @@ class Session:
         limits: CoreLimits | None = None,
         now: float,
         ids: IdFactory | None = None,
-        transport: TransportKind = "websocket",
+        plays_audio: bool = False,
     ) -> None:
         self.id = session_id
         self.limits = limits or CoreLimits()
         self.ids = ids or IdFactory()
-        self.transport = transport
+        self.plays_audio = plays_audio
+        """The server plays the output audio itself (a WebRTC or SIP call), so the client may
+        clear it (``output_audio_buffer.clear``) and a barge-in clears it; over a WebSocket
+        the client plays what it receives."""
         self.config: SessionConfig = config or default_config(kind, model)
         if isinstance(self.config, RealtimeSessionConfig) and model and not self.config.model:
             self.config = self.config.model_copy(update={"model": model})
@@ -226,7 +227,7 @@ class Session:
         handler = _HANDLERS.get(event.type)
         try:
             if handler is None or (
-                event.type == "output_audio_buffer.clear" and self.transport == "websocket"
+                event.type == "output_audio_buffer.clear" and not self.plays_audio
             ):
                 raise invalid_value(
                     "type",
@@ -763,7 +764,7 @@ class Session:
         emitter = self._responses.get(response_id)
         if emitter is None:
             return
-        if self.transport != "websocket" and reason == "turn_detected":
+        if self.plays_audio and reason == "turn_detected":
             self._effect(fx.ClearOutputAudio(response_id))
             self._emit("output_audio_buffer.cleared", response_id=response_id)
         self._effect(fx.CancelResponse(response_id))

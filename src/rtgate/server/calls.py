@@ -249,7 +249,7 @@ async def create_call(request: Request) -> Response:
             config=config,
             limits=settings.core_limits(),
             now=time.time(),
-            transport="webrtc",
+            plays_audio=True,
         )
         if admission is not None:
             admission.opened(session)

@@ -219,7 +219,7 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
             session_id=f"sess_{secrets.token_hex(11)}",
             kind="transcription" if transcription else "realtime",
             model=model, config=config, limits=settings.core_limits(), now=time.time(),
-            transport="sip",
+            plays_audio=True,
         )
         if admission is not None:
             admission.opened(session)
