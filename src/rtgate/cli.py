@@ -92,6 +92,9 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    "see docs/sip.md)")
     p.add_argument("--sip-host", metavar="ADDRESS",
                    help="address the SIP endpoint binds and puts in SDP answers (default: --host)")
+    p.add_argument("--sip-tls-port", type=int, metavar="PORT",
+                   help="TCP port of SIP over TLS (sips:, e.g. 5061; needs RTGATE_SIP_TLS_CERTFILE "
+                   "and RTGATE_SIP_TLS_KEYFILE; default: no TLS)")
     p.add_argument("--sip-allowed-source", action="append", dest="sip_allowed_sources",
                    metavar="CIDR", help="address or CIDR allowed to send SIP (repeatable; "
                    "default: loopback only)")
@@ -169,7 +172,7 @@ def serve(args: argparse.Namespace) -> int:
         for k in ("host", "port", "allow_unauthenticated", "pipeline", "session_lifetime_s",
                   "max_sessions", "max_conversations", "log_level", "config_file",
                   "webrtc_turn_username", "loop", "workers", "redis_url", "drain_timeout_s",
-                  "advertise_host", "internal_port", "sip_port", "sip_host")
+                  "advertise_host", "internal_port", "sip_port", "sip_host", "sip_tls_port")
     }
     if args.webrtc_ice_servers:
         overrides["webrtc_ice_servers"] = tuple(args.webrtc_ice_servers)

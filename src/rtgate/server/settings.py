@@ -229,6 +229,13 @@ class Settings:
     """With ``sip_digest_password``: new INVITEs must carry digest credentials (401 otherwise)."""
     sip_digest_password: str | None = None
     """Digest password of the trunk (masked when printed)."""
+    sip_tls_port: int = 0
+    """TCP port of SIP over TLS (``sips:``, usually 5061); 0: no TLS. Needs
+    ``sip_tls_certfile`` and ``sip_tls_keyfile``."""
+    sip_tls_certfile: str = ""
+    """PEM certificate chain the TLS listener presents."""
+    sip_tls_keyfile: str = ""
+    """PEM private key of ``sip_tls_certfile``."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:

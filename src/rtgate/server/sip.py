@@ -33,6 +33,7 @@ import contextlib
 import ipaddress
 import logging
 import secrets
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,37 @@ class UdpTransport(UdpSipTransport):
         transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramProtocol(self),
                                                            local_addr=self.local_addr)
         self._udp_transport = transport
+
+
+class TlsTransport(TcpSipTransport):
+    """SIP over TLS (RFC 3261 §26.2, ``sips:``): aiosipua's TCP transport with its listener
+    and outgoing connections wrapped in ``context``. Framing, dispatch and answers on the
+    connection are the TCP transport's."""
+
+    def __init__(self, *, local_addr: tuple[str, int], context: ssl.SSLContext) -> None:
+        super().__init__(local_addr=local_addr)
+        self.context = context
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle_connection, host=self.local_addr[0], port=self.local_addr[1], ssl=self.context)
+
+    async def connect(
+        self, remote_addr: tuple[str, int]
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        client = ssl.create_default_context()
+        reader, writer = await asyncio.open_connection(remote_addr[0], remote_addr[1], ssl=client)
+        self._connections[remote_addr] = (reader, writer)
+        self._spawn(self._handle_incoming(reader, writer, remote_addr))
+        return reader, writer
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The server side of SIP over TLS: TLS 1.2 or later, the configured certificate."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 def parse_sources(sources: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -201,9 +233,15 @@ class SipEndpoint:
         return self.settings.sip_port
 
     async def start(self) -> None:
-        """Listen on UDP and TCP (``sip_host``:``sip_port``)."""
+        """Listen on UDP and TCP (``sip_host``:``sip_port``), and TLS on ``sip_tls_port``."""
         address = (self.host, self.settings.sip_port)
-        for transport in (UdpTransport(local_addr=address), TcpSipTransport(local_addr=address)):
+        transports: list[SipTransport] = [UdpTransport(local_addr=address),
+                                          TcpSipTransport(local_addr=address)]
+        if self.settings.sip_tls_port:
+            context = tls_context(self.settings.sip_tls_certfile, self.settings.sip_tls_keyfile)
+            tls_address = (self.host, self.settings.sip_tls_port)
+            transports.append(TlsTransport(local_addr=tls_address, context=context))
+        for transport in transports:
             uas = SipUAS(transport, user_agent="rtgate", uac=SipUAC(transport))
             uas.on_invite = lambda call, uas=uas: self._on_invite(uas, call)
             uas.on_cancel = self._on_cancel
@@ -216,8 +254,9 @@ class SipEndpoint:
             # instead of leaving the peer retransmitting.
             transport.on_message = self._guard(uas, transport)
             self.uas.append(uas)
-        log.info("SIP listening on %s:%d (UDP, TCP); allowed sources: %s", self.host,
-                 self.settings.sip_port, ", ".join(self.settings.sip_allowed_sources) or "none")
+        tls = f", TLS on {self.settings.sip_tls_port}" if self.settings.sip_tls_port else ""
+        log.info("SIP listening on %s:%d (UDP, TCP%s); allowed sources: %s", self.host,
+                 self.settings.sip_port, tls, ", ".join(self.settings.sip_allowed_sources) or "none")
 
     def _guard(self, uas: SipUAS, transport: SipTransport) -> Any:
         handler = transport.on_message

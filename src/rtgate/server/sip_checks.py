@@ -33,5 +33,24 @@ def check_sip_settings(settings: Any) -> None:
         raise ValueError("sip_answer_timeout_s and sip_media_timeout_s must be positive")
     if bool(settings.sip_digest_username) != bool(settings.sip_digest_password):
         raise ValueError("sip_digest_username/sip_digest_password: set both or neither")
+    if settings.sip_tls_port:
+        check_tls(settings)
     if not 1 <= settings.sip_jitter_frames <= 15:
         raise ValueError(f"sip_jitter_frames: expected 1-15, got {settings.sip_jitter_frames}")
+
+
+def check_tls(settings: Any) -> None:
+    """The TLS listener's port, certificate and key (loaded once here, so a bad file stops
+    ``rtgate serve`` at start-up instead of failing each handshake)."""
+    import ssl
+
+    if not 1 <= settings.sip_tls_port <= 65535 or settings.sip_tls_port == settings.sip_port:
+        raise ValueError("sip_tls_port: expected a port 1-65535 other than sip_port, "
+                         f"got {settings.sip_tls_port}")
+    if not (settings.sip_tls_certfile and settings.sip_tls_keyfile):
+        raise ValueError("sip_tls_certfile/sip_tls_keyfile: required with sip_tls_port (PEM files)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.sip_tls_certfile, settings.sip_tls_keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"sip_tls_certfile/sip_tls_keyfile: cannot load them ({exc})") from None
