@@ -62,7 +62,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..core.ids import IdFactory
-from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
 from ..server.config import UpstreamConfig
 from ..server.metrics import RelayMetrics, event_type_label
 from ..server.ws_protocol import Splice
@@ -301,8 +301,7 @@ class RelaySession:
         )
 
     async def _send_error(self, error: RealtimeError) -> None:
-        event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-        text = orjson.dumps(event).decode()
+        text = orjson.dumps(error_event(error, IdFactory().event())).decode()
         for out in self.dialect.to_client(text) if self.dialect is not None else [text]:
             await self._send(out)
 

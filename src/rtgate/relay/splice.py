@@ -47,7 +47,7 @@ from typing import Any
 import orjson
 
 from ..core.ids import IdFactory
-from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
 from ..server.metrics import RelayMetrics, event_type_label
 from .frames import frame_type
 from .upstream import RelayLimits
@@ -100,8 +100,7 @@ class _Sink:
 
 
 def _error_frame(error: RealtimeError) -> bytes:
-    event = {"type": "error", "event_id": IdFactory().event(), "error": error.to_wire()}
-    return encode_frame(OP_TEXT, orjson.dumps(event), mask=False)
+    return encode_frame(OP_TEXT, orjson.dumps(error_event(error, IdFactory().event())), mask=False)
 
 
 def _message_type(whole: bytes, frame: ScannedFrame) -> str | None:
