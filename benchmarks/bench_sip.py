@@ -65,7 +65,7 @@ async def run(rounds: int, stack: str) -> str:
     from rtgate.server.settings import Settings
     from rtgate.testing.audio import speech_pcm
     from rtgate.testing.server import running_server
-    from rtgate.testing.sip_peer import free_udp_port
+    from rtgate.testing.sip_peer import free_sip_port
     from rtgate.testing.webhook_receiver import Receiver, running_receiver
 
     audio = [await speech_pcm(text) for text in UTTERANCES]
@@ -76,7 +76,7 @@ async def run(rounds: int, stack: str) -> str:
     ws: list[float] = []
     sip: list[float] = []
     with running_receiver(receiver) as url:
-        settings = Settings(api_keys=("sk-bench",), sip_port=free_udp_port(), webhook_urls=(url,),
+        settings = Settings(api_keys=("sk-bench",), sip_port=free_sip_port(), webhook_urls=(url,),
                             webhook_secret=SECRET, overload_late_s=0)
         with running_server(settings, profiles=profiles_for(stack)) as handle:
             receiver.base_url = handle.base_url
