@@ -45,7 +45,7 @@ from .drain import shutting_down
 from .keys import account_of, admit, record_session
 from .keys import refusal as key_refusal
 from .sip import PendingCall, SipEndpoint, answer_sdp
-from .sip_routes import _allocator, _detached_release, _not_found, local_ip_towards
+from .sip_routes import _detached_release, _not_found, open_call_media
 
 log = logging.getLogger("rtgate.sip")
 
@@ -144,23 +144,10 @@ async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: 
                  payload_type: int, account: str, lease: Any) -> None:
     settings = state.settings
     incoming = pending.incoming
-    offer = incoming.sdp_offer
-    assert offer is not None and offer.rtp_address is not None
-    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
-    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
-    rtp_port, _rtcp = await allocator.allocate()
-    try:
-        answer, chosen, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
-        assert chosen == payload_type
-        rtp = await RawRTPSession.create(
-            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
-            payload_type=payload_type, dtmf_payload_type=dtmf_type,
-            jitter_prefetch=settings.sip_jitter_frames, plc=False)
-        assert isinstance(rtp, RawRTPSession)  # aiortp's factory builds cls
-    except Exception:
-        await allocator.release(rtp_port)
-        raise
-    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
+    # plc off: the payloads go upstream as they came; a lost packet is filled with silence.
+    media = await open_call_media(settings, endpoint, incoming, RawRTPSession, plc=False)
+    assert media.payload_type == payload_type  # the codec the upstream session was set up for
+    rtp, rtp_port, allocator, answer = media.rtp, media.port, media.allocator, media.answer
 
     def send_bye() -> None:
         incoming._stop_retransmissions()

@@ -23,10 +23,12 @@ import math
 import secrets
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiortp import PortAllocator
+from aiosipua import SdpMessage
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -117,6 +119,43 @@ def _allocator(low: int, high: int) -> PortAllocator:
     return _allocators[(low, high)]
 
 
+@dataclass(frozen=True, slots=True)
+class CallMedia:
+    """An accepted call's RTP: the session, its port (released through ``allocator`` when
+    the call ends) and the SDP answer that names them."""
+
+    rtp: Any
+    port: int
+    allocator: PortAllocator
+    answer: SdpMessage
+    payload_type: int
+
+
+async def open_call_media(settings: Any, endpoint: SipEndpoint, incoming: Any, session_class: Any,
+                          *, plc: bool) -> CallMedia:
+    """Allocate an RTP port, answer the caller's offer and open ``session_class`` (an aiortp
+    session) towards its media address, taking RTP only from that address and the SIP peer
+    (the INVITE was refused if the media address is neither the peer nor an allowed source).
+    The port is released again if any step fails."""
+    offer = incoming.sdp_offer
+    assert offer is not None and offer.rtp_address is not None
+    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
+    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
+    rtp_port, _rtcp = await allocator.allocate()
+    try:
+        answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
+        rtp = await session_class.create(
+            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
+            payload_type=payload_type, dtmf_payload_type=dtmf_type,
+            jitter_prefetch=settings.sip_jitter_frames, plc=plc)
+        assert isinstance(rtp, session_class)  # aiortp's factory builds cls
+    except Exception:
+        await allocator.release(rtp_port)
+        raise
+    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
+    return CallMedia(rtp, rtp_port, allocator, answer, payload_type)
+
+
 async def accept_call(request: Request) -> Response:
     found = await _control(request, pending=True)
     if isinstance(found, Response):
@@ -192,24 +231,8 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
                       pipeline: Any, model: str, account: str, lease: Any) -> None:
     settings = state.settings
     incoming = pending.incoming
-    offer = incoming.sdp_offer
-    assert offer is not None and offer.rtp_address is not None
-    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
-    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
-    rtp_port, _rtcp = await allocator.allocate()
-    try:
-        answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
-        rtp = await GuardedRTPSession.create(
-            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
-            payload_type=payload_type, dtmf_payload_type=dtmf_type,
-            jitter_prefetch=settings.sip_jitter_frames, plc=True)
-        assert isinstance(rtp, GuardedRTPSession)  # aiortp's factory builds cls
-    except Exception:
-        await allocator.release(rtp_port)
-        raise
-    # RTP is taken from the offer's media address and the SIP peer only (the INVITE was
-    # refused if the media address is neither the peer nor an allowed source).
-    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
+    media = await open_call_media(settings, endpoint, incoming, GuardedRTPSession, plc=True)
+    rtp, rtp_port, allocator, answer = media.rtp, media.port, media.allocator, media.answer
     transcription = config.type == "transcription"
     admission = state.admission if pipeline.admission_limited else None
     sessions: list[Session] = []
