@@ -221,3 +221,19 @@ def from_validation_error(exc: ValidationError, prefix: str = "") -> RealtimeErr
             param,
         )
     return RealtimeError(f"Invalid value for '{param}': {err['msg']}.", "invalid_value", param)
+
+
+SERVER_SHUTTING_DOWN = "server_shutting_down"
+"""The code of the error that refuses or ends a session while the server drains."""
+
+
+def shutting_down(detail: str = "") -> RealtimeError:
+    """The error a drain sends (server/drain.py): refusing a new session, or ending a live
+    one, local or relayed."""
+    return RealtimeError(
+        "This server is shutting down (a restart or a deployment)"
+        + (f"; {detail}" if detail else "")
+        + ". Connect again: the service routes new sessions to a server that is running.",
+        SERVER_SHUTTING_DOWN,
+        type=SERVER_ERROR,
+    )

@@ -52,8 +52,10 @@ from rtgate.protocol.preview_shapes import (
 
 __all__ = [
     "GA_ONLY_SERVER_EVENTS",
+    "MAX_LOGGED_NOTICES",
     "PREVIEW_KEY_TTL_S",
     "PREVIEW_SERVER_EVENT_TYPES",
+    "BridgeStats",
     "Notice",
     "PreviewSessionsRequest",
     "PreviewState",
@@ -321,3 +323,26 @@ def preview_sessions_response(
     out = ga_session_to_preview(ga_session, client_model=client_model)
     out["client_secret"] = {"value": secret_value, "expires_at": secret_expires_at}
     return out
+
+
+MAX_LOGGED_NOTICES: Final = 32
+"""Distinct dropped-field paths a bridge logs per connection; later ones are only counted."""
+
+
+@dataclass
+class BridgeStats:
+    """Counters of one Preview connection, for the close log line and metrics; kept by the
+    local bridge (:mod:`rtgate.transport.preview_bridge`) and the relay's
+    (:mod:`rtgate.relay.preview`) alike.
+
+    ``notices``: dropped Preview fields by path, at most :data:`MAX_LOGGED_NOTICES` paths
+    (``notices_suppressed`` counts the rest). ``translation_errors``: client events
+    answered with an ``error`` because a value had no GA form. ``events_in`` / ``events_out``:
+    Preview frames received from and sent to the client.
+    """
+
+    notices: Counter[str] = field(default_factory=Counter)
+    notices_suppressed: int = 0
+    translation_errors: int = 0
+    events_in: int = 0
+    events_out: int = 0

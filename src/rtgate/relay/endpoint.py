@@ -14,12 +14,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..asgi.close import close_or_drop
+from ..asgi.hooks import SPLICE_EXTENSION
+from ..protocol.errors import SERVER_ERROR, RealtimeError, shutting_down
 from ..protocol.preview import PreviewState
-from ..server.config import UpstreamConfig
-from ..server.drain import shutting_down
-from ..server.ws_close import close_or_drop
-from ..server.ws_protocol import SPLICE_EXTENSION
+from .config import UpstreamConfig
 from .preview import PreviewDialect
 from .session import ClientGone, Ending, RelaySession
 from .upstream import RelayLimits
@@ -32,7 +31,7 @@ class StarletteClient:
 
     :meth:`close` waits at most ``close_timeout_s`` to hand the close frame to the socket;
     a client that stops reading never lets it through (the server's write buffer stays
-    full), so its connection is then dropped (:func:`rtgate.server.ws_close.close_or_drop`).
+    full), so its connection is then dropped (:func:`rtgate.asgi.close.close_or_drop`).
     """
 
     def __init__(self, ws: WebSocket, close_timeout_s: float = 2.0) -> None:

@@ -23,12 +23,13 @@ import orjson
 
 from ..protocol.errors import RealtimeError
 from ..protocol.preview import (
+    MAX_LOGGED_NOTICES,
+    BridgeStats,
     PreviewState,
     PreviewTranslationError,
     ga_server_to_preview,
     preview_client_to_ga,
 )
-from ..transport.preview_bridge import MAX_LOGGED_NOTICES, BridgeStats
 from .frames import frame_type
 
 log = logging.getLogger("rtgate.relay.preview")

@@ -22,8 +22,8 @@ from websockets.exceptions import InvalidHandshake, InvalidStatus
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from ..server.config import UpstreamConfig
-from ..server.ws_protocol import RawSink
+from ..asgi.hooks import RawSink
+from .config import UpstreamConfig
 from .upstream import RelayLimits, connect_failure, upstream_headers, upstream_url
 
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024

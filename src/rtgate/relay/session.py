@@ -61,12 +61,13 @@ import orjson
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from ..asgi.hooks import SpliceHook
 from ..core.ids import IdFactory
+from ..metrics import event_type_label
 from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
-from ..server.config import UpstreamConfig
-from ..server.metrics import RelayMetrics, event_type_label
-from ..server.ws_protocol import Splice
+from .config import UpstreamConfig
 from .frames import frame_type
+from .metrics import RelayMetrics
 from .preview import PreviewDialect
 from .rawlink import open_raw_upstream
 from .splice import TO_CLIENT, TO_UPSTREAM, SplicedRelay
@@ -154,7 +155,7 @@ class RelaySession:
     bound_session: Mapping[str, Any] | None = None
     dialect: PreviewDialect | None = None
     environ: Mapping[str, str] | None = None
-    splice: Splice | None = None
+    splice: SpliceHook | None = None
     """The client connection's armed splice hook: a GA session's frames then pass as raw
     bytes (:mod:`.splice`); without it, or for a Preview dialect, every frame is parsed."""
 

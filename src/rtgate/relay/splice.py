@@ -47,9 +47,10 @@ from typing import Any
 import orjson
 
 from ..core.ids import IdFactory
+from ..metrics import event_type_label
 from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
-from ..server.metrics import RelayMetrics, event_type_label
 from .frames import frame_type
+from .metrics import RelayMetrics
 from .upstream import RelayLimits
 from .wire import (
     OP_CLOSE,
@@ -85,7 +86,7 @@ _UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
 
 
 class _Sink:
-    """A :class:`~rtgate.server.ws_protocol.RawSink` whose methods are the relay's own
+    """A :class:`~rtgate.asgi.hooks.RawSink` whose methods are the relay's own
     bound methods (no extra call per chunk)."""
 
     __slots__ = ("connection_lost", "data_received", "pause_writing", "resume_writing", "shutdown")

@@ -25,7 +25,7 @@ from urllib.parse import urlencode, urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI, WebSocketException
 
-from ..server.config import UpstreamConfig
+from .config import UpstreamConfig
 
 MIB = 1024 * 1024
 

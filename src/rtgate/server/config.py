@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..relay.config import UpstreamConfig as UpstreamConfig  # the relay owns it; re-exported
+
 STAGES = ("stt", "llm", "tts")
 UPSTREAM_KINDS = ("azure", "openai")
 
@@ -48,16 +50,6 @@ class ProfileConfig:
     stt: dict[str, Any] | None = None
     llm: dict[str, Any] | None = None
     tts: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamConfig:
-    name: str
-    kind: Literal["azure", "openai"]
-    base_url: str
-    api_key_env: str
-    model: str | None = None
-    client_secrets: Literal["rtgate", "upstream"] = "rtgate"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ..core.session import SHUTTING_DOWN
-from ..protocol.errors import RealtimeError
+from ..protocol.errors import SERVER_SHUTTING_DOWN, shutting_down  # the relay sends it too; re-exported
 
 log = logging.getLogger("rtgate.drain")
 
@@ -39,17 +38,6 @@ CLOSE_CODE = 1012
 
 POLL_S = 0.1
 """How often a drain checks whether the last session has gone."""
-
-
-def shutting_down(detail: str = "") -> RealtimeError:
-    """The error a drain sends: refusing a new session, or ending a live one."""
-    return RealtimeError(
-        "This server is shutting down (a restart or a deployment)"
-        + (f"; {detail}" if detail else "")
-        + ". Connect again: the service routes new sessions to a server that is running.",
-        SHUTTING_DOWN,
-        type="server_error",
-    )
 
 
 Ender = Callable[[], object]
@@ -107,7 +95,7 @@ class Drain:
                  active(), timeout_s)
         if not await self._until_idle(active, timeout_s):
             ended = self.end_all()
-            log.info("drain deadline: ended %d session(s) with %s", ended, SHUTTING_DOWN)
+            log.info("drain deadline: ended %d session(s) with %s", ended, SERVER_SHUTTING_DOWN)
             await self._until_idle(active, max(2.0, timeout_s))
         log.info("drained: %d session(s) still open", active())
 

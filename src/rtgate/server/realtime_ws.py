@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..asgi.close import close_or_drop
 from ..cluster import Refused
 from ..core.session import Session
 from ..protocol.client_events import DecodeLimits
@@ -40,7 +41,6 @@ from .routing import ModelRouter
 from .scope import model_refusal
 from .settings import Settings
 from .slots import SessionSlot
-from .ws_close import close_or_drop
 from .ws_protocol import TAP_EXTENSION, MessageTap
 
 log = logging.getLogger("rtgate.ws")

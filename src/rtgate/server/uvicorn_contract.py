@@ -3,7 +3,7 @@
 :mod:`rtgate.server.ws_protocol` subclasses uvicorn's ``WebSocketsSansIOProtocol`` and
 reads and writes its state (the parsed message's ``frames``, the ASGI ``queue``,
 ``read_paused``, the ``websockets`` ``conn``, …); :mod:`rtgate.server.preauth`
-subclasses ``H11Protocol`` and reads its ``cycle``; :mod:`rtgate.server.ws_close`
+subclasses ``H11Protocol`` and reads its ``cycle``; :mod:`rtgate.asgi.close`
 reaches the transport through Starlette's ``WebSocket._receive``, a bound method of the
 protocol. None of that is promised to stay. ``pyproject.toml`` therefore requires
 ``uvicorn>=0.53``, the first release that has all of it (``frames`` arrived in 0.50,

@@ -14,8 +14,9 @@ resumes when the app has taken every waiting message (uvicorn's rule). Memory pe
 connection stays bounded by ``read_buffer_bytes`` plus one message.
 
 **Splicing.** Every connection offers a :class:`Splice` in
-``scope["extensions"]["rtgate.splice"]``: an app that may relay the socket's frames as
-raw bytes (relay/splice.py) arms it *before* ``websocket.accept``. From the moment the 101
+``scope["extensions"]["rtgate.splice"]`` (the keys and the interfaces the relay uses are in
+:mod:`rtgate.asgi.hooks`): an app that may relay the socket's frames as raw bytes
+(relay/splice.py) arms it *before* ``websocket.accept``. From the moment the 101
 response is written, received bytes then go to a raw buffer, never to the websockets
 parser, so no frame is ever half parsed. The app then either
 
@@ -50,44 +51,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+# The hook keys and interfaces live below server/, where the relay reads them; re-exported.
+from ..asgi.hooks import SPLICE_EXTENSION, TAP_EXTENSION, RawSink
+
 DEFAULT_READ_BUFFER_BYTES = 256 * 1024
 """Message bytes a connection may hold for the app before reading pauses (~4 s of 24 kHz
 PCM16 sent as base64 JSON)."""
-
-SPLICE_EXTENSION = "rtgate.splice"
-"""The key of the :class:`Splice` in ``scope["extensions"]``."""
-
-TAP_EXTENSION = "rtgate.tap"
-"""The key of the :class:`MessageTap` in ``scope["extensions"]``."""
 
 log = logging.getLogger("rtgate.ws")
 
 _ARMED, _TAKEN = "armed", "taken"
 
 
-class RawSink(Protocol):
-    """What a spliced connection reports to the app that took it (asyncio protocol style)."""
-
-    def data_received(self, data: bytes) -> None: ...
-
-    def connection_lost(self, exc: Exception | None) -> None: ...
-
-    def pause_writing(self) -> None: ...
-
-    def resume_writing(self) -> None: ...
-
-    def shutdown(self) -> None:
-        """The server is shutting down: close the connection promptly."""
-        ...
-
-
 class Splice:
-    """A connection's splice hook (see the module docstring); one per connection."""
+    """A connection's splice hook (see the module docstring); one per connection. It
+    implements :class:`rtgate.asgi.hooks.SpliceHook`, the interface the relay uses."""
 
     __slots__ = ("_protocol",)
 

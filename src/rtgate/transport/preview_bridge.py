@@ -37,14 +37,14 @@ decoder) and re-encoded once; appends are parsed twice and never re-encoded.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from ..protocol.errors import RealtimeError
 from ..protocol.preview import (
+    MAX_LOGGED_NOTICES,
+    BridgeStats,
     Notice,
     PreviewState,
     PreviewTranslationError,
@@ -57,28 +57,8 @@ log = logging.getLogger("rtgate.preview")
 
 __all__ = ["BridgeStats", "PreviewBridge", "PreviewChannel"]
 
-MAX_LOGGED_NOTICES = 32
-"""Distinct dropped-field paths logged per connection; later ones are only counted."""
-
 # Same name and shape in both dialects and by far the most frequent event.
 _PASSTHROUGH_FAST = "input_audio_buffer.append"
-
-
-@dataclass
-class BridgeStats:
-    """Counters of one Preview connection, for the close log line and metrics.
-
-    ``notices``: dropped Preview fields by path, at most :data:`MAX_LOGGED_NOTICES` paths
-    (``notices_suppressed`` counts the rest). ``translation_errors``: client events
-    answered with an ``error`` because a value had no GA form. ``events_in`` / ``events_out``:
-    Preview frames received from and sent to the client.
-    """
-
-    notices: Counter[str] = field(default_factory=Counter)
-    notices_suppressed: int = 0
-    translation_errors: int = 0
-    events_in: int = 0
-    events_out: int = 0
 
 
 class PreviewChannel:
