@@ -10,6 +10,7 @@ Importing this package does not import the Redis client; :func:`open_store` does
 Redis URL is given.
 """
 
+from .factory import open_store
 from .local import LocalStore
 from .store import (
     CONCURRENT_RETRY_HINT_S,
@@ -20,7 +21,6 @@ from .store import (
     Member,
     Refused,
     new_member,
-    open_store,
     rate_window,
 )
 from .usage import USAGE_FIELDS
