@@ -32,8 +32,9 @@ from collections.abc import Iterator
 
 from rtgate.protocol.dialects import PREVIEW_SESSION_FIELDS
 
+from .literals import enclosing_open, parse_object
 from .model import Hit
-from .payloads import enclosing_open, field_change, parse_object
+from .payloads import field_change
 
 STRONG: frozenset[str] = frozenset(
     {

@@ -24,11 +24,10 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from functools import cache
-from typing import Any
 
 from .engine import scan_text
 from .model import Edit, Finding, Lang
+from .tsparser import ts_parser
 
 MAX_PASSES = 4
 _SCRIPT = re.compile(r"<script\b(?P<attrs>[^>]*)>(?P<body>.*?)</script\s*>", re.S | re.I)
@@ -46,20 +45,6 @@ def apply_edits(text: str, edits: list[Edit]) -> str:
         cursor = edit.end
     out.append(text[cursor:])
     return "".join(out)
-
-
-@cache
-def ts_parser(kind: str) -> Any:
-    """A tree-sitter parser for ``"ts"`` or ``"tsx"`` (JavaScript parses as TSX)."""
-    import tree_sitter  # deferred: only --fix on JS/TS needs it
-    import tree_sitter_typescript
-
-    language = (
-        tree_sitter_typescript.language_typescript()
-        if kind == "ts"
-        else tree_sitter_typescript.language_tsx()
-    )
-    return tree_sitter.Parser(tree_sitter.Language(language))
 
 
 def _parses_js(text: str, kind: str) -> bool:

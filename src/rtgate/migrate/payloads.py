@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from rtgate.protocol.dialects import (
     PREVIEW_AUDIO_FORMATS,
@@ -27,10 +26,10 @@ from rtgate.protocol.dialects import (
     PREVIEW_SESSION_FIELDS,
 )
 
+from .literals import Key, ObjectLiteral, enclosing_open, match_close, parse_object
 from .model import Edit, Hit, Lang
+from .session_rewrite import rewrite
 from .tstypes import type_conflict
-
-MAX_SCAN = 8000  # characters searched around an event for its payload
 
 _EVENT = re.compile(
     r"""(?P<q>\\?["'`])(?P<ev>session\.update|conversation\.item\.create|response\.create)(?P=q)"""
@@ -41,16 +40,11 @@ _PAYLOAD_KEY = {
     "conversation.item.create": "item",
     "response.create": "response",
 }
-_KEY = re.compile(r"""\s*(?P<kq>\\?["']?)(?P<k>[A-Za-z_]\w*)(?P=kq)\s*(?::(?!:)|=(?![=>]))\s*""")
-_SPREAD = re.compile(r"\s*(?:\.\.\.|\*\*)")
 # What may stand between a key and the "{" of its object value.
 _VALUE_OPEN = re.compile(
     r"(?:new\s*(?:[\w.<>]+\s*)?(?:\(\s*\)\s*)?|map\[[^\]]*\](?:interface\{\}|any|[\w.]+)\s*"
     r"|&?[\w.]+\s*)?\{"
 )
-_QUOTES = "\"'`"
-_OPEN = "{[("
-_CLOSE = "}])"
 
 # response.create fields that GA renamed or removed (docs/protocol.md, Preview dialect).
 _RESPONSE_FIELDS: dict[str, str | None] = {
@@ -61,116 +55,6 @@ _RESPONSE_FIELDS: dict[str, str | None] = {
     "max_response_output_tokens": "max_output_tokens",
 }
 _RENAMABLE = {"max_response_output_tokens": "max_output_tokens"}
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """A top-level key of an object literal: name span and where its value starts."""
-
-    name: str
-    start: int
-    end: int
-    quote: str
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectLiteral:
-    """An object literal ``text[open:close+1]`` and its top-level keys."""
-
-    open: int
-    close: int
-    keys: tuple[Key, ...]
-    spread: bool
-
-    def get(self, name: str) -> Key | None:
-        return next((k for k in self.keys if k.name == name), None)
-
-
-def _skip_string(text: str, i: int, limit: int) -> int:
-    """Index just past the string literal opening at ``text[i]`` (or ``i + 1``)."""
-    q = text[i]
-    j = i + 1
-    while j < limit:
-        c = text[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == q:
-            return j + 1
-        if c == "\n" and q != "`" and text[j - 1] != "\\":
-            return j  # unterminated on this line: not a string we understand
-        j += 1
-    return limit
-
-
-def _is_delimiter(text: str, i: int) -> bool:
-    return text[i] in _QUOTES and (i == 0 or text[i - 1] != "\\")
-
-
-def match_close(text: str, open_idx: int) -> int:
-    """Index of the bracket closing ``text[open_idx]``, or -1."""
-    depth = 0
-    i, limit = open_idx, min(len(text), open_idx + MAX_SCAN)
-    while i < limit:
-        c = text[i]
-        if _is_delimiter(text, i) and i != open_idx:
-            i = _skip_string(text, i, limit)
-            continue
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
-    return -1
-
-
-def parse_object(text: str, open_idx: int) -> ObjectLiteral | None:
-    """The object literal whose ``{`` is at ``open_idx``, with its top-level keys."""
-    close = match_close(text, open_idx)
-    if close < 0:
-        return None
-    keys: list[Key] = []
-    spread = False
-    i, depth, expect_key = open_idx + 1, 0, True
-    while i < close:
-        if depth == 0 and expect_key:
-            expect_key = False
-            if _SPREAD.match(text, i):
-                spread = True
-            m = _KEY.match(text, i)
-            if m and m.end() <= close:
-                keys.append(Key(m["k"], m.start("k"), m.end("k"), m["kq"], m.end()))
-                i = m.end()
-                continue
-        c = text[i]
-        if _is_delimiter(text, i):
-            i = _skip_string(text, i, close)
-            continue
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif c == "," and depth == 0:
-            expect_key = True
-        i += 1
-    return ObjectLiteral(open_idx, close, tuple(keys), spread)
-
-
-def enclosing_open(text: str, pos: int) -> int:
-    """Index of the innermost unclosed ``{`` before ``pos`` (raw scan), or -1."""
-    depth = 0
-    for i in range(pos - 1, max(-1, pos - MAX_SCAN), -1):
-        c = text[i]
-        if c == "}":
-            depth += 1
-        elif c == "{":
-            if depth == 0:
-                return i
-            depth -= 1
-    return -1
 
 
 def _value_object(text: str, key: Key) -> ObjectLiteral | None:
@@ -320,8 +204,6 @@ def _session_hits(text: str, obj: ObjectLiteral, lang: Lang | None) -> Iterator[
     session literal, :mod:`rtgate.migrate.session_rewrite`, carried by every finding it
     fixes) or left alone with the reason; inserting only ``type`` made GA reject the whole
     update with unknown_parameter, and the app ran with the default session."""
-    from .session_rewrite import rewrite  # late: it builds on this module's scanner
-
     preview = [k.name for k in obj.keys if k.name in PREVIEW_SESSION_FIELDS]
     stuck = [name for name in preview if name not in _RENAMABLE]
     whole: Edit | None = None

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from rtgate.protocol.dialects import PREVIEW_AUDIO_FORMATS, PREVIEW_SESSION_FIELDS
 
 from .lexmask import spans
+from .literals import Key, ObjectLiteral, is_delimiter, skip_string
 from .model import Edit, Lang
-from .payloads import Key, ObjectLiteral, _is_delimiter, _skip_string
 
 REWRITE_LANGS: frozenset[Lang] = frozenset({Lang.PYTHON, Lang.JS, Lang.TS, Lang.TSX, Lang.JSON})
 
@@ -80,8 +80,8 @@ def _segments(text: str, obj: ObjectLiteral) -> list[tuple[int, int]]:
     start, i, depth = obj.open + 1, obj.open + 1, 0
     while i < obj.close:
         c = text[i]
-        if _is_delimiter(text, i):
-            i = _skip_string(text, i, obj.close)
+        if is_delimiter(text, i):
+            i = skip_string(text, i, obj.close)
             continue
         if c in "{[(":
             depth += 1

@@ -28,6 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 from .model import Lang
+from .tsparser import ts_parser  # tree-sitter itself loads only when a parser is asked for
 
 # Between the literal and the node that can carry its type.
 _CLIMB = frozenset({"pair", "object", "array", "parenthesized_expression"})
@@ -55,8 +56,6 @@ GA_TYPES_HINT = (
 
 @lru_cache(maxsize=4)  # a file with several payloads is parsed once
 def _tree(text: str, lang: Lang) -> Any:
-    from .fixer import ts_parser  # deferred: tree-sitter loads only for TypeScript payloads
-
     data = text.encode("utf-8", errors="surrogateescape")
     return ts_parser("tsx" if lang is Lang.TSX else "ts").parse(data)
 
