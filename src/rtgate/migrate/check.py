@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from .engine import scan_text
 from .files import MAX_FILE_BYTES, Selection, discover, read_text
+from .fixer import fix_text, unified_diff
 from .model import FileResult, Finding, Lang
 from .renames import hold_inconsistent
 
@@ -100,8 +101,6 @@ def check_file(
 def _fix(result: FileResult, text: str, hold: frozenset[str]) -> None:
     """Compute ``result``'s fix of ``text`` (nothing written), not renaming ``hold``;
     ``result.findings`` are the findings of ``text`` on entry."""
-    from .fixer import fix_text, unified_diff  # deferred: parsers load on demand
-
     before = Counter(f.rename_of for f in result.findings if f.rename_of)
     fixed, why = fix_text(text, result.lang, result.path, hold)
     result.fix_refused = why

@@ -29,6 +29,8 @@ from starlette.responses import JSONResponse, Response
 
 from ..protocol.errors import RealtimeError, invalid_value, missing_parameter, unknown_parameter
 from ..protocol.session import SessionConfig, session_wire, validate_session
+from ..relay.endpoint import relay_limits
+from ..relay.upstream import UpstreamUnavailable, mint_upstream_client_secret
 from .auth import Grant, extract_credential
 from .ephemeral import SessionTooLarge
 from .scope import unknown_model
@@ -155,9 +157,6 @@ async def _mint_upstream(request: Request, body: bytes, config: SessionConfig) -
     upstream = request.app.state.rtgate.router.upstream_for(model) if model else None
     if upstream is None or upstream.client_secrets != "upstream":
         return None
-    from ..relay.endpoint import relay_limits
-    from ..relay.upstream import UpstreamUnavailable, mint_upstream_client_secret
-
     try:
         status, payload = await mint_upstream_client_secret(
             upstream, orjson.loads(body), relay_limits(request.app.state.rtgate.settings))

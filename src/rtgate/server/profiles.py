@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..pipeline.base import LLM, STT, TTS, Backend, Deadlines
+from ..pipeline.engines.registry import build_engine
 from ..pipeline.responder import Pipeline
 from .config import STAGES, ConfigError, GatewayConfig, ProfileConfig, load_config
 from .settings import Settings
@@ -72,8 +73,6 @@ class EngineCache:
         self._deadlines = deadlines
 
     def get(self, stage: str, table: dict[str, Any], where: str) -> Backend:
-        from ..pipeline.engines.registry import build_engine
-
         key = (stage, json.dumps(table, sort_keys=True, default=str))
         engine = self._engines.get(key)
         if engine is None:

@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from .auth import install_log_redaction
 from .settings import Settings
 from .ws_protocol import uvicorn_ws_options
 
@@ -93,8 +94,6 @@ def run_process(settings: Settings, app: Starlette, loop: str,
     """Serve ``app`` until a signal ends it: on ``settings.host``/``port``, or on
     ``sockets`` already bound (a worker's share of the port and its internal listener,
     which then exits normally after a signal instead of re-raising it)."""
-    from .auth import install_log_redaction
-
     server = DrainingServer(uvicorn_config(settings, app, loop), app, settings.drain_timeout_s,
                             reraise_signals=sockets is None)
     install_log_redaction()  # again: uvicorn's config has just set up its loggers

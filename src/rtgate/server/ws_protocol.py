@@ -58,6 +58,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 
 # The hook keys and interfaces live below server/, where the relay reads them; re-exported.
 from ..asgi.hooks import SPLICE_EXTENSION, TAP_EXTENSION, RawSink
+from .preauth import http_protocol
+from .uvicorn_contract import check
 
 DEFAULT_READ_BUFFER_BYTES = 256 * 1024
 """Message bytes a connection may hold for the app before reading pauses (~4 s of 24 kHz
@@ -365,9 +367,6 @@ def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
     WebSocket protocol above and the HTTP protocol with pre-authentication deadlines.
     Raises :class:`~rtgate.server.uvicorn_contract.UvicornInternalsChanged` on a uvicorn
     without the internals those classes use."""
-    from .preauth import http_protocol
-    from .uvicorn_contract import check
-
     check()
 
     return {

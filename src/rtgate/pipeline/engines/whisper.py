@@ -64,6 +64,11 @@ from rtgate.pipeline.base import (
     TranscriptionOptions,
     run_blocking,
 )
+from rtgate.pipeline.engines.whisper_context import (
+    CONFIDENT_LOGPROB,
+    consistent_with_prefix,
+    short_context_transcribe,
+)
 from rtgate.pipeline.scheduler import SCHEDULER, Lane
 
 # Never let a hub library reach the network from inside the server.
@@ -188,12 +193,6 @@ class FasterWhisperSTT(STT):
         if options.logprobs:  # word probabilities come from the full pass's alignment
             return self._with_logprobs(model, samples, options, seconds)
         if mode != "off":
-            from rtgate.pipeline.engines.whisper_context import (
-                CONFIDENT_LOGPROB,
-                consistent_with_prefix,
-                short_context_transcribe,
-            )
-
             short = short_context_transcribe(
                 model, samples, language=options.language, prompt=options.prompt
             )

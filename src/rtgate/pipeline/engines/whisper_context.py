@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from rtgate.pipeline.base import MODEL_SAMPLE_RATE, FloatAudio
+from rtgate.pipeline.engines.wer import normalise_words
 
 CONTEXT_BUCKETS_S = (10, 15, 20)
 """Encoder windows tried, shortest first (seconds)."""
@@ -85,8 +86,6 @@ def consistent_with_prefix(reference: str | None, text: str) -> bool:
     agree on wrong words, so agreement is evidence the short window heard it right.
     """
     import difflib
-
-    from rtgate.pipeline.engines.wer import normalise_words
 
     expected = normalise_words(reference or "")[:-1]
     if len(expected) < 2:
