@@ -60,7 +60,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -365,12 +365,22 @@ class RelaySession:
         """
         direction = TO_UPSTREAM if to_upstream else TO_CLIENT
         name, m, policy, loop = self.upstream.name, self.metrics, self._policy, self._loop
+        client, dialect = self.client, self.dialect
         if to_upstream and self.bound_session:
             session = {k: v for k, v in self.bound_session.items() if k != "model"}
             self._requested()
             await upstream.send(orjson.dumps({"type": "session.update", "session": session}).decode())
         while True:
-            frame = await (self._from_client() if to_upstream else self._from_upstream(upstream))
+            frame: Frame | None
+            if to_upstream:
+                frame = await client.receive()
+                if frame is None:
+                    raise _Ended(Ending.client_left())
+            else:
+                try:
+                    frame = await upstream.recv()
+                except ConnectionClosed:
+                    raise _Ended(self._upstream_closed(upstream)) from None
             received = time.perf_counter_ns()
             size = _size(frame)
             self.frames[direction] += 1
@@ -378,15 +388,25 @@ class RelaySession:
             kind = frame_type(frame) if to_upstream or m is not None else None
             try:
                 if to_upstream:
-                    for out in await self._for_upstream(frame, kind):
-                        await upstream.send(out)
+                    if dialect is None:
+                        if kind != NO_ANSWER:
+                            self._requested()
+                        await upstream.send(frame)
+                    else:
+                        for out in await self._preview_to_upstream(dialect, frame, kind):
+                            await upstream.send(out)
                 else:
                     policy.answered(1, loop.time())
                     policy.client_blocked()  # time spent on the client is not the upstream's
                     self._reschedule()
                     try:
-                        for out in self._for_client(frame):
-                            await self._send(out)
+                        # Binary frames pass as they are, on this path as on the spliced
+                        # one (docs/relay.md); only text is the dialect's to translate.
+                        if dialect is None or isinstance(frame, bytes):
+                            await self._send(frame)
+                        else:
+                            for out in dialect.to_client(frame):
+                                await self._send(out)
                     finally:
                         policy.client_unblocked(loop.time())
                         self._reschedule()
@@ -401,26 +421,10 @@ class RelaySession:
                 m.bytes.inc(name, direction, amount=size)
                 m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, direction)
 
-    async def _from_client(self) -> Frame:
-        frame = await self.client.receive()
-        if frame is None:
-            raise _Ended(Ending.client_left())
-        return frame
-
-    async def _from_upstream(self, upstream: ClientConnection) -> Frame:
-        try:
-            return await upstream.recv()
-        except ConnectionClosed:
-            raise _Ended(self._upstream_closed(upstream)) from None
-
-    async def _for_upstream(self, frame: Frame, kind: str | None) -> list[Frame]:
-        """What goes upstream for a client frame; each frame that needs an answer is a request.
-        A Preview frame the dialect refuses gets its error event back instead."""
-        dialect = self.dialect
-        if dialect is None:
-            if kind != NO_ANSWER:
-                self._requested()
-            return [frame]
+    async def _preview_to_upstream(self, dialect: PreviewDialect, frame: Frame,
+                                   kind: str | None) -> list[Frame]:
+        """What goes upstream for a Preview client frame; each frame that needs an answer is
+        a request. A frame the dialect refuses gets its error event back instead."""
         forward, error = dialect.to_upstream(frame)
         if error is not None:
             await self._send_error(error)
@@ -428,13 +432,6 @@ class RelaySession:
             if out is not frame or kind != NO_ANSWER:
                 self._requested()
         return forward
-
-    def _for_client(self, frame: Frame) -> Sequence[Frame]:
-        # Binary frames pass as they are, on this path as on the spliced one (docs/relay.md);
-        # only text is the dialect's to translate.
-        if self.dialect is None or isinstance(frame, bytes):
-            return [frame]
-        return self.dialect.to_client(frame)
 
     def _upstream_closed(self, upstream: ClientConnection) -> Ending:
         """The ending for an upstream connection that closed (websockets' closing handshake)."""

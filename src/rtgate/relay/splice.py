@@ -264,20 +264,19 @@ class SplicedRelay:
         """Bytes read from ``leg``'s source: its whole frames go to the other socket as they
         are, less rtgate's own pongs; the policy hears of requests, answers and closes."""
         from_client = leg.from_client
-        source, target = (self._client, self._upstream) if from_client else (self._upstream, self._client)
         try:
             whole, frames = leg.scanner.feed(data)
         except FrameError as exc:
             if self._forwarding:
                 self._end(self._policy.protocol_error(client=from_client, close_code=exc.close_code,
                                                       reason=exc.reason))
-            elif source is not None:
+            elif (source := self._source(leg)) is not None:
                 source.abort()
             return
         if not frames:
             return
         if not self._forwarding:  # rtgate ended the session: only the source's close matters
-            if any(f[3] & 0x0F == OP_CLOSE for f in frames) and source is not None:
+            if any(f[3] & 0x0F == OP_CLOSE for f in frames) and (source := self._source(leg)) is not None:
                 source.close()
             return
         m = self._m
@@ -332,11 +331,17 @@ class SplicedRelay:
         self.bytes[direction] += size
         if len(counts) > MAX_PENDING_TYPES:  # a client sending ever new types: bounded memory
             self._flush_metrics()
-        if target is not None and (self._upstream_open if from_client else self._client_open):
-            _write(target, whole, cut)
+        if from_client:
+            if self._upstream_open:
+                _write(self._upstream, whole, cut)
+        elif self._client_open:
+            _write(self._client, whole, cut)
         if timed:
             assert m is not None
             m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, direction)
+
+    def _source(self, leg: _Leg) -> asyncio.Transport | None:
+        return self._client if leg.from_client else self._upstream
 
     # ------------------------------------------------------------------ deadlines and keepalives
 
@@ -367,7 +372,7 @@ class SplicedRelay:
     def _ping(self, leg: _Leg) -> None:
         """Ping ``leg``'s source; its pong must come within the policy's pong timeout."""
         self._timers.pop(leg.ping_key, None)
-        source = self._client if leg.from_client else self._upstream
+        source = self._source(leg)
         closed = (self._u2c if leg.from_client else self._c2u).sent_close  # a close went to it
         if not self._forwarding or source is None or closed:
             return
@@ -521,8 +526,10 @@ class SplicedRelay:
         return Ending.client_left()
 
 
-def _write(transport: asyncio.Transport, whole: bytes, cut: list[tuple[int, int]] | None) -> None:
+def _write(transport: asyncio.Transport | None, whole: bytes, cut: list[tuple[int, int]] | None) -> None:
     """Write ``whole`` less the ``cut`` byte ranges (rtgate's own pongs), in order."""
+    if transport is None:  # not started: nothing can have been read either
+        return
     if cut is None:
         transport.write(whole)
         return
