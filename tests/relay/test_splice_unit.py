@@ -18,7 +18,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
-from rtgate.relay.session import Ending
+from rtgate.relay.policy import Ending
 from rtgate.relay.splice import SplicedRelay
 from rtgate.relay.upstream import RelayLimits
 from rtgate.relay.wire import OP_CLOSE, OP_TEXT, FrameScanner, parse_close
@@ -95,7 +95,7 @@ class Pair:
         self.relay = SplicedRelay(
             name="up", relay_id="relay_test", limits=RelayLimits(**{**defaults, **limits}),
             metrics=self.metrics, frames={"client_to_upstream": 0, "upstream_to_client": 0},
-            bytes_={"client_to_upstream": 0, "upstream_to_client": 0}, ending_factory=Ending)
+            bytes_={"client_to_upstream": 0, "upstream_to_client": 0})
         self.client, self.upstream = FakeTransport(), FakeTransport()
         self.client.sink, self.upstream.sink = self.relay.client_sink, self.relay.upstream_sink
 

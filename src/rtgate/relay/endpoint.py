@@ -19,8 +19,9 @@ from ..asgi.hooks import SPLICE_EXTENSION
 from ..protocol.errors import SERVER_ERROR, RealtimeError, shutting_down
 from ..protocol.preview import PreviewState
 from .config import UpstreamConfig
+from .policy import Ending
 from .preview import PreviewDialect
-from .session import ClientGone, Ending, RelaySession
+from .session import ClientGone, RelaySession
 from .upstream import RelayLimits
 
 log = logging.getLogger("rtgate.relay")

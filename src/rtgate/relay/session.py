@@ -21,7 +21,7 @@ upstream refused / unreachable / not resolved   ``upstream_unavailable``    1013
 no credential in the environment                ``upstream_misconfigured``  1011
 upstream HTTP 4xx on the upgrade                ``upstream_rejected``       1011
 upstream silent past ``answer_deadline_s``      ``upstream_timeout``        1011
-while an answer is owed (see ``_answered``)
+while an answer is owed (:mod:`.policy`)
 upstream missed a keepalive pong                ``upstream_timeout``        1011
 upstream connection reset / lost mid-session    ``upstream_connection_lost``  1011
 upstream closed with code C (e.g. 4000, 3000)   (upstream's own frames)     C
@@ -30,7 +30,14 @@ client disconnected                             —                           up
 a send to the client blocked past               — (counted as               1008, upstream
 ``send_deadline_s`` (the client stopped         ``client_not_reading``)     closed 1000
 reading)
+the server drains (shutdown)                    the drain's error           1012, upstream
+                                                                            closed 1001
 =============================================  ==========================  ============
+
+Each ending, the answer deadline and the keepalive verdicts come from one sans-I/O
+:class:`~.policy.RelayPolicy`, which the spliced path uses too; this module carries
+them out on parsed frames, with one forwarding routine (:meth:`RelaySession._pump`) for
+both directions.
 
 A GA session whose client connection was armed for splicing (``splice``) runs on the
 spliced data path instead (:mod:`.splice`): the same endings, except that close frames
@@ -68,17 +75,15 @@ from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
 from .config import UpstreamConfig
 from .frames import frame_type
 from .metrics import RelayMetrics
+from .policy import NO_ANSWER, TO_CLIENT, TO_UPSTREAM, Ending, RelayPolicy
 from .preview import PreviewDialect
 from .rawlink import open_raw_upstream
-from .splice import TO_CLIENT, TO_UPSTREAM, SplicedRelay
+from .splice import SplicedRelay
 from .upstream import RelayLimits, UpstreamUnavailable, open_upstream
 
 log = logging.getLogger("rtgate.relay")
 
-_NO_ANSWER = "input_audio_buffer.append"
-_UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
-NOT_READING_REASON = "client is not reading events fast enough"
-"""The close reason for a client that stops reading (the local pipeline's, for parity)."""
+Frame = str | bytes
 
 
 class ClientGone(Exception):
@@ -113,29 +118,6 @@ def _size(frame: str | bytes) -> int:
     return len(frame.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class Ending:
-    """How a relayed session ends: the close sent to the client, and an error before it."""
-
-    close_code: int
-    reason: str
-    error: RealtimeError | None = None
-    by_client: bool = False
-    client_stuck: bool = False
-    """The client stopped reading: no ``error`` event is sent (it would not be read)."""
-
-    @classmethod
-    def fault(cls, error: RealtimeError, close_code: int) -> Ending:
-        return cls(close_code, error.close_reason, error)
-
-    @classmethod
-    def not_reading(cls, send_deadline_s: float) -> Ending:
-        error = RealtimeError(
-            f"The client stopped reading: a send blocked for more than {send_deadline_s:g} s.",
-            "client_not_reading", type=SERVER_ERROR)
-        return cls(1008, NOT_READING_REASON, error, client_stuck=True)
-
-
 class _Ended(Exception):
     def __init__(self, ending: Ending) -> None:
         super().__init__(ending.reason)
@@ -162,12 +144,11 @@ class RelaySession:
     def __post_init__(self) -> None:
         self.id = f"relay_{secrets.token_hex(8)}"
         self._deadline: asyncio.Timeout | None = None
-        self._owed = 1  # the upstream owes session.created
         self._loop = asyncio.get_running_loop()
+        self._policy = RelayPolicy(self.upstream.name, self.limits, self._loop.time())
         self.frames = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.bytes = {TO_UPSTREAM: 0, TO_CLIENT: 0}
         self.ending: Ending | None = None
-        self._forwarding = False  # the upstream pump is waiting on the client
         self._sends: dict[asyncio.Task[Any], float] = {}  # sends in flight: loop time started
         self._stalled: set[asyncio.Task[Any]] = set()
         self._watchdog: asyncio.TimerHandle | None = None
@@ -186,7 +167,7 @@ class RelaySession:
     async def _until_shut_down(self) -> None:
         await self._shut_down.wait()
         assert self._shutdown_error is not None
-        raise _Ended(Ending.fault(self._shutdown_error, 1012))
+        raise _Ended(RelayPolicy.shut_down(self._shutdown_error))
 
     async def run(self) -> None:
         name = self.upstream.name
@@ -208,28 +189,27 @@ class RelaySession:
             m.connect_seconds.observe(time.perf_counter() - started, name)
             m.active.inc(name)
         log.info("%s: relaying model %s to upstream %s", self.id, self.model, name)
+        self._policy = RelayPolicy(name, self.limits, self._loop.time())  # the upstream is open now
         ending = Ending(1011, "relay ended", by_client=True)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._upstream_to_client(upstream))
-                group.create_task(self._client_to_upstream(upstream))
+                group.create_task(self._pump(upstream, to_upstream=True))
                 group.create_task(self._until_shut_down())
         except* _Ended as ended:
             first = ended.exceptions[0]
             ending = first.ending if isinstance(first, _Ended) else ending
         except* ClientStuck:
-            ending = Ending.not_reading(self.limits.send_deadline_s)
+            ending = self._policy.not_reading()
         except* ClientGone:
-            ending = Ending(1000, "client disconnected", by_client=True)
+            ending = Ending.client_left()
         finally:
             if m is not None:
                 m.active.dec(name)
-            if ending.by_client:
-                await upstream.close(1000, "client disconnected")
-            elif ending.client_stuck:  # the upstream goes first: the client's close may wait
-                await upstream.close(1000, "client not reading")
+            if ending.by_client or ending.client_stuck:  # upstream first: the client's close may wait
+                await upstream.close(ending.upstream_code, ending.upstream_reason)
         await self.finish(ending)
-        await upstream.close(1000, "relay ended")
+        await upstream.close(ending.upstream_code, ending.upstream_reason)
 
     async def _run_spliced(self) -> bool:
         """Relay over the spliced data path; ``False`` when the client connection cannot be
@@ -248,7 +228,7 @@ class RelaySession:
             await self.finish(Ending.fault(error, exc.close_code))
             return True
         relay = SplicedRelay(name=name, relay_id=self.id, limits=self.limits, metrics=m,
-                             frames=self.frames, bytes_=self.bytes, ending_factory=Ending)
+                             frames=self.frames, bytes_=self.bytes)
         taken = splice.take(relay.client_sink)
         if taken is None:
             splice.release()
@@ -350,121 +330,114 @@ class RelaySession:
         if oldest is not None:
             self._watchdog = self._loop.call_at(oldest + limit, self._watch_sends)
 
-    def _arm(self) -> None:
-        """A frame that needs an answer went upstream: one more answer is owed."""
-        self._owed += 1
+    def _reschedule(self) -> None:
+        """Move the answer deadline to the policy's due time (``None``: off)."""
         deadline = self._deadline
-        if deadline is not None and not self._forwarding and deadline.when() is None:
-            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
+        if deadline is not None:
+            due = self._policy.answer_due()
+            if due != deadline.when():
+                deadline.reschedule(due)
 
-    def _answered(self, deadline: asyncio.Timeout) -> None:
-        """An upstream frame arrived: it pays one owed answer; the deadline is off while the
-        frame goes to the client, and :meth:`_forwarded` restarts it for the rest.
-
-        Upstream frames are not tied to the client event they answer, so each counts as the
-        answer to one event, oldest first. Unprompted frames (VAD events, audio deltas) can
-        only pay answers early — a stall may then go unnoticed by this rule (the keepalive
-        still applies) — never make a healthy upstream look stalled: while answers are owed,
-        every upstream frame is progress and pushes the deadline back. Time spent waiting
-        on a slow client is not the upstream's silence.
-        """
-        if self._owed:
-            self._owed -= 1
-        if deadline.when() is not None:
-            deadline.reschedule(None)
-        self._forwarding = True
-
-    def _forwarded(self, deadline: asyncio.Timeout) -> None:
-        self._forwarding = False
-        if self._owed:
-            deadline.reschedule(self._loop.time() + self.limits.answer_deadline_s)
-
-    async def _client_to_upstream(self, upstream: ClientConnection) -> None:
-        if self.bound_session:
-            session = {k: v for k, v in self.bound_session.items() if k != "model"}
-            self._arm()
-            await upstream.send(orjson.dumps({"type": "session.update", "session": session}).decode())
-        name, m, dialect = self.upstream.name, self.metrics, self.dialect
-        while True:
-            frame = await self.client.receive()
-            if frame is None:
-                raise _Ended(Ending(1000, "client disconnected", by_client=True))
-            received = time.perf_counter_ns()
-            kind = frame_type(frame)
-            size = _size(frame)
-            self.frames[TO_UPSTREAM] += 1
-            self.bytes[TO_UPSTREAM] += size
-            if dialect is None:
-                forward: list[str | bytes] = [frame]
-                if kind != _NO_ANSWER:
-                    self._arm()
-            else:
-                forward, error = dialect.to_upstream(frame)
-                if error is not None:
-                    await self._send_error(error)
-                for out in forward:
-                    if out is not frame or kind != _NO_ANSWER:
-                        self._arm()
-            try:
-                for out in forward:
-                    await upstream.send(out)
-            except ConnectionClosed:
-                return  # the other pump sees the same close and decides the ending
-            if m is not None:
-                m.events.inc(name, TO_UPSTREAM, event_type_label(kind))
-                m.bytes.inc(name, TO_UPSTREAM, amount=size)
-                m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, TO_UPSTREAM)
+    def _requested(self) -> None:
+        """A frame that needs an answer went upstream."""
+        self._policy.requested(self._loop.time())
+        self._reschedule()
 
     async def _upstream_to_client(self, upstream: ClientConnection) -> None:
-        name, m, dialect, send = self.upstream.name, self.metrics, self.dialect, self._send
+        """The upstream → client pump, under the answer deadline."""
         try:
-            async with asyncio.timeout_at(self._loop.time() + self.limits.answer_deadline_s) as deadline:
+            async with asyncio.timeout_at(self._policy.answer_due()) as deadline:
                 self._deadline = deadline
-                async for frame in upstream:
-                    received = time.perf_counter_ns()
-                    self._answered(deadline)
-                    size = _size(frame)
-                    self.frames[TO_CLIENT] += 1
-                    self.bytes[TO_CLIENT] += size
+                try:
+                    await self._pump(upstream, to_upstream=False)
+                finally:
+                    self._deadline = None  # a finished Timeout cannot be rescheduled
+        except TimeoutError:
+            raise _Ended(self._policy.stalled()) from None
+
+    async def _pump(self, upstream: ClientConnection, *, to_upstream: bool) -> None:
+        """Forward frames one way, one at a time, until the source ends.
+
+        Raises :class:`_Ended` with the ending when the source ends (the client left, the
+        upstream closed) or a send to the client fails; returns when the upstream closes
+        under a send to it (the other pump sees the same close and decides the ending).
+        Text frames keep their string and binary frames their bytes; only a Preview
+        dialect translates text. The policy hears of each request and answer.
+        """
+        direction = TO_UPSTREAM if to_upstream else TO_CLIENT
+        name, m, policy, loop = self.upstream.name, self.metrics, self._policy, self._loop
+        client, dialect = self.client, self.dialect
+        if to_upstream and self.bound_session:
+            session = {k: v for k, v in self.bound_session.items() if k != "model"}
+            self._requested()
+            await upstream.send(orjson.dumps({"type": "session.update", "session": session}).decode())
+        while True:
+            frame: Frame | None
+            if to_upstream:
+                frame = await client.receive()
+                if frame is None:
+                    raise _Ended(Ending.client_left())
+            else:
+                try:
+                    frame = await upstream.recv()
+                except ConnectionClosed:
+                    raise _Ended(self._upstream_closed(upstream)) from None
+            received = time.perf_counter_ns()
+            size = _size(frame)
+            self.frames[direction] += 1
+            self.bytes[direction] += size
+            kind = frame_type(frame) if to_upstream or m is not None else None
+            try:
+                if to_upstream:
+                    if dialect is None:
+                        if kind != NO_ANSWER:
+                            self._requested()
+                        await upstream.send(frame)
+                    else:
+                        for out in await self._preview_to_upstream(dialect, frame, kind):
+                            await upstream.send(out)
+                else:
+                    policy.answered(1, loop.time())
+                    policy.client_blocked()  # time spent on the client is not the upstream's
+                    self._reschedule()
                     try:
                         # Binary frames pass as they are, on this path as on the spliced
                         # one (docs/relay.md); only text is the dialect's to translate.
                         if dialect is None or isinstance(frame, bytes):
-                            await send(frame)
+                            await self._send(frame)
                         else:
                             for out in dialect.to_client(frame):
-                                await send(out)
-                    except ClientGone:
-                        raise _Ended(Ending(1000, "client disconnected", by_client=True)) from None
-                    except ClientStuck:
-                        raise _Ended(Ending.not_reading(self.limits.send_deadline_s)) from None
+                                await self._send(out)
                     finally:
-                        self._forwarded(deadline)
-                    if m is not None:
-                        m.events.inc(name, TO_CLIENT, event_type_label(frame_type(frame)))
-                        m.bytes.inc(name, TO_CLIENT, amount=size)
-                        m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, TO_CLIENT)
-        except TimeoutError:
-            raise _Ended(Ending.fault(RealtimeError(
-                f"The relay upstream '{name}' stalled: no event within "
-                f"{self.limits.answer_deadline_s:g} s of a client event that needs an answer.",
-                "upstream_timeout", type=SERVER_ERROR), 1011)) from None
-        except ConnectionClosed:
-            pass
-        raise _Ended(self._upstream_closed(upstream))
+                        policy.client_unblocked(loop.time())
+                        self._reschedule()
+            except ConnectionClosed:
+                return
+            except ClientGone:
+                raise _Ended(Ending.client_left()) from None
+            except ClientStuck:
+                raise _Ended(policy.not_reading()) from None
+            if m is not None:
+                m.events.inc(name, direction, event_type_label(kind))
+                m.bytes.inc(name, direction, amount=size)
+                m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, name, direction)
+
+    async def _preview_to_upstream(self, dialect: PreviewDialect, frame: Frame,
+                                   kind: str | None) -> list[Frame]:
+        """What goes upstream for a Preview client frame; each frame that needs an answer is
+        a request. A frame the dialect refuses gets its error event back instead."""
+        forward, error = dialect.to_upstream(frame)
+        if error is not None:
+            await self._send_error(error)
+        for out in forward:
+            if out is not frame or kind != NO_ANSWER:
+                self._requested()
+        return forward
 
     def _upstream_closed(self, upstream: ClientConnection) -> Ending:
-        name = self.upstream.name
+        """The ending for an upstream connection that closed (websockets' closing handshake)."""
         received, sent = upstream.protocol.close_rcvd, upstream.protocol.close_sent
-        if received is not None:
-            code = 1000 if received.code == 1005 else received.code
-            if code not in _UNSENDABLE_CLOSE_CODES:
-                return Ending(code, received.reason)
-        if sent is not None and sent.code == 1011 and "ping" in sent.reason:
-            return Ending.fault(RealtimeError(
-                f"The relay upstream '{name}' stopped answering keepalive pings "
-                f"({self.limits.ping_timeout_s:g} s).", "upstream_timeout", type=SERVER_ERROR), 1011)
-        return Ending.fault(RealtimeError(
-            f"The connection to the relay upstream '{name}' was lost mid-session "
-            "(reset or closed without a close frame).", "upstream_connection_lost",
-            type=SERVER_ERROR), 1011)
+        close = (received.code, received.reason) if received is not None else None
+        # websockets closes 1011 "keepalive ping timeout" when a pong does not come.
+        ping_timed_out = sent is not None and sent.code == 1011 and "ping" in sent.reason
+        return self._policy.upstream_closed(close, ping_timed_out=ping_timed_out)

@@ -9,7 +9,9 @@ unmasked or re-encoded. Only frame headers are read (:class:`~.wire.FrameScanner
 know where frames end, plus the first :data:`~.wire.PEEK_BYTES` of each text message, to
 read its ``type`` for the metrics and the answer deadline.
 
-Contract (the endings table is :class:`~.session.RelaySession`'s, with these notes):
+Contract (the endings table is :class:`~.session.RelaySession`'s, with these notes; the
+answer deadline, keepalive verdicts and endings are :class:`~.policy.RelayPolicy`'s, as on
+the parsed path):
 
 * Whole frames only are forwarded; an incomplete tail is held (at most one frame,
   ``max_frame_bytes``). Everything rtgate writes itself therefore lands between frames:
@@ -38,6 +40,7 @@ Contract (the endings table is :class:`~.session.RelaySession`'s, with these not
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -48,9 +51,19 @@ import orjson
 
 from ..core.ids import IdFactory
 from ..metrics import event_type_label
-from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
+from ..protocol.errors import RealtimeError, error_event
 from .frames import frame_type
 from .metrics import RelayMetrics
+from .policy import (
+    KEEPALIVE_REASON,
+    NO_ANSWER,
+    TO_CLIENT,
+    TO_UPSTREAM,
+    UNSENDABLE_CLOSE_CODES,
+    Ending,
+    Keepalive,
+    RelayPolicy,
+)
 from .upstream import RelayLimits
 from .wire import (
     OP_CLOSE,
@@ -71,9 +84,6 @@ from .wire import (
 
 log = logging.getLogger("rtgate.relay")
 
-TO_UPSTREAM = "client_to_upstream"
-TO_CLIENT = "upstream_to_client"
-_NO_ANSWER = "input_audio_buffer.append"
 _PING_PREFIX = b"rtgate-"
 METRICS_FLUSH_S = 1.0
 """Seconds between flushes of a session's event and byte counts into the registry."""
@@ -82,12 +92,14 @@ MAX_PENDING_TYPES = 64
 LATENCY_SAMPLE = 4
 """One socket read in this many is timed into ``rtgate_relay_added_latency_seconds`` (an
 observation cost as much as a tenth of the rest of a frame's handling)."""
-_UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
+_WATCH_TIMERS = ("deadline", "up_ping", "up_pong", "client_ping", "client_pong")
+"""The answer deadline and keepalive timers, which a close frame stops: nothing may follow
+a close (RFC 6455 §5.5.1), and nothing is owed after one."""
 
 
 class _Sink:
     """A :class:`~rtgate.asgi.hooks.RawSink` whose methods are the relay's own
-    bound methods (no extra call per chunk)."""
+    (bound methods, or a partial of one: no extra Python call per chunk)."""
 
     __slots__ = ("connection_lost", "data_received", "pause_writing", "resume_writing", "shutdown")
 
@@ -98,6 +110,24 @@ class _Sink:
         self.pause_writing = pause
         self.resume_writing = resume
         self.shutdown = shutdown
+
+
+class _Leg:
+    """One direction of the relay: what the source sends, and rtgate's pings to the source."""
+
+    __slots__ = ("close", "direction", "from_client", "ping", "ping_key", "pong_key", "scanner",
+                 "sent_close")
+
+    def __init__(self, *, from_client: bool, max_payload: int) -> None:
+        self.from_client = from_client
+        self.direction = TO_UPSTREAM if from_client else TO_CLIENT
+        # A client masks its frames; an upstream (a server) does not.
+        self.scanner = FrameScanner(masked=from_client, max_payload=max_payload)
+        self.close: tuple[int, str] | None = None  # the source's close frame (passed on)
+        self.sent_close = False  # a close frame went to this leg's target
+        self.ping: bytes | None = None  # rtgate's ping to the source, awaiting its pong
+        side = "client" if from_client else "up"
+        self.ping_key, self.pong_key = f"{side}_ping", f"{side}_pong"
 
 
 def _error_frame(error: RealtimeError) -> bytes:
@@ -116,50 +146,43 @@ class SplicedRelay:
 
     Build it, hand :attr:`client_sink` / :attr:`upstream_sink` to the two connections,
     call :meth:`start` with the bytes each had already received, then await :meth:`wait`,
-    which returns the session's :class:`~.session.Ending` once both connections are closed.
-    ``frames`` and ``bytes`` count data messages and payload bytes per direction.
+    which returns the session's :class:`~.policy.Ending` once both connections are closed.
+    ``frames`` and ``bytes`` count data messages and payload bytes per direction. The
+    deadlines, keepalive verdicts and endings are the :class:`~.policy.RelayPolicy`'s; this
+    class keeps the timers and the sockets.
     """
 
     def __init__(self, *, name: str, relay_id: str, limits: RelayLimits, metrics: RelayMetrics | None,
-                 frames: dict[str, int], bytes_: dict[str, int], ending_factory: Any) -> None:
+                 frames: dict[str, int], bytes_: dict[str, int]) -> None:
         self._name = name
         self._id = relay_id
         self._limits = limits
         self._m = metrics
         self.frames = frames
         self.bytes = bytes_
-        self._Ending = ending_factory
         self._loop = asyncio.get_running_loop()
-        self._up = FrameScanner(masked=True, max_payload=limits.max_frame_bytes)
-        self._down = FrameScanner(masked=False, max_payload=limits.max_frame_bytes)
+        self._policy = RelayPolicy(name, limits, self._loop.time())
+        self._c2u = _Leg(from_client=True, max_payload=limits.max_frame_bytes)
+        self._u2c = _Leg(from_client=False, max_payload=limits.max_frame_bytes)
         self._client: asyncio.Transport | None = None
         self._upstream: asyncio.Transport | None = None
         self._client_open = self._upstream_open = True
         self._forwarding = True
-        self._ending: Any = None
-        self._done: asyncio.Future[Any] = self._loop.create_future()
-        self._client_close: tuple[int, str] | None = None  # the client's close frame, passed up
-        self._upstream_close: tuple[int, str] | None = None  # the upstream's, passed down
+        self._ending: Ending | None = None
+        self._done: asyncio.Future[Ending | None] = self._loop.create_future()
         self._upstream_first = False  # the upstream began the closing handshake
-        self._close_to_upstream = False
-        self._close_to_client = False
         self._down_in_message = False  # the client is inside a fragmented upstream message
-        self._client_blocked = False  # the client's write buffer is full
         self._upstream_blocked = False
-        self._owed = 1  # the upstream owes session.created
-        self._quiet_since = self._loop.time()
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._up_ping: bytes | None = None
-        self._client_ping: bytes | None = None
         self._reads = 0  # socket reads with whole frames, both directions
         # (direction, event type as sent) → messages not yet in the registry; labelled at the
         # flush, once per type rather than once per message
         self._counts: dict[tuple[str, str | None], int] = {}
         self._flushed = {TO_UPSTREAM: 0, TO_CLIENT: 0}  # bytes already in the registry
-        self.client_sink = _Sink(self._from_client, self._client_lost, self._client_paused,
-                                 self._client_resumed, self._shutdown)
-        self.upstream_sink = _Sink(self._from_upstream, self._upstream_lost, self._upstream_paused,
-                                   self._upstream_resumed, self._shutdown)
+        self.client_sink = _Sink(functools.partial(self._forward, self._c2u), self._client_lost,
+                                 self._client_paused, self._client_resumed, self._shutdown)
+        self.upstream_sink = _Sink(functools.partial(self._forward, self._u2c), self._upstream_lost,
+                                   self._upstream_paused, self._upstream_resumed, self._shutdown)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -167,37 +190,38 @@ class SplicedRelay:
               upstream_early: bytes, bound_session: Mapping[str, Any] | None = None) -> None:
         """Begin relaying; ``*_early``: bytes each side sent before its sink was attached."""
         self._client, self._upstream = client, upstream
-        limits = self._limits
-        self._timer("deadline", limits.answer_deadline_s, self._check_deadline)
+        self._watch_answer()
         if bound_session:
             session = {k: v for k, v in bound_session.items() if k != "model"}
             event = orjson.dumps({"type": "session.update", "session": session})
-            self._arm()
+            self._requested()
             upstream.write(encode_frame(OP_TEXT, event, mask=True))
-        if limits.ping_interval_s > 0:
-            self._timer("up_ping", limits.ping_interval_s, self._ping_upstream)
-        if limits.client_ping_interval_s > 0:
-            self._timer("client_ping", limits.client_ping_interval_s, self._ping_client)
+        for leg in (self._u2c, self._c2u):
+            interval = self._policy.ping_interval(client=leg.from_client)
+            if interval > 0:
+                self._timer(leg.ping_key, interval, self._ping, leg)
         if self._m is not None:
             self._timer("flush", METRICS_FLUSH_S, self._flush_metrics)
         if upstream_early:
-            self._from_upstream(upstream_early)
+            self._forward(self._u2c, upstream_early)
         if client_early:
-            self._from_client(client_early)
+            self._forward(self._c2u, client_early)
 
-    async def wait(self) -> Any:
-        """The :class:`~.session.Ending`, once both connections are closed."""
+    async def wait(self) -> Ending:
+        """The :class:`~.policy.Ending`, once both connections are closed."""
         try:
-            return await asyncio.shield(self._done)
+            ending = await asyncio.shield(self._done)
         except asyncio.CancelledError:
             self._abort_all()
             raise
+        assert ending is not None  # every path to both connections closed records one
+        return ending
 
-    def _timer(self, key: str, delay: float, callback: Callable[[], None]) -> None:
+    def _timer(self, key: str, delay: float, callback: Callable[..., None], *args: Any) -> None:
         old = self._timers.pop(key, None)
         if old is not None:
             old.cancel()
-        self._timers[key] = self._loop.call_later(delay, callback)
+        self._timers[key] = self._loop.call_later(delay, callback, *args)
 
     def _cancel(self, *keys: str) -> None:
         for key in keys:
@@ -235,29 +259,33 @@ class SplicedRelay:
             if transport is not None:
                 transport.abort()
 
-    # ------------------------------------------------------------------ client → upstream
+    # ------------------------------------------------------------------ forwarding (both ways)
 
-    def _from_client(self, data: bytes) -> None:
+    def _forward(self, leg: _Leg, data: bytes) -> None:
+        """Bytes read from ``leg``'s source: its whole frames go to the other socket as they
+        are, less rtgate's own pongs; the policy hears of requests, answers and closes."""
+        from_client = leg.from_client
         try:
-            whole, frames = self._up.feed(data)
+            whole, frames = leg.scanner.feed(data)
         except FrameError as exc:
             if self._forwarding:
-                self._end(self._Ending(exc.close_code, exc.reason, by_client=True), None,
-                          exc.close_code, exc.reason, upstream_reason="client disconnected")
-            elif self._client is not None:
-                self._client.abort()
+                self._end(self._policy.protocol_error(client=from_client, close_code=exc.close_code,
+                                                      reason=exc.reason))
+            elif (source := self._source(leg)) is not None:
+                source.abort()
             return
         if not frames:
             return
-        if not self._forwarding:  # rtgate ended the session: only the client's close matters
-            if any(f[3] & 0x0F == OP_CLOSE for f in frames) and self._client is not None:
-                self._client.close()
+        if not self._forwarding:  # rtgate ended the session: only the source's close matters
+            if any(f[3] & 0x0F == OP_CLOSE for f in frames) and (source := self._source(leg)) is not None:
+                source.close()
             return
         m = self._m
         self._reads += 1
         timed = m is not None and not self._reads % LATENCY_SAMPLE
         received = time.perf_counter_ns() if timed else 0
         counts = self._counts
+        direction = leg.direction
         messages = size = 0
         cut: list[tuple[int, int]] | None = None
         for frame in frames:
@@ -266,192 +294,126 @@ class SplicedRelay:
             if 0 < op < 3:  # OP_TEXT or OP_BINARY (no tuple built per frame)
                 messages += 1
                 size += frame[2]
-                kind = _message_type(whole, frame) if op == OP_TEXT else None
-                if kind != _NO_ANSWER:
-                    self._arm()
-                key = (TO_UPSTREAM, kind)
+                if from_client:  # every client type is read: it decides the answer deadline
+                    kind = _message_type(whole, frame) if op == OP_TEXT else None
+                    if kind != NO_ANSWER:
+                        self._requested()
+                else:
+                    self._down_in_message = not b0 & 0x80
+                    if m is None:
+                        continue  # an upstream type only feeds the metrics
+                    begin = frame[0] + frame[1]
+                    kind = peek_type(whole[begin : begin + PEEK_BYTES])
+                key = (direction, kind)
                 counts[key] = counts.get(key, 0) + 1
             elif op == OP_CONT:
                 size += frame[2]
-            elif op == OP_PONG:
-                if self._client_ping is not None and payload_of(whole, frame) == self._client_ping:
-                    self._client_ping = None
-                    self._cancel("client_pong")
-                    self._timer("client_ping", self._limits.client_ping_interval_s, self._ping_client)
-                    cut = (cut or []) + [(frame[0], frame[0] + frame[1] + frame[2])]
-            elif op == OP_CLOSE:
-                self._client_close = parse_close(payload_of(whole, frame))
-                self._close_to_upstream = True
-                # Nothing may follow a close (RFC 6455 §5.5.1); no answer is owed any more.
-                self._cancel("deadline", "up_ping", "up_pong", "client_ping", "client_pong")
-                if self._upstream_close is None:  # the client begins the closing handshake
-                    self._timer("linger", 2 * self._limits.close_timeout_s, self._abort_all)
-        self.frames[TO_UPSTREAM] += messages
-        self.bytes[TO_UPSTREAM] += size
-        if len(counts) > MAX_PENDING_TYPES:  # a client sending ever new types: bounded memory
-            self._flush_metrics()
-        upstream = self._upstream
-        if upstream is not None and self._upstream_open:
-            _write(upstream, whole, cut)
-        if timed:
-            assert m is not None
-            m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_UPSTREAM)
-
-    def _arm(self) -> None:
-        """A client event that needs an answer went upstream (see RelaySession._answered)."""
-        self._owed += 1
-        if "deadline" not in self._timers and not self._client_blocked and self._forwarding:
-            self._quiet_since = self._loop.time()
-            self._timer("deadline", self._limits.answer_deadline_s, self._check_deadline)
-
-    # ------------------------------------------------------------------ upstream → client
-
-    def _from_upstream(self, data: bytes) -> None:
-        try:
-            whole, frames = self._down.feed(data)
-        except FrameError as exc:
-            if self._forwarding:
-                self._fault(RealtimeError(
-                    f"The relay upstream '{self._name}' broke the WebSocket protocol ({exc.reason}).",
-                    "upstream_connection_lost", type=SERVER_ERROR), 1011,
-                    upstream_code=exc.close_code, upstream_reason=exc.reason)
-            elif self._upstream is not None:
-                self._upstream.abort()
-            return
-        if not frames:
-            return
-        if not self._forwarding:
-            if any(f[3] & 0x0F == OP_CLOSE for f in frames) and self._upstream is not None:
-                self._upstream.close()
-            return
-        m = self._m
-        self._reads += 1
-        timed = m is not None and not self._reads % LATENCY_SAMPLE
-        received = time.perf_counter_ns() if timed else 0
-        counts = self._counts
-        messages = size = 0
-        cut: list[tuple[int, int]] | None = None
-        for frame in frames:
-            b0 = frame[3]
-            op = b0 & 0x0F
-            if 0 < op < 3:  # OP_TEXT or OP_BINARY
-                messages += 1
-                size += frame[2]
-                self._down_in_message = not b0 & 0x80
-                if m is not None:
-                    begin = frame[0] + frame[1]
-                    key = (TO_CLIENT, peek_type(whole[begin : begin + PEEK_BYTES]))
-                    counts[key] = counts.get(key, 0) + 1
-            elif op == OP_CONT:
-                size += frame[2]
-                if b0 & 0x80:
+                if not from_client and b0 & 0x80:
                     self._down_in_message = False
             elif op == OP_PONG:
-                if self._up_ping is not None and payload_of(whole, frame) == self._up_ping:
-                    self._up_ping = None
-                    self._cancel("up_pong")
-                    self._timer("up_ping", self._limits.ping_interval_s, self._ping_upstream)
+                if leg.ping is not None and payload_of(whole, frame) == leg.ping:
+                    leg.ping = None
+                    self._cancel(leg.pong_key)
+                    self._timer(leg.ping_key, self._policy.ping_interval(client=from_client), self._ping, leg)
                     cut = (cut or []) + [(frame[0], frame[0] + frame[1] + frame[2])]
             elif op == OP_CLOSE:
-                self._upstream_close = parse_close(payload_of(whole, frame))
-                self._upstream_first = self._client_close is None
-                self._close_to_client = True
-                self._cancel("deadline", "up_ping", "up_pong", "client_ping", "client_pong")
-                if self._client_close is None:
+                leg.close = parse_close(payload_of(whole, frame))
+                leg.sent_close = True
+                other = self._u2c if from_client else self._c2u
+                if not from_client:
+                    self._upstream_first = other.close is None
+                self._policy.close_seen()
+                self._cancel(*_WATCH_TIMERS)
+                if other.close is None:  # this side begins the closing handshake
                     self._timer("linger", 2 * self._limits.close_timeout_s, self._abort_all)
-        if messages:
-            # Every upstream message pays one owed answer and is progress (RelaySession._answered).
-            self._owed = max(0, self._owed - messages)
-            self._quiet_since = self._loop.time()
-        self.frames[TO_CLIENT] += messages
-        self.bytes[TO_CLIENT] += size
-        if len(counts) > MAX_PENDING_TYPES:
+        if messages and not from_client:
+            self._policy.answered(messages, self._loop.time())
+        self.frames[direction] += messages
+        self.bytes[direction] += size
+        if len(counts) > MAX_PENDING_TYPES:  # a client sending ever new types: bounded memory
             self._flush_metrics()
-        client = self._client
-        if client is not None and self._client_open:
-            _write(client, whole, cut)
+        if from_client:
+            if self._upstream_open:
+                _write(self._upstream, whole, cut)
+        elif self._client_open:
+            _write(self._client, whole, cut)
         if timed:
             assert m is not None
-            m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, TO_CLIENT)
+            m.added_latency.observe((time.perf_counter_ns() - received) / 1e9, self._name, direction)
+
+    def _source(self, leg: _Leg) -> asyncio.Transport | None:
+        return self._client if leg.from_client else self._upstream
 
     # ------------------------------------------------------------------ deadlines and keepalives
 
+    def _requested(self) -> None:
+        """A client event that needs an answer went upstream."""
+        self._policy.requested(self._loop.time())
+        if self._forwarding:
+            self._watch_answer()
+
+    def _watch_answer(self) -> None:
+        """Arm the deadline timer for the policy's due time unless one is armed: progress only
+        moves the due time later, so an armed timer fires early at worst and re-arms."""
+        if "deadline" not in self._timers:
+            due = self._policy.answer_due()
+            if due is not None:
+                self._timers["deadline"] = self._loop.call_at(due, self._check_deadline)
+
     def _check_deadline(self) -> None:
         self._timers.pop("deadline", None)
-        if not self._owed or self._client_blocked or not self._forwarding or self._client_close:
+        if not self._forwarding:
             return
-        due = self._quiet_since + self._limits.answer_deadline_s
-        if self._loop.time() + 0.001 < due:  # progress since: wait for the rest
-            self._timers["deadline"] = self._loop.call_at(due, self._check_deadline)
-            return
-        self._fault(RealtimeError(
-            f"The relay upstream '{self._name}' stalled: no event within "
-            f"{self._limits.answer_deadline_s:g} s of a client event that needs an answer.",
-            "upstream_timeout", type=SERVER_ERROR), 1011)
+        ending = self._policy.check_answer(self._loop.time())
+        if ending is not None:
+            self._end(ending)
+        else:
+            self._watch_answer()
 
-    def _ping_upstream(self) -> None:
-        self._timers.pop("up_ping", None)
-        if not self._forwarding or self._upstream is None or self._close_to_upstream:
+    def _ping(self, leg: _Leg) -> None:
+        """Ping ``leg``'s source; its pong must come within the policy's pong timeout."""
+        self._timers.pop(leg.ping_key, None)
+        source = self._source(leg)
+        closed = (self._u2c if leg.from_client else self._c2u).sent_close  # a close went to it
+        if not self._forwarding or source is None or closed:
             return
-        self._up_ping = _PING_PREFIX + os.urandom(4)
-        self._upstream.write(encode_frame(OP_PING, self._up_ping, mask=True))
-        self._timer("up_pong", self._limits.ping_timeout_s, self._upstream_pong_missed)
+        leg.ping = _PING_PREFIX + os.urandom(4)
+        source.write(encode_frame(OP_PING, leg.ping, mask=not leg.from_client))
+        self._timer(leg.pong_key, self._policy.pong_timeout(client=leg.from_client), self._pong_missed, leg)
 
-    def _upstream_pong_missed(self) -> None:
-        self._timers.pop("up_pong", None)
-        if self._client_blocked:  # its pong may be waiting unread behind the client's data
-            self._timer("up_pong", self._limits.ping_timeout_s, self._upstream_pong_missed)
-            return
-        self._fault(RealtimeError(
-            f"The relay upstream '{self._name}' stopped answering keepalive pings "
-            f"({self._limits.ping_timeout_s:g} s).", "upstream_timeout", type=SERVER_ERROR), 1011,
-            upstream_code=1011, upstream_reason="keepalive ping timeout")
-
-    def _ping_client(self) -> None:
-        self._timers.pop("client_ping", None)
-        if not self._forwarding or self._client is None or self._close_to_client:
-            return
-        self._client_ping = _PING_PREFIX + os.urandom(4)
-        self._client.write(encode_frame(OP_PING, self._client_ping, mask=False))
-        self._timer("client_pong", self._limits.client_ping_timeout_s, self._client_pong_missed)
-
-    def _client_pong_missed(self) -> None:
-        """The client stopped answering pings: dropped, as uvicorn drops it (1011)."""
-        self._timers.pop("client_pong", None)
-        if self._client_blocked:  # the send deadline decides about a client that is not reading
-            self._timer("client_pong", self._limits.client_ping_timeout_s, self._client_pong_missed)
-            return
-        if self._client is not None and self._client_open:
-            self._client.write(encode_frame(OP_CLOSE, close_payload(1011, "keepalive ping timeout"),
-                                            mask=False))
-            self._client.abort()
+    def _pong_missed(self, leg: _Leg) -> None:
+        self._timers.pop(leg.pong_key, None)
+        verdict = self._policy.pong_missed(client=leg.from_client)
+        if verdict is Keepalive.WAIT:
+            self._timer(leg.pong_key, self._policy.pong_timeout(client=leg.from_client),
+                        self._pong_missed, leg)
+        elif verdict is Keepalive.DROP_CLIENT:  # as uvicorn drops a client (1011)
+            if self._client is not None and self._client_open:
+                self._client.write(encode_frame(OP_CLOSE, close_payload(1011, KEEPALIVE_REASON), mask=False))
+                self._client.abort()
+        else:
+            self._end(verdict)
 
     # ------------------------------------------------------------------ flow control
 
     def _client_paused(self) -> None:
-        self._client_blocked = True
+        self._policy.client_blocked()
         if self._upstream is not None and self._upstream_open:
             self._upstream.pause_reading()
         if self._forwarding:
             self._timer("send", self._limits.send_deadline_s, self._not_reading)
 
     def _client_resumed(self) -> None:
-        self._client_blocked = False
+        self._policy.client_unblocked(self._loop.time())
         self._cancel("send")
         if self._upstream is not None and self._upstream_open and self._forwarding:
             self._upstream.resume_reading()
-            self._quiet_since = self._loop.time()
-            if self._owed and "deadline" not in self._timers:
-                self._timer("deadline", self._limits.answer_deadline_s, self._check_deadline)
+            self._watch_answer()
 
     def _not_reading(self) -> None:
         self._timers.pop("send", None)
-        if not self._forwarding:
-            return
-        from .session import NOT_READING_REASON  # session imports this module
-
-        ending = self._Ending.not_reading(self._limits.send_deadline_s)
-        self._end(ending, None, 1008, NOT_READING_REASON, upstream_reason="client not reading", stuck=True)
+        if self._forwarding:
+            self._end(self._policy.not_reading())
 
     def _upstream_paused(self) -> None:
         self._upstream_blocked = True
@@ -467,46 +429,40 @@ class SplicedRelay:
 
     def _shutdown(self) -> None:
         if self._forwarding:
-            self._end(self._Ending(1012, "server shutting down"), None, 1012, "server shutting down",
-                      upstream_code=1001, upstream_reason="going away")
+            self._end(self._policy.server_closing())
 
     def shut_down(self, error: RealtimeError) -> None:
         """The server's drain ends the session: ``error`` and close 1012 to the client, at a
         frame boundary, and 1001 (Going Away) to the upstream."""
-        self._fault(error, 1012, upstream_code=1001, upstream_reason="going away")
+        self._end(self._policy.shut_down(error))
 
-    def _fault(self, error: RealtimeError, close_code: int, *, upstream_code: int = 1000,
-               upstream_reason: str = "relay ended") -> None:
-        ending = self._Ending.fault(error, close_code)
-        self._end(ending, error, close_code, ending.reason, upstream_code=upstream_code,
-                  upstream_reason=upstream_reason)
-
-    def _end(self, ending: Any, error: RealtimeError | None, close_code: int, reason: str, *,
-             upstream_code: int = 1000, upstream_reason: str = "relay ended", stuck: bool = False) -> None:
-        """rtgate ends the session: stop forwarding, close both sides at a frame boundary."""
+    def _end(self, ending: Ending) -> None:
+        """rtgate ends the session: stop forwarding, close both sides at a frame boundary
+        (the client: ``ending``'s error event unless it is not reading, then its close)."""
         if not self._forwarding:
             return
         self._forwarding = False
         if self._ending is None:
             self._ending = ending
-        self._cancel("deadline", "up_ping", "up_pong", "client_ping", "client_pong", "send", "linger")
+        self._cancel(*_WATCH_TIMERS, "send", "linger")
         limit = self._limits.close_timeout_s
         client, upstream = self._client, self._upstream
         if client is not None and self._client_open:
-            if not self._close_to_client:
-                if error is not None and not stuck and not self._down_in_message:
-                    client.write(_error_frame(error))
-                client.write(encode_frame(OP_CLOSE, close_payload(close_code, reason[:120]), mask=False))
-                self._close_to_client = True
+            if not self._u2c.sent_close:
+                if ending.error is not None and not ending.client_stuck and not self._down_in_message:
+                    client.write(_error_frame(ending.error))
+                client.write(encode_frame(OP_CLOSE, close_payload(ending.close_code, ending.reason[:120]),
+                                          mask=False))
+                self._u2c.sent_close = True
             if self._upstream_blocked:
                 client.resume_reading()  # to see its close reply
             self._timers["client_linger"] = self._loop.call_later(limit, self._drop_client)
         if upstream is not None and self._upstream_open:
-            if not self._close_to_upstream:
-                upstream.write(encode_frame(OP_CLOSE, close_payload(upstream_code, upstream_reason),
-                                            mask=True))
-                self._close_to_upstream = True
-            if self._client_blocked:
+            if not self._c2u.sent_close:
+                upstream.write(encode_frame(
+                    OP_CLOSE, close_payload(ending.upstream_code, ending.upstream_reason), mask=True))
+                self._c2u.sent_close = True
+            if self._policy.waiting_on_client:
                 upstream.resume_reading()  # to see its close reply; the rest is discarded
             self._timers["upstream_linger"] = self._loop.call_later(limit, upstream.abort)
 
@@ -529,14 +485,14 @@ class SplicedRelay:
             self._ending = self._natural_ending()
         upstream = self._upstream
         if upstream is not None and self._upstream_open:
-            if self._forwarding and not self._close_to_upstream:
-                code, reason = (self._upstream_close if self._upstream_first else None) or (
+            if self._forwarding and not self._c2u.sent_close:
+                code, reason = (self._u2c.close if self._upstream_first else None) or (
                     1000, "client disconnected")
-                code = 1000 if code in _UNSENDABLE_CLOSE_CODES else code
+                code = 1000 if code in UNSENDABLE_CLOSE_CODES else code
                 upstream.write(encode_frame(OP_CLOSE, close_payload(code, reason), mask=True))
-                self._close_to_upstream = True
+                self._c2u.sent_close = True
             self._forwarding = False
-            if self._client_blocked:
+            if self._policy.waiting_on_client:
                 upstream.resume_reading()
             self._cancel("deadline", "up_ping", "up_pong")
             if "upstream_linger" not in self._timers:
@@ -547,11 +503,8 @@ class SplicedRelay:
     def _upstream_lost(self, exc: Exception | None) -> None:
         self._upstream_open = False
         self._cancel("deadline", "up_ping", "up_pong", "upstream_linger")
-        if self._forwarding and self._upstream_close is None and self._client_close is None:
-            self._fault(RealtimeError(
-                f"The connection to the relay upstream '{self._name}' was lost mid-session "
-                "(reset or closed without a close frame).", "upstream_connection_lost",
-                type=SERVER_ERROR), 1011)
+        if self._forwarding and self._u2c.close is None and self._c2u.close is None:
+            self._end(self._policy.connection_lost())
         elif self._ending is None:
             self._ending = self._natural_ending()
         client = self._client
@@ -559,34 +512,25 @@ class SplicedRelay:
             # The closing handshake passed through: the client has the upstream's close (or
             # sent its own); close once it has answered, or after close_timeout_s.
             self._forwarding = False
-            if self._client_close is not None:
+            if self._c2u.close is not None:
                 client.close()
             else:
                 self._timers["client_linger"] = self._loop.call_later(
                     self._limits.close_timeout_s, self._drop_client)
         self._check_done()
 
-    def _natural_ending(self) -> Any:
+    def _natural_ending(self) -> Ending:
         """A closing handshake that passed through: the upstream's close code when the
         upstream began it, else the client's leaving."""
-        if self._upstream_close is not None and self._upstream_first:
-            return self._passed_through(self._upstream_close)
-        return self._Ending(1000, "client disconnected", by_client=True)
-
-    def _passed_through(self, close: tuple[int, str]) -> Any:
-        code, reason = close
-        if code == 1005:
-            code = 1000
-        if code in _UNSENDABLE_CLOSE_CODES:
-            return self._Ending.fault(RealtimeError(
-                f"The connection to the relay upstream '{self._name}' was lost mid-session "
-                "(reset or closed without a close frame).", "upstream_connection_lost",
-                type=SERVER_ERROR), 1011)
-        return self._Ending(code, reason)
+        if self._u2c.close is not None and self._upstream_first:
+            return self._policy.upstream_closed(self._u2c.close)
+        return Ending.client_left()
 
 
-def _write(transport: asyncio.Transport, whole: bytes, cut: list[tuple[int, int]] | None) -> None:
+def _write(transport: asyncio.Transport | None, whole: bytes, cut: list[tuple[int, int]] | None) -> None:
     """Write ``whole`` less the ``cut`` byte ranges (rtgate's own pongs), in order."""
+    if transport is None:  # not started: nothing can have been read either
+        return
     if cut is None:
         transport.write(whole)
         return
