@@ -5,5 +5,7 @@
 :mod:`.splice` is the spliced (zero-parse) data path of GA sessions, with :mod:`.wire`
 its frame scanner and :mod:`.rawlink` its raw upstream connection;
 :mod:`.preview` speaks Preview to old clients in front of it; :mod:`.endpoint` is the
-branch of the Realtime WebSocket endpoint that runs it.
+branch of the Realtime WebSocket endpoint that runs it. :mod:`.config` is an upstream's
+configuration and :mod:`.metrics` the relay's metric families. Nothing here imports
+:mod:`rtgate.server`, which builds the relay (docs/architecture.md, Layers).
 """
