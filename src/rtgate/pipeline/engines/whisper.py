@@ -64,11 +64,7 @@ from rtgate.pipeline.base import (
     TranscriptionOptions,
     run_blocking,
 )
-from rtgate.pipeline.engines.whisper_context import (
-    CONFIDENT_LOGPROB,
-    consistent_with_prefix,
-    short_context_transcribe,
-)
+from rtgate.pipeline.engines import whisper_context as context  # names read per pass (tests patch them)
 from rtgate.pipeline.scheduler import SCHEDULER, Lane
 
 # Never let a hub library reach the network from inside the server.
@@ -193,13 +189,13 @@ class FasterWhisperSTT(STT):
         if options.logprobs:  # word probabilities come from the full pass's alignment
             return self._with_logprobs(model, samples, options, seconds)
         if mode != "off":
-            short = short_context_transcribe(
+            short = context.short_context_transcribe(
                 model, samples, language=options.language, prompt=options.prompt
             )
             if short is not None:
                 if mode == "always" or options.partial:
                     kept = "short-unchecked"
-                elif short.avg_logprob >= CONFIDENT_LOGPROB or consistent_with_prefix(
+                elif short.avg_logprob >= context.CONFIDENT_LOGPROB or context.consistent_with_prefix(
                     options.reference, short.text
                 ):
                     kept = "short"
