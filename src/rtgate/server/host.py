@@ -5,23 +5,23 @@ Every entry point — the Realtime WebSocket (local and relayed), a WebRTC call,
 (``ServerState.host``) for a session, and gets either a :class:`Ticket` or a
 :class:`Refusal`. It never counts, limits or builds a session itself.
 
-Admission, in this order (the first that applies refuses):
+Admission, in this order (the first rule that applies refuses; HTTP status for the REST
+entry points, close code for a WebSocket):
 
-==========================  ========================================  ======  =====
-rule                        error (``type`` / ``code``)               HTTP    close
-==========================  ========================================  ======  =====
-the process is draining     ``server_error`` / ``server_shutting_down``  503   1012
-``max_sessions`` reached    ``server_error`` / ``server_busy``           503   1013
-no room for a conversation  ``server_error`` / ``server_busy``           503   1013
-  (server/admission.py; only a profile that runs models here; the only refusal a
-  sibling worker may take over: :attr:`Refusal.forwardable`)
-the key's own limits        ``rate_limit_error`` / ``rate_limit_exceeded`` 429  1013
-  (server/keys.py; HTTP adds ``Retry-After``)
-==========================  ========================================  ======  =====
+1. the process is draining (server/drain.py) — ``server_error`` /
+   ``server_shutting_down``, 503, close 1012;
+2. ``max_sessions`` sessions hold a slot — ``server_error`` / ``server_busy``, 503, close 1013;
+3. no room for another conversation (server/admission.py; only for a profile that runs
+   models on this machine) — ``server_error`` / ``server_busy``, 503, close 1013, counted
+   by reason; the one refusal a sibling worker with room may take over
+   (:attr:`Refusal.forwardable`);
+4. the key's own limits (server/keys.py) — ``rate_limit_error`` / ``rate_limit_exceeded``,
+   429 with ``Retry-After``, close 1013, counted as ``key_limit``.
 
-The first three are :meth:`SessionHost.check` (synchronous, takes nothing); the key's
-limit is asked of the cluster store last, by :meth:`SessionHost.admit`, which repeats
-the check first so that nothing is taken for a session that may not start.
+The first three are :meth:`SessionHost.check` (synchronous, takes nothing);
+:meth:`SessionHost.admit` runs it, then asks the cluster store for the key's lease, so
+nothing is taken for a session that may not start. A SIP accept also checks before it
+decides the pending call, so that a refused call stays pending.
 
 A :class:`Ticket` holds what an admitted session takes: its slot in ``max_sessions``
 (:class:`~rtgate.server.slots.SessionSlot`, taken at once, given back when the session's
@@ -34,7 +34,6 @@ session's usage to its account; a second call does nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import secrets
 import time
@@ -65,8 +64,6 @@ if TYPE_CHECKING:
     from .admission import Admission
     from .metrics import Metrics
     from .node import Node
-
-log = logging.getLogger("rtgate.host")
 
 BUSY_CLOSE_CODE = 1013
 """Try Again Later: the close of a session refused for the server's or the key's limits."""
@@ -165,17 +162,20 @@ class SessionHost:
     active_sessions: int = 0
     """Sessions holding a slot (``max_sessions``, ``/healthz``, ``rtgate_sessions_active``)."""
 
-    def check(self, pipeline: Pipeline | None = None, *, what: str = "sessions") -> Refusal | None:
+    def check(self, pipeline: Pipeline | None = None, *, what: str = "sessions",
+              ringing: int = 0) -> Refusal | None:
         """Why a new session may not start now, before anything is taken (``None``: it may).
 
         ``pipeline``: the local profile that would serve it (``None``: a relayed session,
-        which never counts as a conversation). ``what`` names the session in the drain's
-        message ("it takes no new {what}").
+        or one whose profile is not known yet, which does not count as a conversation).
+        ``what`` names the session in the drain's message ("it takes no new {what}").
+        ``ringing``: SIP calls not yet accepted or rejected, which ``max_sessions`` counts
+        as taken when a new call arrives.
         """
         if self.drain.draining:
             return Refusal(shutting_down(f"it takes no new {what}"), 503, DRAIN_CLOSE_CODE)
         limit = self.settings.max_sessions
-        if self.active_sessions >= limit:
+        if self.active_sessions + ringing >= limit:
             return Refusal(RealtimeError(
                 f"This server is at its limit of {limit} sessions; try again later.",
                 "server_busy", type=SERVER_ERROR), 503, BUSY_CLOSE_CODE)
