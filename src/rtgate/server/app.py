@@ -41,10 +41,11 @@ from .node import Node, new_node_id
 from .preauth import install_accept_error_filter
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
 from .profiles import gateway_config, pipelines_from_config
-from .realtime_ws import ServerState, realtime_endpoint
+from .realtime_ws import realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
 from .sip_routes import ROUTES as SIP_ROUTES
+from .state import ServerState
 
 log = logging.getLogger("rtgate.server")
 

@@ -41,7 +41,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..core.ids import IdFactory
-from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
 from .sip_call import DTMF_KEYS, GuardedRTPSession, SipMediaSettings
 from .webrtc import CallChannel, WebRTCSettings
 
@@ -338,16 +338,14 @@ class RelayedSipCall:
 
     def report(self, error: RealtimeError) -> None:
         """An ``error`` event from rtgate itself to the sidebands."""
-        self._to_sidebands(orjson.dumps({"type": "error", "event_id": self.runner.ids.event(),
-                                         "error": error.to_wire()}).decode())
+        self._to_sidebands(orjson.dumps(error_event(error, self.runner.ids.event())).decode())
 
     def _fail(self, code: str, what: str) -> None:
         if self._close_task is not None:
             return
         message = f"The relay upstream '{self.upstream_name}' {what}; the call was ended."
         error = RealtimeError(message, code, type=SERVER_ERROR)
-        text = orjson.dumps({"type": "error", "event_id": self.runner.ids.event(),
-                             "error": error.to_wire()}).decode()
+        text = orjson.dumps(error_event(error, self.runner.ids.event())).decode()
         self._sideband_close = (1011, f"server_error.{code}")
         self.request_close(message, final_event=text)
 
