@@ -19,7 +19,6 @@ from ..server.config import UpstreamConfig
 from ..server.drain import shutting_down
 from ..server.ws_close import close_or_drop
 from ..server.ws_protocol import SPLICE_EXTENSION
-from .policy import Ending
 from .preview import PreviewDialect
 from .session import ClientGone, RelaySession
 from .upstream import RelayLimits
