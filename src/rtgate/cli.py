@@ -52,7 +52,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--pipeline",
         choices=["default", "builtin"],
         help="'default': the embedded offline speech stack (Whisper tiny.en, SmolLM2-135M, "
-        "espeak-ng); 'builtin': a deterministic echo model with tone audio, no models",
+        "espeak-ng; needs the speech extra); 'builtin': a deterministic echo model with tone "
+        "audio, no models",
     )
     p.add_argument("--config", dest="config_file", metavar="FILE",
                    help="TOML file with pipeline profiles, cloud upstreams and model routes "

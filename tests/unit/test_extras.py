@@ -118,3 +118,21 @@ def test_migrate_fix_without_migrate(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert "pip install 'rtgate[migrate]'" in capsys.readouterr().err
     assert app.read_text() == 'EVENT = "response.audio.delta"\n'
     assert migrate_main(["check", str(tmp_path), "--no-progress"]) == 1  # a finding, no extra needed
+
+
+def test_base_entry_points_import_no_extra() -> None:
+    """The server, relay, workers and migrate import no module of an extra at import time
+    (a fresh interpreter: other tests have imported them all), so the base install starts;
+    scripts/check-plain-install.sh proves it in a venv without them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import rtgate.cli, rtgate.server.app, rtgate.server.workers, rtgate.relay.endpoint\n"
+        "import rtgate.migrate.cli, rtgate.migrate.check\n"
+        "from rtgate.extras import EXTRAS\n"
+        "print(sorted({m.split('.')[0] for ms in EXTRAS.values() for m in ms} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
