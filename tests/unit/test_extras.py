@@ -133,6 +133,9 @@ def test_base_entry_points_import_no_extra() -> None:
         "import rtgate.migrate.cli, rtgate.migrate.check\n"
         "from rtgate.extras import EXTRAS\n"
         "print(sorted({m.split('.')[0] for ms in EXTRAS.values() for m in ms} & set(sys.modules)))\n"
+        "from rtgate.server.app import preload_extras\n"
+        "preload_extras()\n"  # start-up: the installed MCP client, off the first session's loop
+        "print('mcp' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.split() == ["[]", "True"]

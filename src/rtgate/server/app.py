@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import math
 import os
@@ -108,6 +109,14 @@ def default_vad() -> VAD | None:
     return SileroVAD()
 
 
+def preload_extras() -> None:
+    """Import the MCP client (about half a second) at start-up when its extra is installed,
+    not in the event loop of the first session that lists MCP tools (transport/connection.py
+    imports it lazily, so that the base install runs without it)."""
+    if extras.installed("mcp"):
+        importlib.import_module("rtgate.mcp.client")
+
+
 def sip_call_routes() -> list[BaseRoute]:
     """``…/realtime/calls/{call_id}/accept``, ``reject`` and ``refer`` (server/sip_routes.py);
     without the sip extra no SIP call exists, and these paths say which extra is missing."""
@@ -158,6 +167,7 @@ def create_app(
 
         install_accept_error_filter(asyncio.get_running_loop())  # issue 17: no EMFILE flood
         pipelines = profiles(settings)
+        preload_extras()
         vad_model = vad_factory()
         vad = VadService(vad_model) if vad_model is not None else None
         for pipeline in pipelines.values():
