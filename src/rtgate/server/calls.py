@@ -23,7 +23,7 @@ import email.policy
 import logging
 import secrets
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -31,13 +31,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.websockets import WebSocket
 
+from .. import extras
 from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
-from ..transport.sip_call import SipCall
-from ..transport.sip_relay import RelayedSipCall
-from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
@@ -49,6 +47,11 @@ from .refusal import refuse as _refuse
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
 from .state import ServerState
+
+if TYPE_CHECKING:  # the call transports need the webrtc / sip extras (rtgate.extras)
+    from ..transport.sip_call import SipCall
+    from ..transport.sip_relay import RelayedSipCall
+    from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 
 log = logging.getLogger("rtgate.calls")
 
@@ -62,7 +65,9 @@ MAX_SDP_BYTES = 64 * 1024
 
 
 def webrtc_settings(settings: Settings) -> WebRTCSettings:
-    """The transport's view of the server's ``webrtc_*`` settings."""
+    """The transport's view of the server's ``webrtc_*`` settings (needs the webrtc extra)."""
+    from ..transport.webrtc import WebRTCSettings
+
     return WebRTCSettings(
         ice_servers=settings.webrtc_ice_servers,
         turn_username=settings.webrtc_turn_username,
@@ -101,7 +106,7 @@ class CallRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.webrtc = webrtc_settings(settings)
+        self.webrtc = webrtc_settings(settings) if extras.installed("webrtc") else None
         self.calls: dict[str, WebRTCCall | SipCall | RelayedSipCall] = {}
 
     def get(self, call_id: str) -> WebRTCCall | SipCall | RelayedSipCall | None:
@@ -110,6 +115,13 @@ class CallRegistry:
     async def aclose(self) -> None:
         for call in list(self.calls.values()):
             await call.aclose("server shutting down")
+
+
+def _missing_webrtc() -> RealtimeError:
+    """Why a server without the webrtc extra refuses call offers (it started without them)."""
+    missing = extras.MissingExtra("webrtc", "WebRTC (…/realtime/calls)", extras.missing("webrtc"))
+    return RealtimeError(f"This rtgate server takes no WebRTC calls. {missing}.",
+                         "webrtc_not_installed", type="server_error")
 
 
 def _sdp_from_multipart(content_type: str, body: bytes) -> tuple[str, Any]:
@@ -185,6 +197,8 @@ async def create_call(request: Request) -> Response:
     settings: Settings = state.settings
     try:
         grant = authenticate(request, allow_ephemeral=True)
+        if registry.webrtc is None:
+            raise RestError(501, _missing_webrtc())
         sdp, config = await _parse_offer(request, grant)
         requested = getattr(config, "model", None) or request.query_params.get("model")
         refusal = model_refusal(grant, requested, state.router, param="session.model")
@@ -225,6 +239,8 @@ async def create_call(request: Request) -> Response:
         unregister()
         registry.calls.pop(call.id, None)
         ticket.release_soon()
+
+    from ..transport.webrtc import WebRTCCall
 
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
                       send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
