@@ -847,7 +847,10 @@ class Session:
             self._cancel(response_id, reason)
 
     def _end(self, emitter: ResponseEmitter, status: str, details: dict[str, Any] | None) -> None:
-        emitter.finish(status, details, rate_limits=self.rate_limits)
+        emitter.finish(status, details)
+        if self.playback is not None:
+            self._end_playback(emitter.r.id, status)
+        self._emit("rate_limits.updated", rate_limits=self.rate_limits)
         totals = self.totals
         totals.input_tokens += emitter.r.input_tokens
         totals.output_tokens += emitter.r.output_tokens
@@ -857,12 +860,18 @@ class Session:
             self._default_response = None
         if emitter.r.produced_audio:
             self._voice_locked = True
-        if self.playback is not None:
-            cut = self.playback.take_cut(emitter.r.id)
-            if self.playback.end(emitter.r.id):
-                self._effect(fx.FinishPlayback(emitter.r.id))
-            if cut is not None and status == "cancelled":
-                self._truncate_cut(cut)  # an uncancelled response went on playing after a clear
+
+    def _end_playback(self, response_id: str, status: str) -> None:
+        """A response ended (its ``response.done`` just went out): the player learns that its
+        audio is complete, and a cancelled response cut off earlier is truncated now, right
+        after its ``response.done`` (a response that was not cancelled went on playing after
+        the clear, so it keeps its audio)."""
+        assert self.playback is not None
+        cut = self.playback.take_cut(response_id)
+        if self.playback.end(response_id):
+            self._effect(fx.FinishPlayback(response_id))
+        if cut is not None and status == "cancelled":
+            self._truncate_cut(cut)
 
     # ------------------------------------------------------------------ backend results
 
