@@ -97,6 +97,25 @@ class FinishPlayback:
 
 
 @dataclass(frozen=True, slots=True)
+class UtteranceStarted:
+    """Turn detection heard the user start speaking: the utterance that will be committed
+    as ``item_id`` starts at ``audio_start_ms`` of the input buffer (for transcription
+    while the user speaks, transport/incremental_stt.py)."""
+
+    item_id: str
+    audio_start_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStopped:
+    """The utterance ``item_id`` ended; its speech ended at ``speech_end_ms`` (the last
+    frame heard as speech, before the silence window). It is committed next."""
+
+    item_id: str
+    speech_end_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class PredictTurnEnd:
     """Run the turn-end model on ``audio`` (the turn so far, in ``audio_format``) and
     report the probability that it is complete with :meth:`Session.on_turn_end`."""
@@ -134,4 +153,4 @@ class CallMcpTools:
 
 
 Effect = (StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio | PredictTurnEnd
-          | ListMcpTools | CallMcpTools | PlayAudio | FinishPlayback)
+          | ListMcpTools | CallMcpTools | PlayAudio | FinishPlayback | UtteranceStarted | UtteranceStopped)

@@ -144,6 +144,17 @@ class Session:
         return self.detector is not None
 
     @property
+    def user_speaking(self) -> bool:
+        """Turn detection hears the user speaking now (between ``speech_started`` and
+        ``speech_stopped``)."""
+        return self.detector is not None and self.detector.state is VadState.SPEAKING
+
+    @property
+    def last_speech_end_ms(self) -> float:
+        """Where the last frame heard as speech ended (buffer time; 0 without turn detection)."""
+        return self.detector.last_speech_end_ms if self.detector is not None else 0.0
+
+    @property
     def live_transcription(self) -> bool:
         """Live mode (docs/protocol.md, Event sequences: Transcription modes): a live
         transcription model with ``turn_detection: null``.
@@ -422,6 +433,7 @@ class Session:
             audio_start_ms=t.audio_start_ms,
             item_id=self._speech_item_id,
         )
+        self._effect(fx.UtteranceStarted(self._speech_item_id, float(t.audio_start_ms)))
         td = self.config.audio.input.turn_detection
         if td is None or not td.interrupt_response:
             return
@@ -435,6 +447,8 @@ class Session:
         item_id = self._speech_item_id or self.ids.item()
         self._speech_item_id = None
         self._emit("input_audio_buffer.speech_stopped", audio_end_ms=t.audio_end_ms, item_id=item_id)
+        if self.detector is not None:
+            self._effect(fx.UtteranceStopped(item_id, self.detector.last_speech_end_ms))
         start = self.buffer.start_ms
         audio = self.buffer.take_range(start, t.audio_end_ms)
         self._commit_audio(item_id, audio)
