@@ -13,8 +13,9 @@ only the edges differ:
   ``output_audio_buffer.started`` when a response's first audio is played and
   ``output_audio_buffer.stopped`` when the last has been (docs/protocol.md, Server events). Barge-in and
   ``output_audio_buffer.clear`` drop queued audio at once, emit
-  ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played
-  (:mod:`.webrtc_playback`, the runner's output hook).
+  ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played —
+  all decided by the session core (core/playback.py); the call's player
+  (:mod:`.webrtc_playback`, the runner's output hook) carries it out and reports progress.
 * **Events** travel as JSON text on the data channel the client created (any label), and
   fan out to sideband WebSockets attached with ``?call_id=`` (which may also send events);
   a sideband first gets a ``session.created`` with the call's current session.
