@@ -10,7 +10,8 @@ session core decides everything about it (core/playback.py): it hands audio over
 carries that out:
 
 * :class:`OutputAudioTrack` paces queued audio as 20 ms PCM16 frames (silence between
-  responses, so the RTP clock keeps running) and reports what it plays.
+  responses, so the RTP clock keeps running) and reports what it plays (the queue and
+  pacer are :mod:`.playout`'s, shared with the relayed SIP call).
 * :class:`CallPlayback` is the session runner's output hook for a call (WebRTC and SIP):
   it queues, ends and drops audio on the core's effects and reports the track's progress
   back to the core (:meth:`Session.on_playback_started`, :meth:`Session.on_audio_played`,
@@ -19,12 +20,8 @@ carries that out:
 
 from __future__ import annotations
 
-import asyncio
 import fractions
-import logging
-import time
-from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import av
 from aiortc import MediaStreamTrack
@@ -33,114 +30,44 @@ from aiortc.mediastreams import MediaStreamError
 from ..core import effects as fx
 from ..core.session import Output
 from ..pipeline.base import WIRE_SAMPLE_RATE
+from .playout import FramePacer, PlayoutListener, PlayoutQueue
 
 if TYPE_CHECKING:
     from .connection import SessionRunner
 
-log = logging.getLogger("rtgate.webrtc")
-
 FRAME_MS = 20
 
 
-class PlaybackListener(Protocol):
-    """What :class:`OutputAudioTrack` reports, synchronously, as it takes audio for a frame."""
-
-    def started(self, response_id: str) -> None: ...
-
-    def played(self, response_id: str, item_id: str, content_index: int, nbytes: int) -> None: ...
-
-    def stopped(self, response_id: str) -> None: ...
-
-
 class OutputAudioTrack(MediaStreamTrack):
-    """The call's outbound audio: queued response audio, paced as 20 ms PCM16 frames.
-
-    Reports to its listener when a response's first audio goes out (``started``), every
-    piece of a part it takes for a frame (``played``), and when a response's end marker
-    (:meth:`end`) is reached (``stopped``). Silence is sent between responses.
+    """The call's outbound audio: queued response audio (a :class:`.playout.PlayoutQueue`
+    reporting to ``listener``), paced as 20 ms PCM16 frames. Silence is sent between
+    responses so the RTP clock keeps running.
     """
 
     kind = "audio"
 
     def __init__(
         self,
-        listener: PlaybackListener,
+        listener: PlayoutListener,
         *,
         sample_rate: int = WIRE_SAMPLE_RATE,
         max_queued_s: float = 600.0,
     ) -> None:
         super().__init__()
-        self._listener = listener
         self.sample_rate = sample_rate
         self._samples = sample_rate * FRAME_MS // 1000
-        self._max_bytes = int(max_queued_s * sample_rate) * 2
-        # (response_id, item_id, content_index, pcm); pcm None is the response's end marker.
-        self._queue: deque[tuple[str, str, int, bytes | None]] = deque()
-        self._queued_bytes = 0
-        self._playing: str | None = None
-        self._start: float | None = None
-        self._timestamp = 0
+        self.queue = PlayoutQueue(listener, max_bytes=int(max_queued_s * sample_rate) * 2)
+        # No lag limit: the frames' timestamps run on, so the pace catches up after a stall.
+        self._pacer = FramePacer(FRAME_MS / 1000)
+        self._timestamp = -self._samples
         self.frames_with_audio = 0
-
-    def push(self, response_id: str, item_id: str, content_index: int, pcm: bytes) -> None:
-        """Queue ``pcm`` (at :attr:`sample_rate`) of one assistant audio part."""
-        if self._queued_bytes + len(pcm) > self._max_bytes:
-            log.warning("output audio queue full (%d bytes); audio dropped", self._queued_bytes)
-            return
-        self._queue.append((response_id, item_id, content_index, pcm))
-        self._queued_bytes += len(pcm)
-
-    def end(self, response_id: str) -> None:
-        """No more audio will come for ``response_id``: ``stopped`` once it has played."""
-        self._queue.append((response_id, "", 0, None))
-
-    def clear(self) -> None:
-        """Drop all queued audio now."""
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._playing = None
-
-    def _take(self, nbytes: int) -> bytes:
-        out = bytearray()
-        while len(out) < nbytes and self._queue:
-            rid, item_id, index, pcm = self._queue[0]
-            if pcm is None:
-                self._queue.popleft()
-                self._stopped(rid)
-                continue
-            if self._playing != rid:
-                self._playing = rid
-                self._listener.started(rid)
-            need = nbytes - len(out)
-            chunk = pcm[:need]
-            out += chunk
-            self._listener.played(rid, item_id, index, len(chunk))
-            if len(pcm) > need:
-                self._queue[0] = (rid, item_id, index, pcm[need:])
-            else:
-                self._queue.popleft()
-            self._queued_bytes -= len(chunk)
-        # An end marker right behind the last audio: report it with this frame.
-        if self._queue and self._queue[0][3] is None:
-            self._stopped(self._queue.popleft()[0])
-        return bytes(out)
-
-    def _stopped(self, response_id: str) -> None:
-        self._playing = None
-        self._listener.stopped(response_id)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            self._timestamp += self._samples
-            # Real-time pacing: this sleep keeps the RTP clock, it orders nothing.
-            wait = self._start + self._timestamp / self.sample_rate - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        pcm = self._take(self._samples * 2)
+        self._timestamp += self._samples
+        await self._pacer.wait()
+        pcm = self.queue.take(self._samples * 2)
         if pcm:
             self.frames_with_audio += 1
         pcm = pcm.ljust(self._samples * 2, b"\0")
@@ -174,14 +101,15 @@ class CallPlayback:
         return self._runner
 
     def __call__(self, out: Output) -> list[Output]:
+        queue = self.track.queue
         if isinstance(out, fx.PlayAudio):
-            self.track.push(out.response_id, out.item_id, out.content_index, out.pcm)
+            queue.push(out.response_id, out.item_id, out.content_index, out.pcm)
             return []
         if isinstance(out, fx.FinishPlayback):
-            self.track.end(out.response_id)
+            queue.end(out.response_id)
             return []
         if isinstance(out, fx.ClearOutputAudio):
-            self.track.clear()
+            queue.clear()
             return []
         return [out]
 
