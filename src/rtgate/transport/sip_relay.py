@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..core.ids import IdFactory
 from ..protocol.errors import SERVER_ERROR, RealtimeError
+from .call_tasks import CallTasks, watch_media
 from .playout import FramePacer, PlayoutQueue
 from .sip_call import DTMF_KEYS, GuardedRTPSession, SipMediaSettings
 from .webrtc import CallChannel, WebRTCSettings
@@ -173,7 +174,8 @@ class RelayedSipCall:
         self._playout = PlayoutQueue(
             self, max_bytes=int(settings.max_output_audio_s * 1000 * BYTES_PER_MS))
         self._played: dict[tuple[str, int], int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks(call_id)
+        self._spawn = self._tasks.spawn
         self._close_task: asyncio.Task[None] | None = None
         self._sideband_close = (1000, "call ended")
         self.closed = asyncio.Event()
@@ -181,11 +183,6 @@ class RelayedSipCall:
         self.last_media = time.monotonic()
         self.rtp_packets_sent = 0
         self.appends_sent = 0
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         """Start the pumps (the 200 OK has been sent, the upstream is configured)."""
@@ -232,13 +229,7 @@ class RelayedSipCall:
                 return  # the reader sees the close and ends the call
 
     async def _watch_media(self) -> None:
-        while True:
-            idle = time.monotonic() - self.last_media
-            if idle >= self.settings.media_timeout_s:
-                self.request_close(f"no RTP from the caller for {self.settings.media_timeout_s:g} s")
-                return
-            # A deadline check, not ordering: wake when the timeout could next expire.
-            await asyncio.sleep(self.settings.media_timeout_s - idle)
+        await watch_media(lambda: self.last_media, self.settings.media_timeout_s, self.request_close)
 
     # ------------------------------------------------------------------ upstream → caller
 
@@ -362,23 +353,14 @@ class RelayedSipCall:
     async def _close(self, final_event: str | None) -> None:
         log.info("call %s ending: %s", self.id, self.close_reason)
         try:
-            current = asyncio.current_task()
-            tasks = [t for t in self._tasks if t is not current]
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await self._tasks.cancel_all()
             with contextlib.suppress(Exception):
                 await self.upstream.close(1000, "call ended")
             if final_event is not None:
                 with contextlib.suppress(Exception):
                     await self.channel.send_text(final_event)
             code, why = self._sideband_close
-            for sideband in list(self.channel.sidebands):
-                with contextlib.suppress(Exception):
-                    await sideband.close(code, why)
-            self.channel.sidebands.clear()
+            await self.channel.close_sidebands(code, why)
             with contextlib.suppress(Exception):
                 await self.rtp.close()
         finally:

@@ -49,6 +49,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ..audio import encode_from_pcm16, format_rate
+from .call_tasks import CallTasks
 from .connection import Channel, OutputHook, SessionRunner
 from .ice_ports import restrict_host_ports
 from .webrtc_playback import CallPlayback, OutputAudioTrack
@@ -165,6 +166,13 @@ class CallChannel:
     async def close(self, code: int, reason: str) -> None:
         self._on_close(reason or f"session closed ({code})")
 
+    async def close_sidebands(self, code: int, reason: str) -> None:
+        """The call ended: close every sideband socket with ``code`` and ``reason``."""
+        for sideband in list(self.sidebands):
+            with contextlib.suppress(Exception):
+                await sideband.close(code, reason)
+        self.sidebands.clear()
+
 
 # --------------------------------------------------------------------------- the call
 
@@ -214,17 +222,13 @@ class WebRTCCall:
         self.pc = RTCPeerConnection(settings.rtc_configuration())
         _live_peers.add(self.pc)
         self._on_closed = on_closed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks(call_id)
+        self._spawn = self._tasks.spawn
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(settings.max_inbound_events)
         self._close_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_media = time.monotonic()
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer, start the session, return the SDP answer (host candidates)."""
@@ -331,18 +335,10 @@ class WebRTCCall:
     async def _close(self) -> None:
         log.info("call %s ending: %s", self.id, self.close_reason)
         try:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await self._tasks.cancel_all()
             await self.runner.stop()
             self.track.stop()
-            for sideband in list(self.channel.sidebands):
-                with contextlib.suppress(Exception):
-                    await sideband.close(1000, "call ended")
-            self.channel.sidebands.clear()
+            await self.channel.close_sidebands(1000, "call ended")
             with contextlib.suppress(Exception):
                 await self.pc.close()
         finally:
