@@ -1,11 +1,13 @@
 """Server-side playback decided in the core (core/playback.py): audio handed to the player
 as typed effects, progress reported back, barge-in and truncation decided once. Pure: no
-player, no event loop; every event is validated against the SDK (helpers.checked)."""
+player, no event loop; every event is validated against the SDK (helpers.checked). Also the
+other event a call's edge reports to the core: a DTMF key press."""
 
 from __future__ import annotations
 
 from rtgate.audio import ulaw_to_pcm16
 from rtgate.core import effects as fx
+from rtgate.testing.validate import validate_server_event
 
 from .helpers import Harness, assert_events, effects, events, first, silence, types, user_text
 
@@ -220,3 +222,10 @@ def test_a_deleted_item_is_not_truncated() -> None:
     h.send({"type": "conversation.item.delete", "item_id": audio.item_id})
     out = h.vad(0, [LOUD])
     assert_events(out, ["input_audio_buffer.speech_started", "output_audio_buffer.cleared"])
+
+
+def test_a_key_press_becomes_one_event() -> None:
+    h = call()
+    out = h.session.on_dtmf("7", 1_700_000_123.9)
+    assert out == [{"type": "input_audio_buffer.dtmf_event_received", "event": "7", "received_at": 1_700_000_123}]
+    validate_server_event(out[0])  # type: ignore[arg-type]

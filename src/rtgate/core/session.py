@@ -236,6 +236,14 @@ class Session:
         self._error(error)
         return self._flush()
 
+    def on_dtmf(self, key: str, now: float) -> list[Output]:
+        """A key pressed on a phone call (RFC 4733): ``input_audio_buffer.dtmf_event_received``."""
+        if not self.closed:
+            # The SDK's model of this event has no event_id (the cloud sends none).
+            self._out.append({"type": "input_audio_buffer.dtmf_event_received", "event": key,
+                              "received_at": int(now)})
+        return self._flush()
+
     def handle(self, event: ce.ClientEvent, now: float) -> list[Output]:
         """Apply one client event; returns server events and effects in order."""
         if self.closed:

@@ -149,9 +149,7 @@ class SipCall:
         self.last_media = time.monotonic()
         if digit not in DTMF_KEYS or self._close_task is not None:
             return
-        # The SDK's model of this event has no event_id (the cloud sends none).
-        self.runner.apply([{"type": "input_audio_buffer.dtmf_event_received", "event": digit,
-                            "received_at": int(time.time())}])
+        self.runner.apply(self.runner.session.on_dtmf(digit, time.time()))
 
     async def _watch_media(self) -> None:
         await watch_media(lambda: self.last_media, self.settings.media_timeout_s, self.request_close)
