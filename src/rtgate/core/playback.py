@@ -20,15 +20,16 @@ core decides every cut-off from it and the edge only carries them out:
 State of one response's playback (responses play in the order of their first audio; the
 first one listed is the one playing or next to play, the *head*):
 
-========== ============================ ===================================
-state      input                        next
-========== ============================ ===================================
-(none)     audio queued                 queued
-queued     response ended               ended (``FinishPlayback``)
-queued     ``stopped`` reported         (none)
-any        clear                        (none), head's cut kept
-ended      ``stopped`` reported         (none)
-========== ============================ ===================================
+========== ====================== ==============================================
+state      input                  next
+========== ====================== ==============================================
+(none)     audio queued           queued (``PlayAudio``)
+queued     response ended         ended (``FinishPlayback``)
+queued     clear                  (none); the head's cut is truncated at its
+                                  ``response.done`` if that says ``cancelled``
+ended      clear                  (none); the head's cut is truncated at once
+ended      ``stopped`` reported   (none)
+========== ====================== ==============================================
 
 Truncation rules: a response cut while it is still generating is truncated when its
 ``response.done`` (status ``cancelled``) goes out, so the item is final; a response that

@@ -8,7 +8,9 @@ every behaviour here is tested without an event loop.
 Rules it enforces (docs/protocol.md, Session objects to Event sequences):
 ``session.created`` first; updates applied whole or not at all; one active response in the
 default conversation; commits need 100 ms; the voice is fixed once audio was produced; the
-session expires after its lifetime.
+session expires after its lifetime. On a call (``plays_audio``) it also owns the playback of
+the answers — what was played, barge-in, truncation — from the player's reports
+(core/playback.py).
 """
 
 from __future__ import annotations
