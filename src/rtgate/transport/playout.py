@@ -44,7 +44,8 @@ class PlayoutQueue:
         self._listener = listener
         self._max_bytes = max_bytes
         # (response_id, item_id, content_index, audio); audio None is the response's end marker.
-        self._queue: deque[tuple[str, str, int, bytes | None]] = deque()
+        # Views, so that taking a frame off a long chunk does not copy the rest of it.
+        self._queue: deque[tuple[str, str, int, memoryview | None]] = deque()
         self.queued_bytes = 0
         self._playing: str | None = None
         self._dropping = False
@@ -65,7 +66,7 @@ class PlayoutQueue:
             self._dropping = True
             return False
         self._dropping = False
-        self._queue.append((response_id, item_id, content_index, audio))
+        self._queue.append((response_id, item_id, content_index, memoryview(audio)))
         self.queued_bytes += len(audio)
         return True
 
