@@ -254,11 +254,11 @@ class SessionRunner:
 
     def _on_vad(self, frame_start_ms: float, frame_ms: float, probabilities: Any) -> None:
         outputs = self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock())
-        self._stt.on_vad(outputs)
         if outputs:
             self.apply(outputs)
             # The timer's deadline only moves when the core changed state (it emitted).
             self._wake_timer.set()
+        self._stt.wake()
 
     # ------------------------------------------------------------------ outputs and effects
 
@@ -302,6 +302,10 @@ class SessionRunner:
             self._spawn(self._transcribe(effect), f"transcribe:{effect.item_id}")
         elif isinstance(effect, fx.Close):
             self.close(effect.code, effect.reason)
+        elif isinstance(effect, fx.UtteranceStarted):
+            self._stt.utterance_started(effect)
+        elif isinstance(effect, fx.UtteranceStopped):
+            self._stt.utterance_stopped(effect)
         elif isinstance(effect, fx.PredictTurnEnd):
             self._spawn(self._predict_turn_end(effect), f"turn-end:{effect.query_id}")
         elif isinstance(effect, fx.ListMcpTools):
