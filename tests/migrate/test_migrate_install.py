@@ -31,11 +31,13 @@ def _requirement(spec: str) -> tuple[str, set[str], str]:
     return _norm(m.group(1)), extras, m.group(3)
 
 
-def _runtime_distributions() -> set[str]:
-    """The project's runtime dependencies, with what their requested extras pull in."""
+def _runtime_distributions(*extras_: str) -> set[str]:
+    """The project's runtime dependencies (the base install, and the project's ``extras_``),
+    with what their requested extras pull in."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared: set[str] = set()
-    for spec in project["dependencies"]:
+    optional = [spec for extra in extras_ for spec in project["optional-dependencies"][extra]]
+    for spec in [*project["dependencies"], *optional]:
         name, extras, _ = _requirement(spec)
         declared.add(name)
         try:
@@ -68,9 +70,10 @@ def _imported_modules(package: Path) -> dict[str, set[str]]:
 
 
 def test_every_import_of_the_checker_is_a_declared_dependency() -> None:
-    """Each module rtgate.migrate imports comes from a distribution pyproject declares
-    (the test tools must not be what makes the checker work: pathspec came from mypy)."""
-    runtime = _runtime_distributions()
+    """Each module rtgate.migrate imports comes from a distribution pyproject declares for
+    it, the base install or the ``migrate`` extra (--fix); the test tools must not be what
+    makes the checker work: pathspec came from mypy."""
+    runtime = _runtime_distributions("migrate")
     providers = md.packages_distributions()
     undeclared = {
         module: sorted(files)
@@ -98,7 +101,7 @@ def _test_only_distributions() -> list[str]:
     """Distributions installed only because of the ``test`` extra (pathspec via mypy…)."""
     runtime = _runtime_distributions()
     closure: set[str] = set()
-    todo = [_norm(_requirement(s)[0]) for s in md.requires("rtgate") or [] if "extra ==" in s]
+    todo = [_norm(_requirement(s)[0]) for s in md.requires("rtgate") or [] if 'extra == "test"' in s]
     while todo:
         name = todo.pop()
         if name in closure:
@@ -157,16 +160,29 @@ def test_cli_commands_run_without_test_tools(tmp_path: Path, argv: tuple[str, ..
     assert "Traceback" not in run.stderr
 
 
-def test_internal_error_exits_3_not_1(tmp_path: Path) -> None:
-    """A crash of the checker (here: a broken install without tree_sitter, needed by
-    --fix on TypeScript) exits 3 with the traceback on stderr, never 1 ("findings")."""
+def test_fix_without_the_migrate_extra_exits_2_naming_it(tmp_path: Path) -> None:
+    """--fix without tree-sitter (the ``migrate`` extra) is refused before any file is
+    touched: exit 2 (usage), one line naming the extra, no traceback."""
     (tmp_path / "app.ts").write_text('if (e.type === "response.text.delta") {}\n')
     run = _rtgate(
         "migrate", "check", "app.ts", "--fix", "--no-progress", blocked=["tree-sitter"], cwd=tmp_path
     )
+    assert run.returncode == 2
+    assert "pip install 'rtgate[migrate]'" in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "app.ts").read_text() == 'if (e.type === "response.text.delta") {}\n'
+
+
+def test_internal_error_exits_3_not_1(tmp_path: Path) -> None:
+    """A crash of the checker (here: a broken install whose SARIF renderer cannot be
+    imported) exits 3 with the traceback on stderr, never 1 ("findings")."""
+    (tmp_path / "app.py").write_text(PREVIEW_PY)
+    crash = ("import sys\nsys.modules['rtgate.migrate.sarif'] = None\n"
+             "sys.argv = ['rtgate', 'migrate', 'check', '.', '--no-progress', '--format', 'sarif']\n"
+             "from rtgate.cli import main\nraise SystemExit(main())\n")
+    run = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=120)
     assert run.returncode == 3
     assert "internal error" in run.stderr and "Traceback" in run.stderr
-    assert (tmp_path / "app.ts").read_text() == 'if (e.type === "response.text.delta") {}\n'
 
 
 def test_findings_exit_1_clean_exit_0_usage_exit_2(tmp_path: Path) -> None:

@@ -122,6 +122,7 @@ class Harness:
         model: str | None = "gpt-realtime",
         limits: CoreLimits | None = None,
         decode_limits: DecodeLimits | None = None,
+        plays_audio: bool = False,
     ) -> None:
         self.now = T0
         self.decode_limits = decode_limits or DecodeLimits()
@@ -132,6 +133,7 @@ class Harness:
             limits=limits,
             now=self.now,
             ids=IdFactory(random.Random(0)),
+            plays_audio=plays_audio,
         )
         self.created = checked(self.session.start())
 

@@ -115,7 +115,9 @@ def test_create_response_false_commits_without_response() -> None:
     h.update({"type": "realtime", "audio": {"input": {"turn_detection": {"create_response": False}}}})
     out = h.vad(0, [LOUD] * 5 + [QUIET] * 10)
     assert_events(out, TURN)
-    assert effects(out) == []
+    item_id = events(out)[0]["item_id"]
+    # No response; only the utterance's bounds, for transcription while the user speaks.
+    assert effects(out) == [fx.UtteranceStarted(item_id, 0.0), fx.UtteranceStopped(item_id, 160.0)]
 
 
 def test_no_new_response_while_one_is_active() -> None:
@@ -200,7 +202,7 @@ def test_transcription_session_vad_transcribes_without_response() -> None:
     h.append(silence(2000))
     out = h.vad(0, [LOUD] * 5 + [QUIET] * 10)
     assert_events(out, TURN)
-    (effect,) = effects(out)
+    (effect,) = [e for e in effects(out) if not isinstance(e, fx.UtteranceStarted | fx.UtteranceStopped)]
     assert isinstance(effect, fx.StartTranscription)
     assert effect.item_id == events(out)[0]["item_id"]
 

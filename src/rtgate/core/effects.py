@@ -68,9 +68,51 @@ class Close:
 
 @dataclass(frozen=True, slots=True)
 class ClearOutputAudio:
-    """WebRTC: drop queued output audio of ``response_id`` now."""
+    """A call (the server plays the audio): drop all queued output audio now (a cut-off
+    decided by the core, core/playback.py); ``response_id`` is the response cut."""
 
     response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayAudio:
+    """A call: queue ``pcm`` (PCM16 mono at ``sample_rate``) of one assistant audio part
+    for playback, reporting progress with :meth:`Session.on_playback_started`,
+    :meth:`Session.on_audio_played` and :meth:`Session.on_playback_stopped`. Sent in place
+    of ``response.output_audio.delta``, which a call does not carry."""
+
+    response_id: str
+    item_id: str
+    content_index: int
+    pcm: bytes
+    sample_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class FinishPlayback:
+    """A call: no more audio comes for ``response_id``; report
+    :meth:`Session.on_playback_stopped` once what is queued of it has played."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStarted:
+    """Turn detection heard the user start speaking: the utterance that will be committed
+    as ``item_id`` starts at ``audio_start_ms`` of the input buffer (for transcription
+    while the user speaks, transport/incremental_stt.py)."""
+
+    item_id: str
+    audio_start_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStopped:
+    """The utterance ``item_id`` ended; its speech ended at ``speech_end_ms`` (the last
+    frame heard as speech, before the silence window). It is committed next."""
+
+    item_id: str
+    speech_end_ms: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +153,4 @@ class CallMcpTools:
 
 
 Effect = (StartResponse | CancelResponse | StartTranscription | Close | ClearOutputAudio | PredictTurnEnd
-          | ListMcpTools | CallMcpTools)
+          | ListMcpTools | CallMcpTools | PlayAudio | FinishPlayback | UtteranceStarted | UtteranceStopped)

@@ -40,6 +40,7 @@ from .effects import ContextItem, ResponsePlan
 from .ids import IdFactory
 
 Emit = Callable[..., None]
+Play = Callable[[str, str, int, bytes], None]
 
 CANCELLED_CALL = {"type": "tool_execution_error",
                   "message": "The call was cancelled: its response ended before the tool answered."}
@@ -91,11 +92,15 @@ class ResponseEmitter:
         conversation: Conversation,
         ids: IdFactory,
         emit: Emit,
+        play: Play | None = None,
     ) -> None:
         self.r = response
         self._conversation = conversation
         self._ids = ids
         self._emit = emit
+        self._play = play
+        """Where audio goes when the server plays it (a call): ``play(response_id, item_id,
+        content_index, audio)`` in place of ``response.output_audio.delta``."""
 
     @property
     def active(self) -> bool:
@@ -214,6 +219,9 @@ class ResponseEmitter:
             item.audio_ms += duration_ms(len(audio), self.r.plan.output_format["type"])
             self._conversation.add_audio(item.stored, 0, audio)
             item.stored.alignment.setdefault(0, []).append((item.audio_ms, len(item.text)))
+            if self._play is not None:
+                self._play(self.r.id, item.id, 0, audio)
+                return
             self._emit(
                 "response.output_audio.delta",
                 **self._common(item),

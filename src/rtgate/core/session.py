@@ -8,18 +8,21 @@ every behaviour here is tested without an event loop.
 Rules it enforces (docs/protocol.md, Session objects to Event sequences):
 ``session.created`` first; updates applied whole or not at all; one active response in the
 default conversation; commits need 100 ms; the voice is fixed once audio was produced; the
-session expires after its lifetime.
+session expires after its lifetime. On a call (``plays_audio``) it also owns the playback of
+the answers — what was played, barge-in, truncation — from the player's reports
+(core/playback.py).
 """
 
 from __future__ import annotations
 
 import binascii
+import contextlib
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ..audio import bytes_per_ms
+from ..audio import bytes_per_ms, decode_to_pcm16, format_rate, resample_pcm16
 from ..protocol import client_events as ce
 from ..protocol.errors import RealtimeError, echo, invalid_value
 from ..protocol.items import ALLOWED_CONTENT, item_wire_without_audio
@@ -39,6 +42,7 @@ from .images import check_image
 from .input_audio import InputAudioBuffer
 from .limits import CoreLimits
 from .mcp import McpTools, check_mcp_tools
+from .playback import Cut, Playback
 from .responses import ActiveResponse, ResponseEmitter
 from .turn_detection import (
     SpeechStarted,
@@ -96,6 +100,9 @@ class Session:
         """The server plays the output audio itself (a WebRTC or SIP call), so the client may
         clear it (``output_audio_buffer.clear``) and a barge-in clears it; over a WebSocket
         the client plays what it receives."""
+        self.playback: Playback | None = Playback() if plays_audio else None
+        """The account of what the server's player was given and has played (core/playback.py);
+        the edge sets its ``sample_rate`` before the session starts."""
         self.config: SessionConfig = config or default_config(kind, model)
         if isinstance(self.config, RealtimeSessionConfig) and model and not self.config.model:
             self.config = self.config.model_copy(update={"model": model})
@@ -137,6 +144,17 @@ class Session:
     @property
     def vad_enabled(self) -> bool:
         return self.detector is not None
+
+    @property
+    def user_speaking(self) -> bool:
+        """Turn detection hears the user speaking now (between ``speech_started`` and
+        ``speech_stopped``)."""
+        return self.detector is not None and self.detector.state is VadState.SPEAKING
+
+    @property
+    def last_speech_end_ms(self) -> float:
+        """Where the last frame heard as speech ended (buffer time; 0 without turn detection)."""
+        return self.detector.last_speech_end_ms if self.detector is not None else 0.0
 
     @property
     def live_transcription(self) -> bool:
@@ -218,6 +236,14 @@ class Session:
     def report(self, error: RealtimeError) -> list[Output]:
         """Report an error found outside the core (e.g. by the decoder)."""
         self._error(error)
+        return self._flush()
+
+    def on_dtmf(self, key: str, now: float) -> list[Output]:
+        """A key pressed on a phone call (RFC 4733): ``input_audio_buffer.dtmf_event_received``."""
+        if not self.closed:
+            # The SDK's model of this event has no event_id (the cloud sends none).
+            self._out.append({"type": "input_audio_buffer.dtmf_event_received", "event": key,
+                              "received_at": int(now)})
         return self._flush()
 
     def handle(self, event: ce.ClientEvent, now: float) -> list[Output]:
@@ -417,14 +443,22 @@ class Session:
             audio_start_ms=t.audio_start_ms,
             item_id=self._speech_item_id,
         )
+        self._effect(fx.UtteranceStarted(self._speech_item_id, float(t.audio_start_ms)))
         td = self.config.audio.input.turn_detection
-        if td is not None and td.interrupt_response and self._default_response:
+        if td is None or not td.interrupt_response:
+            return
+        if self._default_response:
             self._cancel(self._default_response, "turn_detected")
+        if self.playback is not None and self.playback.head_ended():
+            # A finished response's audio still plays: the user speaks over it.
+            self._clear_playback(self.playback.head)
 
     def _speech_stopped(self, t: SpeechStopped) -> None:
         item_id = self._speech_item_id or self.ids.item()
         self._speech_item_id = None
         self._emit("input_audio_buffer.speech_stopped", audio_end_ms=t.audio_end_ms, item_id=item_id)
+        if self.detector is not None:
+            self._effect(fx.UtteranceStopped(item_id, self.detector.last_speech_end_ms))
         start = self.buffer.start_ms
         audio = self.buffer.take_range(start, t.audio_end_ms)
         self._commit_audio(item_id, audio)
@@ -531,44 +565,50 @@ class Session:
         self._emit("conversation.item.deleted", item_id=event.item_id)
 
     def _on_item_truncate(self, event: ce.ItemTruncate, now: float) -> None:
-        item = self.conversation.get(event.item_id)
+        self._truncate(event.item_id, event.content_index, event.audio_end_ms)
+
+    def _truncate(self, item_id: str, content_index: int, audio_end_ms: int) -> None:
+        """Cut an assistant audio part to ``audio_end_ms`` (its unheard transcript dropped)
+        and emit ``conversation.item.truncated``; raises :class:`RealtimeError` when the
+        item or its audio is not there."""
+        item = self.conversation.get(item_id)
         wire = item.wire
         content = wire.get("content") or []
-        if wire.get("role") != "assistant" or event.content_index >= len(content) or (
-            content[event.content_index].get("type") != "output_audio"
+        if wire.get("role") != "assistant" or content_index >= len(content) or (
+            content[content_index].get("type") != "output_audio"
         ):
             raise RealtimeError(
                 "Only assistant messages with audio content can be truncated; "
-                f"item '{echo(event.item_id)}' has no audio at content_index {event.content_index}.",
+                f"item '{echo(item_id)}' has no audio at content_index {content_index}.",
                 "invalid_value",
                 "content_index",
             )
-        audio = item.audio.get(event.content_index, b"")
+        audio = item.audio.get(content_index, b"")
         per_ms = bytes_per_ms(item.audio_format)  # type: ignore[arg-type]
         length_ms = len(audio) / per_ms
-        if event.audio_end_ms > length_ms + 0.5:
+        if audio_end_ms > length_ms + 0.5:
             raise RealtimeError(
-                f"Audio content of {length_ms:.0f}ms is shorter than {event.audio_end_ms}ms.",
+                f"Audio content of {length_ms:.0f}ms is shorter than {audio_end_ms}ms.",
                 "invalid_value",
                 "audio_end_ms",
             )
         sample = 2 if item.audio_format == "audio/pcm" else 1
-        keep = int(event.audio_end_ms * per_ms)
+        keep = int(audio_end_ms * per_ms)
         keep -= keep % sample
-        self.conversation.replace_audio(item, event.content_index, bytes(audio[:keep]))
-        part = content[event.content_index]
+        self.conversation.replace_audio(item, content_index, bytes(audio[:keep]))
+        part = content[content_index]
         chars = 0
-        for end_ms, text_len in item.alignment.get(event.content_index, []):
-            if end_ms <= event.audio_end_ms + 0.5:
+        for end_ms, text_len in item.alignment.get(content_index, []):
+            if end_ms <= audio_end_ms + 0.5:
                 chars = text_len
         transcript = part.get("transcript") or ""
-        if event.audio_end_ms < length_ms - 0.5:
+        if audio_end_ms < length_ms - 0.5:
             part["transcript"] = transcript[:chars]
         self._emit(
             "conversation.item.truncated",
-            item_id=event.item_id,
-            content_index=event.content_index,
-            audio_end_ms=event.audio_end_ms,
+            item_id=item_id,
+            content_index=content_index,
+            audio_end_ms=audio_end_ms,
         )
 
     # ------------------------------------------------------------------ responses
@@ -733,7 +773,8 @@ class Session:
             conversation_id=None if out_of_band else self.conversation.id,
         )
         response.base_items = plan.items
-        emitter = ResponseEmitter(response, self.conversation, self.ids, self._emit)
+        emitter = ResponseEmitter(response, self.conversation, self.ids, self._emit,
+                                  self._play if self.playback is not None else None)
         self._responses[response.id] = emitter
         if not out_of_band:
             self._default_response = response.id
@@ -755,27 +796,85 @@ class Session:
         self._cancel(target, "client_cancelled")
 
     def _on_output_audio_clear(self, event: ce.OutputAudioClear, now: float) -> None:
-        target = self._default_response
-        if target is not None:
-            self._effect(fx.ClearOutputAudio(target))
-        self._emit("output_audio_buffer.cleared", response_id=target or "")
+        self._clear_playback(self._default_response)
 
     def _cancel(self, response_id: str, reason: str) -> None:
         emitter = self._responses.get(response_id)
         if emitter is None:
             return
-        if self.plays_audio and reason == "turn_detected":
-            self._effect(fx.ClearOutputAudio(response_id))
-            self._emit("output_audio_buffer.cleared", response_id=response_id)
+        if self.playback is not None and reason == "turn_detected":
+            self._clear_playback(response_id)
         self._effect(fx.CancelResponse(response_id))
         self._end(emitter, "cancelled", {"type": "cancelled", "reason": reason})
+
+    # ------------------------------------------------------------------ playback (calls)
+
+    def _play(self, response_id: str, item_id: str, content_index: int, audio: bytes) -> None:
+        """Hand one chunk of response audio (in the response's output format) to the player."""
+        assert self.playback is not None
+        fmt = self._responses[response_id].r.plan.output_format["type"]
+        pcm = decode_to_pcm16(audio, fmt)
+        rate = format_rate(fmt)
+        wire_ms = len(pcm) / (2 * rate) * 1000
+        if rate != self.playback.sample_rate:
+            pcm = resample_pcm16(pcm, rate, self.playback.sample_rate)
+        self.playback.queued(response_id, item_id, content_index, len(pcm), wire_ms)
+        self._effect(fx.PlayAudio(response_id, item_id, content_index, pcm, self.playback.sample_rate))
+
+    def _clear_playback(self, response_id: str | None) -> None:
+        """Cut playback off now (barge-in, ``output_audio_buffer.clear``): the player drops
+        its queue, ``output_audio_buffer.cleared`` goes out, and each part cut is truncated
+        to what was played — at once if its response has ended, else when its
+        ``response.done`` goes out (so the item is final)."""
+        assert self.playback is not None
+        cut = self.playback.clear()
+        target = response_id or (cut.response_id if cut is not None else None)
+        if target is not None:
+            self._effect(fx.ClearOutputAudio(target))
+        self._emit("output_audio_buffer.cleared", response_id=target or "")
+        if cut is None:
+            return
+        if cut.response_id in self._responses:
+            self.playback.keep_cut(cut)
+        else:
+            self._truncate_cut(cut)
+
+    def _truncate_cut(self, cut: Cut) -> None:
+        for item_id, content_index, end_ms in cut.played:
+            # The item may be gone (deleted) or never stored (out of band): nothing to truncate.
+            with contextlib.suppress(RealtimeError):
+                self._truncate(item_id, content_index, end_ms)
+
+    def on_playback_started(self, response_id: str) -> list[Output]:
+        """The player started playing ``response_id``'s audio."""
+        if not self.closed:
+            self._emit("output_audio_buffer.started", response_id=response_id)
+        return self._flush()
+
+    def on_audio_played(self, response_id: str, item_id: str, content_index: int, nbytes: int) -> None:
+        """The player played ``nbytes`` more PCM16 of one part (:class:`~.effects.PlayAudio`).
+        Emits nothing: it is the account a later cut-off is decided from."""
+        if self.playback is not None:
+            self.playback.played(response_id, item_id, content_index, nbytes)
+
+    def on_playback_stopped(self, response_id: str) -> list[Output]:
+        """The player played the last audio of ``response_id`` (after
+        :class:`~.effects.FinishPlayback`)."""
+        if self.playback is not None:
+            self.playback.stopped(response_id)
+        if not self.closed:
+            self._emit("output_audio_buffer.stopped", response_id=response_id)
+        return self._flush()
 
     def _cancel_all(self, reason: str) -> None:
         for response_id in list(self._responses):
             self._cancel(response_id, reason)
 
     def _end(self, emitter: ResponseEmitter, status: str, details: dict[str, Any] | None) -> None:
-        emitter.finish(status, details, rate_limits=self.rate_limits)
+        emitter.finish(status, details)
+        if self.playback is not None:
+            self._end_playback(emitter.r.id, status)
+        self._emit("rate_limits.updated", rate_limits=self.rate_limits)
         totals = self.totals
         totals.input_tokens += emitter.r.input_tokens
         totals.output_tokens += emitter.r.output_tokens
@@ -785,6 +884,18 @@ class Session:
             self._default_response = None
         if emitter.r.produced_audio:
             self._voice_locked = True
+
+    def _end_playback(self, response_id: str, status: str) -> None:
+        """A response ended (its ``response.done`` just went out): the player learns that its
+        audio is complete, and a cancelled response cut off earlier is truncated now, right
+        after its ``response.done`` (a response that was not cancelled went on playing after
+        the clear, so it keeps its audio)."""
+        assert self.playback is not None
+        cut = self.playback.take_cut(response_id)
+        if self.playback.end(response_id):
+            self._effect(fx.FinishPlayback(response_id))
+        if cut is not None and status == "cancelled":
+            self._truncate_cut(cut)
 
     # ------------------------------------------------------------------ backend results
 

@@ -162,6 +162,14 @@ def _run_check(args: argparse.Namespace, out: TextIO) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.fix:  # checked before any file is read or written (rtgate.extras)
+        from ..extras import MissingExtra, require
+
+        try:
+            require("migrate", "--fix (it parses the JavaScript and TypeScript it rewrites)")
+        except MissingExtra as exc:
+            print(f"rtgate migrate check: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     from .check import run_check
     from .files import Selection
 

@@ -16,10 +16,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..asgi.close import close_or_drop
 from ..asgi.hooks import SPLICE_EXTENSION
-from ..protocol.errors import SERVER_ERROR, RealtimeError, shutting_down
+from ..protocol.errors import shutting_down
 from ..protocol.preview import PreviewState
 from .config import UpstreamConfig
-from .policy import Ending
 from .preview import PreviewDialect
 from .session import ClientGone, RelaySession
 from .upstream import RelayLimits
@@ -121,7 +120,9 @@ async def relay_endpoint(
     transcription: bool,
     preview: bool,
 ) -> None:
-    """Relay one accepted, authenticated client socket to ``upstream`` until either side ends."""
+    """Relay one accepted, authenticated client socket to ``upstream`` until either side ends.
+
+    The caller has admitted the session and counts it (its slot, its key's lease)."""
     client = StarletteClient(ws, close_timeout_s=state.settings.relay_close_timeout_s)
     dialect = (
         PreviewDialect(PreviewState(transcription=transcription, client_model=model)) if preview else None
@@ -145,20 +146,10 @@ async def relay_endpoint(
         dialect=dialect,
         splice=splice,
     )
-    if state.active_sessions >= settings.max_sessions:
-        error = RealtimeError(
-            f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
-            "server_busy",
-            type=SERVER_ERROR,
-        )
-        await session.finish(Ending.fault(error, 1013))
-        return
-    state.active_sessions += 1
     drain = getattr(state, "drain", None)
     unregister = drain.register(lambda: session.shut_down(shutting_down())) if drain else None
     try:
         await session.run()
     finally:
-        state.active_sessions -= 1
         if unregister is not None:
             unregister()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import logging
 import math
 import os
@@ -20,20 +21,22 @@ from dataclasses import replace
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
-from .. import tracing
+from .. import extras, tracing
 from ..cluster import ClusterStore, new_member, open_store
 from ..pipeline.base import VAD
 from ..pipeline.responder import Pipeline
 from ..pipeline.scheduler import SCHEDULER
+from ..protocol.errors import RealtimeError
 from .admin import usage_endpoint
 from .admission import Admission, auto_conversations
 from .auth import Authenticator
+from .calls import PREFIXES as CALL_PREFIXES
 from .calls import ROUTES as CALL_ROUTES
 from .calls import CallRegistry
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
-from .client_secrets import create_client_secret
+from .client_secrets import RestError, authenticate, create_client_secret, error_response
 from .drain import Drain
 from .ephemeral import EphemeralKeyStore
 from .metrics import Metrics, metrics_endpoint
@@ -41,10 +44,10 @@ from .node import Node, new_node_id
 from .preauth import install_accept_error_filter
 from .preview_rest import ROUTES as PREVIEW_REST_ROUTES
 from .profiles import gateway_config, pipelines_from_config
-from .realtime_ws import ServerState, realtime_endpoint
+from .realtime_ws import realtime_endpoint
 from .routing import ModelRouter
 from .settings import Settings
-from .sip_routes import ROUTES as SIP_ROUTES
+from .state import ServerState
 
 log = logging.getLogger("rtgate.server")
 
@@ -93,10 +96,50 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=400)
 
 
-def default_vad() -> VAD:
+def default_vad() -> VAD | None:
+    """Silero VAD; ``None`` (with one warning) when the speech extra is not installed."""
+    try:
+        extras.require("speech", "Local turn detection (server_vad, semantic_vad)")
+    except extras.MissingExtra as exc:
+        log.warning("%s. Until then sessions of the local pipeline detect no turns: clients "
+                    "commit their audio (input_audio_buffer.commit). Relayed sessions are "
+                    "not affected.", exc)
+        return None
     from ..pipeline.vad_silero import SileroVAD
 
     return SileroVAD()
+
+
+def preload_extras() -> None:
+    """Import the MCP client (about half a second) at start-up when its extra is installed,
+    not in the event loop of the first session that lists MCP tools (transport/connection.py
+    imports it lazily, so that the base install runs without it)."""
+    if extras.installed("mcp"):
+        importlib.import_module("rtgate.mcp.client")
+
+
+def sip_call_routes() -> list[BaseRoute]:
+    """``…/realtime/calls/{call_id}/accept``, ``reject`` and ``refer`` (server/sip_routes.py);
+    without the sip extra no SIP call exists, and these paths say which extra is missing."""
+    if extras.installed("sip"):
+        from .sip_routes import ROUTES
+
+        return list(ROUTES)
+
+    missing = extras.MissingExtra("sip", "SIP (phone calls)", extras.missing("sip"))
+
+    async def sip_not_installed(request: Request) -> Response:
+        try:
+            authenticate(request, allow_ephemeral=False)
+        except RestError as exc:
+            return error_response(exc.status, exc.error)
+        return error_response(501, RealtimeError(
+            f"This rtgate server takes no SIP calls. {missing}.", "sip_not_installed",
+            type="server_error"))
+
+    return [Route(f"{prefix}/realtime/calls/{{call_id}}/{action}", sip_not_installed,
+                  methods=["POST"])
+            for prefix in CALL_PREFIXES for action in ("accept", "reject", "refer")]
 
 
 def create_app(
@@ -125,6 +168,7 @@ def create_app(
 
         install_accept_error_filter(asyncio.get_running_loop())  # issue 17: no EMFILE flood
         pipelines = profiles(settings)
+        preload_extras()
         vad_model = vad_factory()
         vad = VadService(vad_model) if vad_model is not None else None
         for pipeline in pipelines.values():
@@ -215,7 +259,7 @@ def create_app(
         Route("/admin/usage", usage_endpoint),
         *(Route(p, create_client_secret, methods=["POST"]) for p in CLIENT_SECRET_PATHS),
         *CALL_ROUTES,
-        *SIP_ROUTES,
+        *sip_call_routes(),
         *PREVIEW_REST_ROUTES,
     ]
     app = Starlette(routes=routes, lifespan=lifespan,

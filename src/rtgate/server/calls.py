@@ -18,15 +18,12 @@ Errors use the cloud's REST body ``{"error": {"message", "type", "param", "code"
 
 from __future__ import annotations
 
-import asyncio
 import email.parser
 import email.policy
 import logging
-import math
 import secrets
-import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
@@ -34,26 +31,27 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.websockets import WebSocket
 
-from ..cluster import Refused
-from ..core.session import Session
-from ..protocol.client_events import DecodeLimits
+from .. import extras
 from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
-from ..transport.sip_call import SipCall
-from ..transport.sip_relay import RelayedSipCall
-from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 from .auth import Grant, extract_credential
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, forward_socket, owner_gone, target
-from .keys import account_of, admit, record_session
-from .keys import refusal as key_refusal
+from .host import Refusal
+from .keys import account_of
 from .node import FORWARDED_HEADER
 from .refusal import refuse as _refuse
 from .scope import may_hang_up, model_refusal
 from .settings import Settings
+from .state import ServerState
+
+if TYPE_CHECKING:  # the call transports need the webrtc / sip extras (rtgate.extras)
+    from ..transport.sip_call import SipCall
+    from ..transport.sip_relay import RelayedSipCall
+    from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
 
 log = logging.getLogger("rtgate.calls")
 
@@ -67,7 +65,9 @@ MAX_SDP_BYTES = 64 * 1024
 
 
 def webrtc_settings(settings: Settings) -> WebRTCSettings:
-    """The transport's view of the server's ``webrtc_*`` settings."""
+    """The transport's view of the server's ``webrtc_*`` settings (needs the webrtc extra)."""
+    from ..transport.webrtc import WebRTCSettings
+
     return WebRTCSettings(
         ice_servers=settings.webrtc_ice_servers,
         turn_username=settings.webrtc_turn_username,
@@ -82,16 +82,6 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
         udp_port_min=settings.webrtc_udp_port_min,
         udp_port_max=settings.webrtc_udp_port_max,
     )
-
-
-_DETACHED: set[asyncio.Task[Any]] = set()
-
-
-def _detached(coro: Any) -> None:
-    """Run ``coro`` on its own, keeping a reference until it ends (it never raises)."""
-    task = asyncio.get_running_loop().create_task(coro)
-    _DETACHED.add(task)
-    task.add_done_callback(_DETACHED.discard)
 
 
 def new_call_id(node: Any = None) -> str:
@@ -116,7 +106,7 @@ class CallRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.webrtc = webrtc_settings(settings)
+        self.webrtc = webrtc_settings(settings) if extras.installed("webrtc") else None
         self.calls: dict[str, WebRTCCall | SipCall | RelayedSipCall] = {}
 
     def get(self, call_id: str) -> WebRTCCall | SipCall | RelayedSipCall | None:
@@ -125,6 +115,13 @@ class CallRegistry:
     async def aclose(self) -> None:
         for call in list(self.calls.values()):
             await call.aclose("server shutting down")
+
+
+def _missing_webrtc() -> RealtimeError:
+    """Why a server without the webrtc extra refuses call offers (it started without them)."""
+    missing = extras.MissingExtra("webrtc", "WebRTC (…/realtime/calls)", extras.missing("webrtc"))
+    return RealtimeError(f"This rtgate server takes no WebRTC calls. {missing}.",
+                         "webrtc_not_installed", type="server_error")
 
 
 def _sdp_from_multipart(content_type: str, body: bytes) -> tuple[str, Any]:
@@ -195,11 +192,13 @@ async def _parse_offer(request: Request, grant: Grant) -> tuple[str, SessionConf
 
 
 async def create_call(request: Request) -> Response:
-    state = request.app.state.rtgate
-    registry: CallRegistry = state.calls
+    state: ServerState = request.app.state.rtgate
+    registry = state.calls
     settings: Settings = state.settings
     try:
         grant = authenticate(request, allow_ephemeral=True)
+        if registry.webrtc is None:
+            raise RestError(501, _missing_webrtc())
         sdp, config = await _parse_offer(request, grant)
         requested = getattr(config, "model", None) or request.query_params.get("model")
         refusal = model_refusal(grant, requested, state.router, param="session.model")
@@ -221,67 +220,33 @@ async def create_call(request: Request) -> Response:
                 f"Invalid model: '{model}'. This rtgate server routes official realtime model "
                 "names and the names in its profile configuration.", "invalid_model",
                 "session.model"))
-        if state.drain.draining:
-            raise RestError(503, shutting_down("it takes no new calls"))
-        if state.active_sessions >= settings.max_sessions:
-            raise RestError(503, RealtimeError(
-                f"This server is at its limit of {settings.max_sessions} sessions; try again "
-                "later.", "server_busy", type="server_error"))
-        refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
-        if refusal is not None:
-            raise RestError(503, refusal)
-        account = account_of(grant, extract_credential(request.headers, request.query_params, []))
-        lease = await admit(state, account)
-        if isinstance(lease, Refused):
-            return error_response(429, key_refusal(lease),
-                                  headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
     except RestError as exc:
         return error_response(exc.status, exc.error)
+    account = account_of(grant, extract_credential(request.headers, request.query_params, []))
+    ticket = await state.host.admit(account, pipeline, what="calls")
+    if isinstance(ticket, Refusal):
+        return ticket.response()
 
     call_id = new_call_id(state.node)
     transcription = config is not None and config.type == "transcription"
 
     def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
-        session = Session(
-            session_id=f"sess_{secrets.token_hex(11)}",
-            kind="transcription" if transcription else "realtime",
-            model=model,
-            config=config,
-            limits=settings.core_limits(),
-            now=time.time(),
-            plays_audio=True,
-        )
-        if admission is not None:
-            admission.opened(session)
-            sessions.append(session)
-        return SessionRunner(
-            session, channel, pipeline, vad=state.vad, output_hook=output_hook,
-            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
-                                       max_json_depth=settings.max_json_depth),
-            queue_events=settings.outbound_queue_events,
-            send_deadline_s=settings.send_deadline_s,
-            mcp=settings.mcp_limits(),
-        )
-
-    admission = state.admission if pipeline.admission_limited else None
-    sessions: list[Session] = []
+        return state.host.runner(ticket, channel, pipeline, model=model, config=config,
+                                 transcription=transcription, plays_audio=True,
+                                 output_hook=output_hook)
 
     def on_closed(call: WebRTCCall) -> None:
         unregister()
-        _detached(lease.release())  # on_closed is a plain callback; the release awaits Redis
-        record_session(state, account, sessions[0] if sessions else None)
-        if admission is not None:
-            for session in sessions:
-                admission.closed(session)
-        if registry.calls.pop(call.id, None) is not None:
-            state.active_sessions -= 1
+        registry.calls.pop(call.id, None)
+        ticket.release_soon()
+
+    from ..transport.webrtc import WebRTCCall
 
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
                       send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
     registry.calls[call_id] = call
     unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
     owners[call] = grant.key_id
-    state.active_sessions += 1
     try:
         answer = await call.answer(sdp)
     except PortRangeExhausted as exc:

@@ -31,7 +31,6 @@ import logging
 import random
 
 import httpx
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -42,6 +41,7 @@ from websockets.typing import Subprotocol
 from ..protocol.dialects import INSECURE_KEY_SUBPROTOCOL_PREFIX
 from ..protocol.errors import RealtimeError, echo
 from .auth import Credential
+from .client_secrets import error_response
 from .node import FORWARDED_HEADER, Node
 from .refusal import refuse
 
@@ -184,8 +184,7 @@ async def forward_request(request: Request, url: str, credential: Credential, no
         log.warning("%s: the call's owner at %s did not answer: %s", request.url.path, url,
                     type(exc).__name__)
         error = owner_unreachable(request.path_params.get("call_id", ""))
-        return Response(orjson.dumps({"error": error.to_wire()}), status_code=502,
-                        media_type="application/json")
+        return error_response(502, error)
     return Response(answer.content, status_code=answer.status_code,
                     media_type=answer.headers.get("content-type"))
 

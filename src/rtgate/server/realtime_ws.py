@@ -11,54 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..asgi.close import close_or_drop
-from ..cluster import Refused
-from ..core.session import Session
-from ..protocol.client_events import DecodeLimits
 from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
 from ..protocol.errors import RealtimeError
 from ..protocol.preview import PreviewState
 from ..protocol.session import validate_session
-from ..transport.connection import Channel, SessionRunner
+from ..transport.connection import Channel
 from ..transport.preview_bridge import PreviewBridge, PreviewChannel
-from .admission import Admission
-from .auth import Authenticator, extract_credential
+from .auth import extract_credential
 from .drain import CLOSE_CODE as DRAIN_CLOSE_CODE
-from .drain import Drain, shutting_down
+from .drain import shutting_down
 from .forward import forward_socket, peer_with_room
-from .keys import account_of, admit, record_session
-from .keys import refusal as key_refusal
+from .host import Refusal
+from .keys import account_of
 from .node import FORWARDED_HEADER
 from .refusal import refuse as _refuse
-from .routing import ModelRouter
 from .scope import model_refusal
-from .settings import Settings
-from .slots import SessionSlot
+from .state import ServerState
 from .ws_protocol import TAP_EXTENSION, MessageTap
 
 log = logging.getLogger("rtgate.ws")
-
-
-@dataclass
-class ServerState:
-    settings: Settings
-    auth: Authenticator
-    router: ModelRouter
-    vad: Any
-    active_sessions: int = 0
-    ephemeral: Any = None  # server.ephemeral.EphemeralKeyStore
-    calls: Any = None  # server.calls.CallRegistry
-    metrics: Any = None  # server.metrics.Metrics
-    admission: Admission | None = None
-    drain: Drain = field(default_factory=Drain)
-    node: Any = None  # server.cluster_glue.Node: this process in the cluster (call owners)
 
 
 class StarletteChannel:
@@ -142,17 +117,15 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         # A relayed model skips the local core entirely (relay/endpoint.py).
         from ..relay.endpoint import relay_endpoint
 
-        account = account_of(grant, credential)
-        lease = await admit(state, account)
-        if isinstance(lease, Refused):
-            await _refuse(ws, key_refusal(lease), 1013)
+        ticket = await state.host.admit(account_of(grant, credential))
+        if isinstance(ticket, Refusal):
+            await _refuse(ws, ticket.error, ticket.close_code)
             return
         try:
             await relay_endpoint(ws, state, upstream, str(model), bound_session=grant.session,
                                  transcription=transcription, preview=preview)
         finally:
-            await lease.release()
-            record_session(state, account, None)
+            await ticket.release()
         return
     if transcription:
         pipeline = state.router.resolve(model) if model else state.router.default
@@ -181,57 +154,24 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         )
         return
 
-    if state.active_sessions >= settings.max_sessions:
-        await _refuse(
-            ws,
-            RealtimeError(
-                f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
-                "server_busy",
-                type="server_error",
-            ),
-            1013,
-        )
-        return
-    refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
-    if refusal is not None:
-        if FORWARDED_HEADER not in ws.headers and credential is not None:
+    ticket = await state.host.admit(account_of(grant, credential), pipeline)
+    if isinstance(ticket, Refusal):
+        if ticket.forwardable and FORWARDED_HEADER not in ws.headers and credential is not None:
             peer = await peer_with_room(state.node)  # the kernel spread connections, not load
             if peer is not None:
                 await forward_socket(ws, peer, credential, state.node)
                 return
-        await _refuse(ws, refusal, 1013)
-        return
-    account = account_of(grant, credential)
-    lease = await admit(state, account)
-    if isinstance(lease, Refused):
-        await _refuse(ws, key_refusal(lease), 1013)
+        await _refuse(ws, ticket.error, ticket.close_code)
         return
 
-    session = Session(
-        session_id=f"sess_{secrets.token_hex(11)}",
-        kind="transcription" if transcription else "realtime",
-        model=model,
-        config=initial,
-        limits=settings.core_limits(),
-        now=time.time(),
-    )
     # A close frame is a send: it gets the same deadline.
     channel: Channel = StarletteChannel(ws, settings.send_deadline_s)
     if preview:
         preview_state = PreviewState(transcription=transcription, client_model=model)
         channel = PreviewChannel(channel, preview_state)
-    runner = SessionRunner(
-        session,
-        channel,
-        pipeline,
-        vad=state.vad,
-        decode_limits=DecodeLimits(
-            max_append_bytes=settings.max_append_bytes, max_json_depth=settings.max_json_depth
-        ),
-        queue_events=settings.outbound_queue_events,
-        send_deadline_s=settings.send_deadline_s,
-        mcp=settings.mcp_limits(),
-    )
+    runner = state.host.runner(ticket, channel, pipeline, model=model, config=initial,
+                               transcription=transcription)
+    session = runner.session
     bridge = PreviewBridge(runner, channel) if isinstance(channel, PreviewChannel) else None
     handle_text = bridge.handle_text if bridge is not None else runner.handle_text
 
@@ -242,10 +182,6 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     # Text messages go straight from the parser to the session while this task waits
     # below (server/ws_protocol.py, MessageTap); the loop sees the rest.
     tap: MessageTap | None = ws.scope.get("extensions", {}).get(TAP_EXTENSION)
-    slot = SessionSlot(state)
-    admission = state.admission if pipeline.admission_limited else None
-    if admission is not None:
-        admission.opened(session)
     log.info("session %s opened (model=%s, profile=%s)", session.id, model, pipeline.name)
     unregister = state.drain.register(lambda: runner.shut_down(shutting_down().message))
     try:
@@ -270,14 +206,10 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         if tap is not None:
             tap.detach()
         stragglers: set[asyncio.Task[None]] = set()
-        if admission is not None:
-            admission.closed(session)
-        await lease.release()
         try:
             stragglers = await runner.stop(settings.session_stop_timeout_s)
         finally:
-            slot.release_when_done(stragglers)  # issue 17: once, when the session is gone
-        record_session(state, account, session)
+            await ticket.release(stragglers)  # issue 17: the slot once, when the session is gone
         log.info("session %s closed", session.id)
         if bridge is not None:
             log.info("session %s: %s", session.id, bridge.summary())

@@ -52,6 +52,7 @@ from ..transport.sip_relay import RelayedSipCall
 from .calls import new_call_id
 from .settings import Settings
 from .sip_auth import DigestGuard
+from .state import ServerState
 from .webhooks import deliver
 
 log = logging.getLogger("rtgate.sip")
@@ -205,7 +206,7 @@ class SipEndpoint:
     :meth:`start`, stop with :meth:`aclose`.
     """
 
-    def __init__(self, settings: Settings, state: Any) -> None:
+    def __init__(self, settings: Settings, state: ServerState) -> None:
         self.settings = settings
         self.state = state
         self.networks = parse_sources(settings.sip_allowed_sources)
@@ -310,7 +311,8 @@ class SipEndpoint:
             incoming.reject(488, "Not Acceptable Here")
             return
         state = self.state
-        if state.drain.draining or state.active_sessions + len(self.pending) >= self.settings.max_sessions:
+        # Ringing calls hold no slot yet, but each may be accepted: count them as taken.
+        if state.host.check(what="calls", ringing=len(self.pending)) is not None:
             self._forget(uas, incoming)
             incoming.reject(503, "Service Unavailable")
             return

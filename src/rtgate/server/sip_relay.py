@@ -19,14 +19,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from websockets.exceptions import ConnectionClosed
 
-from ..cluster import Refused
 from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..protocol.session import SessionConfig
 from ..relay.endpoint import relay_limits
@@ -42,10 +40,11 @@ from .auth import extract_credential
 from .client_secrets import authenticate, error_response
 from .config import UpstreamConfig
 from .drain import shutting_down
-from .keys import account_of, admit, record_session
-from .keys import refusal as key_refusal
+from .host import Refusal, Ticket, detached
+from .keys import account_of
 from .sip import PendingCall, SipEndpoint, answer_sdp
-from .sip_routes import _detached_release, _not_found, open_call_media
+from .sip_routes import _not_found, open_call_media
+from .state import ServerState
 
 log = logging.getLogger("rtgate.sip")
 
@@ -72,12 +71,11 @@ async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: Pendi
                          raw: dict[str, Any], config: SessionConfig, upstream: UpstreamConfig,
                          model: str) -> Response:
     """``accept`` for a relayed model; see the module docstring."""
-    state = request.app.state.rtgate
+    state: ServerState = request.app.state.rtgate
     settings = state.settings
-    if state.active_sessions >= settings.max_sessions:
-        return error_response(503, RealtimeError(
-            f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
-            "server_busy", type=SERVER_ERROR))
+    refusal = state.host.check(what="calls")  # the call stays pending
+    if refusal is not None:
+        return refusal.response()
     incoming = pending.incoming
     offer = incoming.sdp_offer
     assert offer is not None and offer.rtp_address is not None
@@ -116,19 +114,18 @@ async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: Pendi
         return _not_found(pending.call_id, "pending SIP")
     account = account_of(authenticate(request, allow_ephemeral=False),
                          extract_credential(request.headers, request.query_params, []))
-    lease = await admit(state, account)
-    if isinstance(lease, Refused):
+    ticket = await state.host.admit(account, what="calls")
+    if isinstance(ticket, Refusal):
         await conn.close(1000, "call not accepted")
         endpoint.reject(pending, 503)
-        return error_response(429, key_refusal(lease),
-                              headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
+        return ticket.response()
     try:
         await _start(state, endpoint, pending, conn, upstream, session, audio_format, payload_type,
-                     account, lease)
+                     ticket)
     except Exception as exc:
         with contextlib.suppress(Exception):
             await conn.close(1000, "call not accepted")
-        _detached_release(lease)
+        ticket.release_soon()
         endpoint.reject(pending, 500)
         log.warning("SIP call %s could not start: %s", pending.call_id, exc)
         return error_response(500, RealtimeError(
@@ -139,9 +136,9 @@ async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: Pendi
     return Response(status_code=200)
 
 
-async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: Any,
+async def _start(state: ServerState, endpoint: SipEndpoint, pending: PendingCall, conn: Any,
                  upstream: UpstreamConfig, session: dict[str, Any], audio_format: str,
-                 payload_type: int, account: str, lease: Any) -> None:
+                 payload_type: int, ticket: Ticket) -> None:
     settings = state.settings
     incoming = pending.incoming
     # plc off: the payloads go upstream as they came; a lost packet is filled with silence.
@@ -155,17 +152,13 @@ async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: 
 
     def on_closed(call: RelayedSipCall) -> None:
         unregister()
-        _detached_release(lease)
-        from .calls import _detached
-
-        _detached(allocator.release(rtp_port))
-        record_session(state, account, None)
+        detached(allocator.release(rtp_port))
         endpoint.accepted.pop(incoming.call_id, None)
         endpoint.transfers.pop(incoming.call_id, None)
         endpoint.dialogs.pop(call.id, None)
         pending.uas._calls.pop(incoming.call_id, None)
-        if state.calls.calls.pop(call.id, None) is not None:
-            state.active_sessions -= 1
+        state.calls.calls.pop(call.id, None)
+        ticket.release_soon()
 
     call = RelayedSipCall(pending.call_id, upstream=conn, upstream_name=upstream.name,
                           upstream_session=session, audio_format=audio_format, rtp=rtp,
@@ -175,6 +168,5 @@ async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: 
     endpoint.accepted[incoming.call_id] = call
     endpoint.dialogs[call.id] = (incoming, pending.uas)
     unregister = state.drain.register(lambda: call.request_close(shutting_down().message))
-    state.active_sessions += 1
     incoming.accept(answer)
     await call.start()

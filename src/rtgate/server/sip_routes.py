@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import secrets
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..cluster import Refused
-from ..core.session import Session
-from ..protocol.client_events import DecodeLimits
+from ..pipeline.responder import Pipeline
 from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
@@ -47,10 +42,11 @@ from .calls import PREFIXES, call_owner
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, owner_gone, target
-from .keys import account_of, admit, record_session
-from .keys import refusal as key_refusal
+from .host import Refusal, Ticket, detached
+from .keys import account_of
 from .node import FORWARDED_HEADER
 from .sip import PendingCall, SipEndpoint, answer_sdp
+from .state import ServerState
 
 log = logging.getLogger("rtgate.sip")
 
@@ -162,24 +158,20 @@ async def accept_call(request: Request) -> Response:
         return found
     endpoint, pending, body = found
     assert isinstance(endpoint, SipEndpoint) and isinstance(pending, PendingCall)
-    state = request.app.state.rtgate
+    state: ServerState = request.app.state.rtgate
     try:
         raw = _json_object(body)
         config = validate_session(raw, "session")
         model = getattr(config, "model", None) or "gpt-realtime"
         upstream = state.router.upstream_for(model)
         if upstream is not None:
-            if state.drain.draining:
-                raise RestError(503, shutting_down("it takes no new calls"))
             from .sip_relay import accept_relayed  # it imports this module
 
             return await accept_relayed(request, endpoint, pending, raw, config, upstream, model)
         pipeline, model = _route(state, config)
-        if state.drain.draining:
-            raise RestError(503, shutting_down("it takes no new calls"))
-        refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
+        refusal = state.host.check(pipeline, what="calls")  # the call stays pending
         if refusal is not None:
-            raise RestError(503, refusal)
+            return refusal.response()
     except RealtimeError as error:
         return error_response(400, error)
     except RestError as exc:
@@ -188,16 +180,15 @@ async def accept_call(request: Request) -> Response:
         return _not_found(pending.call_id, "pending SIP")
     account = account_of(authenticate(request, allow_ephemeral=False),
                          extract_credential(request.headers, request.query_params, []))
-    lease = await admit(state, account)
-    if isinstance(lease, Refused):
+    ticket = await state.host.admit(account, pipeline, what="calls")
+    if isinstance(ticket, Refusal):
         endpoint.reject(pending, 503)
-        return error_response(429, key_refusal(lease),
-                              headers={"Retry-After": str(math.ceil(lease.retry_after_s))})
+        return ticket.response()
     try:
-        await _start_call(state, endpoint, pending, config, pipeline, model, account, lease)
+        await _start_call(state, endpoint, pending, config, pipeline, model, ticket)
     except Exception as exc:
-        if not isinstance(exc, _EndedAfterAnswer):  # else the call's own ending cleaned up
-            _detached_release(lease)
+        ticket.release_soon()  # a no-op when the call's own ending released it
+        if not isinstance(exc, _EndedAfterAnswer):
             endpoint.reject(pending, 500)
         log.warning("SIP call %s could not start: %s", pending.call_id, exc)
         return error_response(500, RealtimeError(
@@ -221,39 +212,18 @@ class _EndedAfterAnswer(Exception):
     """The 200 OK went out but the session could not start: the call was ended (BYE)."""
 
 
-def _detached_release(lease: Any) -> None:
-    from .calls import _detached
-
-    _detached(lease.release())
-
-
-async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, config: SessionConfig,
-                      pipeline: Any, model: str, account: str, lease: Any) -> None:
+async def _start_call(state: ServerState, endpoint: SipEndpoint, pending: PendingCall,
+                      config: SessionConfig, pipeline: Pipeline, model: str, ticket: Ticket) -> None:
     settings = state.settings
     incoming = pending.incoming
     media = await open_call_media(settings, endpoint, incoming, GuardedRTPSession, plc=True)
     rtp, rtp_port, allocator, answer = media.rtp, media.port, media.allocator, media.answer
     transcription = config.type == "transcription"
-    admission = state.admission if pipeline.admission_limited else None
-    sessions: list[Session] = []
 
     def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
-        session = Session(
-            session_id=f"sess_{secrets.token_hex(11)}",
-            kind="transcription" if transcription else "realtime",
-            model=model, config=config, limits=settings.core_limits(), now=time.time(),
-            plays_audio=True,
-        )
-        if admission is not None:
-            admission.opened(session)
-            sessions.append(session)
-        return SessionRunner(
-            session, channel, pipeline, vad=state.vad, output_hook=output_hook,
-            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
-                                       max_json_depth=settings.max_json_depth),
-            queue_events=settings.outbound_queue_events,
-            send_deadline_s=settings.send_deadline_s,
-        )
+        return state.host.runner(ticket, channel, pipeline, model=model, config=config,
+                                 transcription=transcription, plays_audio=True,
+                                 output_hook=output_hook)
 
     def send_bye() -> None:
         incoming._stop_retransmissions()
@@ -261,20 +231,13 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
 
     def on_closed(call: SipCall) -> None:
         unregister()
-        _detached_release(lease)
-        from .calls import _detached
-
-        _detached(allocator.release(rtp_port))
-        record_session(state, account, sessions[0] if sessions else None)
-        if admission is not None:
-            for session in sessions:
-                admission.closed(session)
+        detached(allocator.release(rtp_port))
         endpoint.accepted.pop(incoming.call_id, None)
         endpoint.transfers.pop(incoming.call_id, None)
         endpoint.dialogs.pop(call.id, None)
         pending.uas._calls.pop(incoming.call_id, None)
-        if state.calls.calls.pop(call.id, None) is not None:
-            state.active_sessions -= 1
+        state.calls.calls.pop(call.id, None)
+        ticket.release_soon()
 
     call = SipCall(pending.call_id, runner_factory, rtp=rtp, settings=endpoint.media,
                    send_deadline_s=settings.send_deadline_s, send_bye=send_bye, on_closed=on_closed)
@@ -282,7 +245,6 @@ async def _start_call(state: Any, endpoint: SipEndpoint, pending: PendingCall, c
     endpoint.accepted[incoming.call_id] = call
     endpoint.dialogs[call.id] = (incoming, pending.uas)
     unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
-    state.active_sessions += 1
     incoming.accept(answer)
     try:
         await call.start()

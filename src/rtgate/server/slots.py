@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
+
+
+class SlotCounter(Protocol):
+    """What keeps the count (:class:`~rtgate.server.host.SessionHost`)."""
+
+    active_sessions: int
 
 
 class SessionSlot:
@@ -19,7 +25,7 @@ class SessionSlot:
 
     __slots__ = ("_held", "_pending", "_state")
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: SlotCounter) -> None:
         self._state = state
         self._held = True
         self._pending: set[asyncio.Task[Any]] = set()

@@ -19,12 +19,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from .. import tracing
+from .. import extras, tracing
 from ..audio import Resampler, decode_to_pcm16, encode_from_pcm16, format_rate
 from ..core import effects as fx
 from ..core.effects import ContextItem
 from ..core.session import Output, Session
-from ..mcp.client import McpFailure, McpServer, call_tool, list_tools
 from ..mcp.limits import McpLimits
 from ..pipeline.base import WIRE_SAMPLE_RATE, BackendError, TranscriptionOptions
 from ..pipeline.responder import AudioOut, DoneOut, Pipeline, TextOut, ToolCallOut, UsageOut
@@ -255,11 +254,11 @@ class SessionRunner:
 
     def _on_vad(self, frame_start_ms: float, frame_ms: float, probabilities: Any) -> None:
         outputs = self.session.on_vad(frame_start_ms, frame_ms, probabilities, self._clock())
-        self._stt.on_vad(outputs)
         if outputs:
             self.apply(outputs)
             # The timer's deadline only moves when the core changed state (it emitted).
             self._wake_timer.set()
+        self._stt.wake()
 
     # ------------------------------------------------------------------ outputs and effects
 
@@ -303,6 +302,10 @@ class SessionRunner:
             self._spawn(self._transcribe(effect), f"transcribe:{effect.item_id}")
         elif isinstance(effect, fx.Close):
             self.close(effect.code, effect.reason)
+        elif isinstance(effect, fx.UtteranceStarted):
+            self._stt.utterance_started(effect)
+        elif isinstance(effect, fx.UtteranceStopped):
+            self._stt.utterance_stopped(effect)
         elif isinstance(effect, fx.PredictTurnEnd):
             self._spawn(self._predict_turn_end(effect), f"turn-end:{effect.query_id}")
         elif isinstance(effect, fx.ListMcpTools):
@@ -357,6 +360,13 @@ class SessionRunner:
     # ------------------------------------------------------------------ MCP tools
 
     async def _list_mcp(self, effect: fx.ListMcpTools) -> None:
+        try:  # the server runs without the mcp extra: the listing fails, the session goes on
+            extras.require("mcp", "This server's MCP client")
+        except extras.MissingExtra as exc:
+            self.apply(self.session.on_mcp_list_failed(effect.item_id, str(exc)))
+            return
+        from ..mcp.client import McpFailure, McpServer, list_tools
+
         server = McpServer.from_tool(effect.tool)
         try:
             tools = await list_tools(server, self._mcp)
@@ -370,6 +380,8 @@ class SessionRunner:
     async def _call_mcp(self, effect: fx.CallMcpTools) -> None:
         """Run a round of MCP calls; cancelled with the response (``response.cancel``,
         barge-in), which cancels the call in flight."""
+        from ..mcp.client import McpFailure, McpServer, call_tool  # listed, so installed
+
         rid = effect.response_id
         try:
             for call in effect.calls:

@@ -48,7 +48,6 @@ from typing import Any
 from ..audio import bytes_per_ms
 from ..core import effects as fx
 from ..core.session import Output, Session
-from ..core.turn_detection import VadState
 from ..pipeline.base import BackendError, Skipped, Transcript, TranscriptionOptions
 from ..pipeline.responder import Pipeline
 
@@ -133,19 +132,21 @@ class IncrementalTranscriber:
         if self.enabled and self._loop is None:
             self._loop = self._spawn(self._run(), "incremental-stt")
 
-    def on_vad(self, outputs: list[Output]) -> None:
-        """Look at what one VAD batch produced, before the runner applies it."""
-        if not self.enabled:
-            return
-        for out in outputs:
-            if not isinstance(out, dict):
-                continue
-            if out["type"] == "input_audio_buffer.speech_started":
-                self._utterance = _Utterance(out["item_id"], float(out["audio_start_ms"]))
-            elif out["type"] == "input_audio_buffer.speech_stopped":
-                u = self._utterance
-                if u is not None and u.item_id == out["item_id"] and self.session.detector:
-                    u.speech_end_ms = self.session.detector.last_speech_end_ms
+    def utterance_started(self, effect: fx.UtteranceStarted) -> None:
+        """The core's :class:`~rtgate.core.effects.UtteranceStarted`: passes begin."""
+        if self.enabled:
+            self._utterance = _Utterance(effect.item_id, effect.audio_start_ms)
+            self._wake.set()
+
+    def utterance_stopped(self, effect: fx.UtteranceStopped) -> None:
+        """The core's :class:`~rtgate.core.effects.UtteranceStopped`: where its speech ended
+        decides whether a pass already made covers it."""
+        u = self._utterance
+        if self.enabled and u is not None and u.item_id == effect.item_id:
+            u.speech_end_ms = effect.speech_end_ms
+
+    def wake(self) -> None:
+        """More input audio went through the VAD: a pass may be due."""
         if self._utterance is not None:
             self._wake.set()
 
@@ -268,8 +269,8 @@ class IncrementalTranscriber:
                 u = self._utterance = _Utterance(item_id, buffer.start_ms)
             last = u.done.end_ms if u.done else u.start_ms
             return (u, buffer.end_ms, False) if buffer.end_ms - last >= limits.interval_ms else None
-        u, detector = self._utterance, session.detector
-        if u is None or detector is None or detector.state is not VadState.SPEAKING:
+        u = self._utterance
+        if u is None or not session.user_speaking:
             return None
         if not session.uses_speech_text:
             return None  # only listening for turns: nothing will read a transcript
@@ -277,7 +278,7 @@ class IncrementalTranscriber:
             return None  # cleared, or too long to be worth passes
         last = max(u.done.end_ms if u.done else u.start_ms, u.skipped_until)
         last_final = u.final_done.end_ms if u.final_done else u.start_ms
-        speech_end = detector.last_speech_end_ms
+        speech_end = session.last_speech_end_ms
         if buffer.end_ms - speech_end >= limits.pause_ms and last_final < speech_end:
             return u, buffer.end_ms, True
         if buffer.end_ms - last >= limits.interval_ms:

@@ -30,12 +30,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiortp import RTPSession
 
 from ..audio import G711_RATE, Resampler, encode_from_pcm16, format_rate
 from ..protocol.errors import RealtimeError
+from .call_tasks import CallTasks, watch_media
 from .connection import OutputHook, SessionRunner
 from .webrtc import CallChannel, WebRTCSettings
 from .webrtc_playback import CallPlayback
@@ -111,18 +111,14 @@ class SipCall:
         self.rtp = rtp
         self._send_bye = send_bye
         self._on_closed = on_closed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks(call_id)
+        self._spawn = self._tasks.spawn
         self._close_task: asyncio.Task[None] | None = None
         self._resampler: tuple[str, Resampler] | None = None
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_media = time.monotonic()
         self.rtp_packets_sent = 0
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         """Start the session and the media pumps (the 200 OK has been sent)."""
@@ -153,18 +149,10 @@ class SipCall:
         self.last_media = time.monotonic()
         if digit not in DTMF_KEYS or self._close_task is not None:
             return
-        # The SDK's model of this event has no event_id (the cloud sends none).
-        self.runner.apply([{"type": "input_audio_buffer.dtmf_event_received", "event": digit,
-                            "received_at": int(time.time())}])
+        self.runner.apply(self.runner.session.on_dtmf(digit, time.time()))
 
     async def _watch_media(self) -> None:
-        while True:
-            idle = time.monotonic() - self.last_media
-            if idle >= self.settings.media_timeout_s:
-                self.request_close(f"no RTP from the caller for {self.settings.media_timeout_s:g} s")
-                return
-            # A deadline check, not ordering: wake when the timeout could next expire.
-            await asyncio.sleep(self.settings.media_timeout_s - idle)
+        await watch_media(lambda: self.last_media, self.settings.media_timeout_s, self.request_close)
 
     # ------------------------------------------------------------------ output
 
@@ -200,18 +188,10 @@ class SipCall:
     async def _close(self) -> None:
         log.info("call %s ending: %s", self.id, self.close_reason)
         try:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await self._tasks.cancel_all()
             await self.runner.stop()
             self.playback.track.stop()
-            for sideband in list(self.channel.sidebands):
-                with contextlib.suppress(Exception):
-                    await sideband.close(1000, "call ended")
-            self.channel.sidebands.clear()
+            await self.channel.close_sidebands(1000, "call ended")
             with contextlib.suppress(Exception):
                 await self.rtp.close()
         finally:

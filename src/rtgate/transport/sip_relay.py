@@ -32,7 +32,6 @@ import base64
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +40,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..core.ids import IdFactory
-from ..protocol.errors import SERVER_ERROR, RealtimeError
+from ..protocol.errors import SERVER_ERROR, RealtimeError, error_event
+from .call_tasks import CallTasks, watch_media
+from .playout import FramePacer, PlayoutQueue
 from .sip_call import DTMF_KEYS, GuardedRTPSession, SipMediaSettings
 from .webrtc import CallChannel, WebRTCSettings
 
@@ -168,12 +169,13 @@ class RelayedSipCall:
         self._on_closed = on_closed
         self._silence = SILENCE[audio_format]
         self._outbox: asyncio.Queue[str] = asyncio.Queue(MAX_UPSTREAM_BACKLOG)
-        # Queued answer audio: [item_id, content_index, bytes not yet sent] per delta run.
-        self._playout: deque[list[Any]] = deque()
-        self._queued_bytes = 0
-        self._max_queued_bytes = int(settings.max_output_audio_s * 1000 * BYTES_PER_MS)
+        # Queued answer audio (G.711, as the upstream sent it), taken 160 bytes a packet;
+        # what went out is counted per part, for the truncation on barge-in.
+        self._playout = PlayoutQueue(
+            self, max_bytes=int(settings.max_output_audio_s * 1000 * BYTES_PER_MS))
         self._played: dict[tuple[str, int], int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks(call_id)
+        self._spawn = self._tasks.spawn
         self._close_task: asyncio.Task[None] | None = None
         self._sideband_close = (1000, "call ended")
         self.closed = asyncio.Event()
@@ -181,11 +183,6 @@ class RelayedSipCall:
         self.last_media = time.monotonic()
         self.rtp_packets_sent = 0
         self.appends_sent = 0
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         """Start the pumps (the 200 OK has been sent, the upstream is configured)."""
@@ -232,13 +229,7 @@ class RelayedSipCall:
                 return  # the reader sees the close and ends the call
 
     async def _watch_media(self) -> None:
-        while True:
-            idle = time.monotonic() - self.last_media
-            if idle >= self.settings.media_timeout_s:
-                self.request_close(f"no RTP from the caller for {self.settings.media_timeout_s:g} s")
-                return
-            # A deadline check, not ordering: wake when the timeout could next expire.
-            await asyncio.sleep(self.settings.media_timeout_s - idle)
+        await watch_media(lambda: self.last_media, self.settings.media_timeout_s, self.request_close)
 
     # ------------------------------------------------------------------ upstream → caller
 
@@ -282,49 +273,43 @@ class RelayedSipCall:
         except ValueError:
             log.warning("call %s: the upstream sent an audio delta that is not base64", self.id)
             return
-        if self._queued_bytes + len(audio) > self._max_queued_bytes:
-            return  # the cap of docs/sip.md: beyond it answer audio is dropped
-        key = [str(event.get("item_id") or ""), int(event.get("content_index") or 0)]
-        if self._playout and self._playout[-1][:2] == key:
-            self._playout[-1][2] += audio
-        else:
-            self._playout.append([*key, bytearray(audio)])
-        self._queued_bytes += len(audio)
+        # Past the cap of docs/sip.md answer audio is dropped.
+        self._playout.push(str(event.get("response_id") or ""), str(event.get("item_id") or ""),
+                           int(event.get("content_index") or 0), audio)
+
+    # The playout queue's listener: only what went out matters here (the upstream, not
+    # rtgate, reports output_audio_buffer.* on a relayed call).
+
+    def started(self, response_id: str) -> None:
+        pass
+
+    def played(self, response_id: str, item_id: str, content_index: int, nbytes: int) -> None:
+        self._played[(item_id, content_index)] = self._played.get((item_id, content_index), 0) + nbytes
+
+    def stopped(self, response_id: str) -> None:
+        pass
 
     def _take_frame(self) -> bytes:
         """The next 160 bytes to send: queued answer audio, padded with silence."""
-        frame = bytearray()
-        while self._playout and len(frame) < FRAME_BYTES:
-            item_id, index, audio = self._playout[0]
-            take = audio[: FRAME_BYTES - len(frame)]
-            del audio[: len(take)]
-            frame += take
-            self._queued_bytes -= len(take)
-            self._played[(item_id, index)] = self._played.get((item_id, index), 0) + len(take)
-            if not audio:
-                self._playout.popleft()
-        return bytes(frame) + self._silence * (FRAME_BYTES - len(frame))
+        frame = self._playout.take(FRAME_BYTES)
+        return frame + self._silence * (FRAME_BYTES - len(frame))
 
     async def _pump_output(self) -> None:
-        """One RTP packet every 20 ms on an absolute schedule (no drift)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time()
+        """One RTP packet every 20 ms on an absolute schedule (no drift); after a stall of
+        the loop the pace resumes rather than bursting."""
+        pacer = FramePacer(FRAME_BYTES / BYTES_PER_MS / 1000, max_lag_s=0.2)
         while True:
+            await pacer.wait()
             self.rtp.send_audio_auto(self._take_frame())
             self.rtp_packets_sent += 1
-            due += FRAME_BYTES / BYTES_PER_MS / 1000
-            now = loop.time()
-            if now - due > 0.2:
-                due = now  # the loop stalled: resume the pace rather than burst
-            await asyncio.sleep(max(0.0, due - now))
 
     def _barge_in(self) -> None:
         """The caller speaks over queued answer audio: drop it, tell the upstream what was heard."""
-        if not self._playout:
+        head = self._playout.head()
+        if head is None:
             return
-        item_id, index, _ = self._playout[0]
+        _, item_id, index = head
         self._playout.clear()
-        self._queued_bytes = 0
         if item_id:
             played_ms = self._played.get((item_id, index), 0) // BYTES_PER_MS
             self.to_upstream(orjson.dumps({"type": "conversation.item.truncate", "item_id": item_id,
@@ -338,16 +323,14 @@ class RelayedSipCall:
 
     def report(self, error: RealtimeError) -> None:
         """An ``error`` event from rtgate itself to the sidebands."""
-        self._to_sidebands(orjson.dumps({"type": "error", "event_id": self.runner.ids.event(),
-                                         "error": error.to_wire()}).decode())
+        self._to_sidebands(orjson.dumps(error_event(error, self.runner.ids.event())).decode())
 
     def _fail(self, code: str, what: str) -> None:
         if self._close_task is not None:
             return
         message = f"The relay upstream '{self.upstream_name}' {what}; the call was ended."
         error = RealtimeError(message, code, type=SERVER_ERROR)
-        text = orjson.dumps({"type": "error", "event_id": self.runner.ids.event(),
-                             "error": error.to_wire()}).decode()
+        text = orjson.dumps(error_event(error, self.runner.ids.event())).decode()
         self._sideband_close = (1011, f"server_error.{code}")
         self.request_close(message, final_event=text)
 
@@ -368,23 +351,14 @@ class RelayedSipCall:
     async def _close(self, final_event: str | None) -> None:
         log.info("call %s ending: %s", self.id, self.close_reason)
         try:
-            current = asyncio.current_task()
-            tasks = [t for t in self._tasks if t is not current]
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await self._tasks.cancel_all()
             with contextlib.suppress(Exception):
                 await self.upstream.close(1000, "call ended")
             if final_event is not None:
                 with contextlib.suppress(Exception):
                     await self.channel.send_text(final_event)
             code, why = self._sideband_close
-            for sideband in list(self.channel.sidebands):
-                with contextlib.suppress(Exception):
-                    await sideband.close(code, why)
-            self.channel.sidebands.clear()
+            await self.channel.close_sidebands(code, why)
             with contextlib.suppress(Exception):
                 await self.rtp.close()
         finally:

@@ -13,8 +13,9 @@ only the edges differ:
   ``output_audio_buffer.started`` when a response's first audio is played and
   ``output_audio_buffer.stopped`` when the last has been (docs/protocol.md, Server events). Barge-in and
   ``output_audio_buffer.clear`` drop queued audio at once, emit
-  ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played
-  (:mod:`.webrtc_playback`, the runner's output hook).
+  ``output_audio_buffer.cleared`` and truncate the assistant item to the audio played —
+  all decided by the session core (core/playback.py); the call's player
+  (:mod:`.webrtc_playback`, the runner's output hook) carries it out and reports progress.
 * **Events** travel as JSON text on the data channel the client created (any label), and
   fan out to sideband WebSockets attached with ``?call_id=`` (which may also send events);
   a sideband first gets a ``session.created`` with the call's current session.
@@ -48,6 +49,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ..audio import encode_from_pcm16, format_rate
+from .call_tasks import CallTasks
 from .connection import Channel, OutputHook, SessionRunner
 from .ice_ports import restrict_host_ports
 from .webrtc_playback import CallPlayback, OutputAudioTrack
@@ -164,6 +166,13 @@ class CallChannel:
     async def close(self, code: int, reason: str) -> None:
         self._on_close(reason or f"session closed ({code})")
 
+    async def close_sidebands(self, code: int, reason: str) -> None:
+        """The call ended: close every sideband socket with ``code`` and ``reason``."""
+        for sideband in list(self.sidebands):
+            with contextlib.suppress(Exception):
+                await sideband.close(code, reason)
+        self.sidebands.clear()
+
 
 # --------------------------------------------------------------------------- the call
 
@@ -213,17 +222,13 @@ class WebRTCCall:
         self.pc = RTCPeerConnection(settings.rtc_configuration())
         _live_peers.add(self.pc)
         self._on_closed = on_closed
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = CallTasks(call_id)
+        self._spawn = self._tasks.spawn
         self._inbox: asyncio.Queue[str | bytes] = asyncio.Queue(settings.max_inbound_events)
         self._close_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_media = time.monotonic()
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=f"{self.id}:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def answer(self, offer_sdp: str) -> str:
         """Apply the offer, start the session, return the SDP answer (host candidates)."""
@@ -330,18 +335,10 @@ class WebRTCCall:
     async def _close(self) -> None:
         log.info("call %s ending: %s", self.id, self.close_reason)
         try:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await self._tasks.cancel_all()
             await self.runner.stop()
             self.track.stop()
-            for sideband in list(self.channel.sidebands):
-                with contextlib.suppress(Exception):
-                    await sideband.close(1000, "call ended")
-            self.channel.sidebands.clear()
+            await self.channel.close_sidebands(1000, "call ended")
             with contextlib.suppress(Exception):
                 await self.pc.close()
         finally:

@@ -5,6 +5,8 @@ and a dict with a ``kind`` and that kind's options (below); it constructs the en
 without loading any model (``warm_up()`` does that) and raises :class:`ValueError` naming
 the offending key and what is allowed. :func:`build_default_stack` returns the embedded
 stack: faster-whisper tiny.en, SmolLM2-135M on llama.cpp, espeak-ng.
+The embedded kinds (faster-whisper, llamacpp, espeak) raise
+:class:`rtgate.extras.MissingExtra` when the ``speech`` extra is not installed.
 
 =========== ===== =====================================================================
 kind        stage options
@@ -38,9 +40,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from rtgate.extras import require
 from rtgate.pipeline.base import LLM, STT, TTS, Backend, Deadlines
 
 Stage = Literal["stt", "llm", "tts"]
+
+_SPEECH_KINDS = frozenset({"faster-whisper", "llamacpp", "espeak"})
+"""Kinds that run on the ``speech`` extra (rtgate.extras); ``piper`` is the ``engines`` extra."""
 
 _OPENAI_KEYS = {
     "base_url",
@@ -150,6 +156,8 @@ def build_engine(stage: Stage, config: Mapping[str, Any], deadlines: Deadlines |
         )
     if kind == "openai":
         return _openai(stage, options, deadlines)
+    if kind in _SPEECH_KINDS:  # the embedded engines: a clear message at start-up, not an ImportError
+        require("speech", f"the embedded {kind} engine ({stage})")
     if kind == "faster-whisper":
         from rtgate.pipeline.engines.whisper import FasterWhisperSTT, assemble_whisper_base
 
