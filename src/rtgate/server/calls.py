@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.websockets import WebSocket
 
 from .. import extras
+from ..asgi.channel import StarletteChannel
 from ..protocol.errors import RealtimeError, echo
 from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
@@ -320,8 +321,6 @@ ROUTES = [
 
 async def sideband_endpoint(ws: WebSocket, grant: Grant, call_id: str) -> None:
     """Attach an accepted, authenticated WebSocket to the live call ``call_id``."""
-    from .realtime_ws import StarletteChannel
-
     registry: CallRegistry | None = ws.app.state.rtgate.calls
     if grant.ephemeral:
         await _refuse(ws, RealtimeError(

@@ -14,7 +14,7 @@ import logging
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..asgi.close import close_or_drop
+from ..asgi.channel import StarletteChannel
 from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
 from ..protocol.errors import RealtimeError
 from ..protocol.preview import PreviewState
@@ -22,6 +22,7 @@ from ..protocol.session import validate_session
 from ..transport.connection import Channel
 from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .auth import extract_credential
+from .calls import sideband_endpoint
 from .drain import CLOSE_CODE as DRAIN_CLOSE_CODE
 from .drain import shutting_down
 from .forward import forward_socket, peer_with_room
@@ -34,21 +35,6 @@ from .state import ServerState
 from .ws_protocol import TAP_EXTENSION, MessageTap
 
 log = logging.getLogger("rtgate.ws")
-
-
-class StarletteChannel:
-    """A session's channel over a Starlette WebSocket; a close that cannot be written
-    within ``close_timeout_s`` (a client that stopped reading) drops the connection."""
-
-    def __init__(self, ws: WebSocket, close_timeout_s: float = 10.0) -> None:
-        self._ws = ws
-        self._close_timeout_s = close_timeout_s
-
-    async def send_text(self, text: str) -> None:
-        await self._ws.send_text(text)
-
-    async def close(self, code: int, reason: str) -> None:
-        await close_or_drop(self._ws, code, reason, self._close_timeout_s)
 
 
 def _is_preview(ws: WebSocket, subprotocols: list[str]) -> bool:
@@ -86,8 +72,6 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         return
 
     if query.get("call_id"):
-        from .calls import sideband_endpoint  # calls imports this module
-
         await sideband_endpoint(ws, grant, query["call_id"])
         return
 
