@@ -69,18 +69,18 @@ MAX_SDP_BYTES = 64 * 1024
 def webrtc_settings(settings: Settings) -> WebRTCSettings:
     """The transport's view of the server's ``webrtc_*`` settings."""
     return WebRTCSettings(
-        ice_servers=settings.webrtc_ice_servers,
-        turn_username=settings.webrtc_turn_username,
-        turn_credential=settings.webrtc_turn_credential,
-        ice_connect_timeout_s=settings.webrtc_ice_connect_timeout_s,
-        media_timeout_s=settings.webrtc_media_timeout_s,
-        max_output_audio_s=settings.webrtc_max_output_audio_s,
-        max_pending_events=settings.webrtc_max_pending_events,
-        max_inbound_events=settings.webrtc_max_inbound_events,
-        max_data_channel_buffer_bytes=settings.webrtc_max_data_channel_buffer_bytes,
-        input_jitter_frames=settings.webrtc_input_jitter_frames,
-        udp_port_min=settings.webrtc_udp_port_min,
-        udp_port_max=settings.webrtc_udp_port_max,
+        ice_servers=settings.webrtc.ice_servers,
+        turn_username=settings.webrtc.turn_username,
+        turn_credential=settings.webrtc.turn_credential,
+        ice_connect_timeout_s=settings.webrtc.ice_connect_timeout_s,
+        media_timeout_s=settings.webrtc.media_timeout_s,
+        max_output_audio_s=settings.webrtc.max_output_audio_s,
+        max_pending_events=settings.webrtc.max_pending_events,
+        max_inbound_events=settings.webrtc.max_inbound_events,
+        max_data_channel_buffer_bytes=settings.webrtc.max_data_channel_buffer_bytes,
+        input_jitter_frames=settings.webrtc.input_jitter_frames,
+        udp_port_min=settings.webrtc.udp_port_min,
+        udp_port_max=settings.webrtc.udp_port_max,
     )
 
 
@@ -223,9 +223,9 @@ async def create_call(request: Request) -> Response:
                 "session.model"))
         if state.drain.draining:
             raise RestError(503, shutting_down("it takes no new calls"))
-        if state.active_sessions >= settings.max_sessions:
+        if state.active_sessions >= settings.capacity.max_sessions:
             raise RestError(503, RealtimeError(
-                f"This server is at its limit of {settings.max_sessions} sessions; try again "
+                f"This server is at its limit of {settings.capacity.max_sessions} sessions; try again "
                 "later.", "server_busy", type="server_error"))
         refusal = state.admission.refusal() if state.admission and pipeline.admission_limited else None
         if refusal is not None:
@@ -247,7 +247,7 @@ async def create_call(request: Request) -> Response:
             kind="transcription" if transcription else "realtime",
             model=model,
             config=config,
-            limits=settings.core_limits(),
+            limits=settings.session.core_limits(),
             now=time.time(),
             plays_audio=True,
         )
@@ -256,11 +256,11 @@ async def create_call(request: Request) -> Response:
             sessions.append(session)
         return SessionRunner(
             session, channel, pipeline, vad=state.vad, output_hook=output_hook,
-            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
-                                       max_json_depth=settings.max_json_depth),
-            queue_events=settings.outbound_queue_events,
-            send_deadline_s=settings.send_deadline_s,
-            mcp=settings.mcp_limits(),
+            decode_limits=DecodeLimits(max_append_bytes=settings.decode.max_append_bytes,
+                                       max_json_depth=settings.decode.max_json_depth),
+            queue_events=settings.outbound.outbound_queue_events,
+            send_deadline_s=settings.outbound.send_deadline_s,
+            mcp=settings.mcp.limits(),
         )
 
     admission = state.admission if pipeline.admission_limited else None
@@ -277,7 +277,7 @@ async def create_call(request: Request) -> Response:
             state.active_sessions -= 1
 
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
-                      send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
+                      send_deadline_s=settings.outbound.send_deadline_s, on_closed=on_closed)
     registry.calls[call_id] = call
     unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
     owners[call] = grant.key_id

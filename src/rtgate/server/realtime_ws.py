@@ -181,11 +181,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         )
         return
 
-    if state.active_sessions >= settings.max_sessions:
+    if state.active_sessions >= settings.capacity.max_sessions:
         await _refuse(
             ws,
             RealtimeError(
-                f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
+                f"This server is at its limit of {settings.capacity.max_sessions} sessions; try again later.",
                 "server_busy",
                 type="server_error",
             ),
@@ -212,11 +212,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         kind="transcription" if transcription else "realtime",
         model=model,
         config=initial,
-        limits=settings.core_limits(),
+        limits=settings.session.core_limits(),
         now=time.time(),
     )
     # A close frame is a send: it gets the same deadline.
-    channel: Channel = StarletteChannel(ws, settings.send_deadline_s)
+    channel: Channel = StarletteChannel(ws, settings.outbound.send_deadline_s)
     if preview:
         preview_state = PreviewState(transcription=transcription, client_model=model)
         channel = PreviewChannel(channel, preview_state)
@@ -226,11 +226,11 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         pipeline,
         vad=state.vad,
         decode_limits=DecodeLimits(
-            max_append_bytes=settings.max_append_bytes, max_json_depth=settings.max_json_depth
+            max_append_bytes=settings.decode.max_append_bytes, max_json_depth=settings.decode.max_json_depth
         ),
-        queue_events=settings.outbound_queue_events,
-        send_deadline_s=settings.send_deadline_s,
-        mcp=settings.mcp_limits(),
+        queue_events=settings.outbound.outbound_queue_events,
+        send_deadline_s=settings.outbound.send_deadline_s,
+        mcp=settings.mcp.limits(),
     )
     bridge = PreviewBridge(runner, channel) if isinstance(channel, PreviewChannel) else None
     handle_text = bridge.handle_text if bridge is not None else runner.handle_text
@@ -250,7 +250,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     unregister = state.drain.register(lambda: runner.shut_down(shutting_down().message))
     try:
         await runner.start()
-        if tap is not None and settings.ws_direct_messages:
+        if tap is not None and settings.websocket.ws_direct_messages:
             tap.attach(on_text)
         while runner.closing is None:
             message = await ws.receive()
@@ -274,7 +274,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             admission.closed(session)
         await lease.release()
         try:
-            stragglers = await runner.stop(settings.session_stop_timeout_s)
+            stragglers = await runner.stop(settings.shutdown.session_stop_timeout_s)
         finally:
             slot.release_when_done(stragglers)  # issue 17: once, when the session is gone
         record_session(state, account, session)

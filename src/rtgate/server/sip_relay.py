@@ -74,9 +74,9 @@ async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: Pendi
     """``accept`` for a relayed model; see the module docstring."""
     state = request.app.state.rtgate
     settings = state.settings
-    if state.active_sessions >= settings.max_sessions:
+    if state.active_sessions >= settings.capacity.max_sessions:
         return error_response(503, RealtimeError(
-            f"This server is at its limit of {settings.max_sessions} sessions; try again later.",
+            f"This server is at its limit of {settings.capacity.max_sessions} sessions; try again later.",
             "server_busy", type=SERVER_ERROR))
     incoming = pending.incoming
     offer = incoming.sdp_offer
@@ -169,7 +169,7 @@ async def _start(state: Any, endpoint: SipEndpoint, pending: PendingCall, conn: 
 
     call = RelayedSipCall(pending.call_id, upstream=conn, upstream_name=upstream.name,
                           upstream_session=session, audio_format=audio_format, rtp=rtp,
-                          settings=endpoint.media, send_deadline_s=settings.send_deadline_s,
+                          settings=endpoint.media, send_deadline_s=settings.outbound.send_deadline_s,
                           send_bye=send_bye, on_closed=on_closed)
     state.calls.calls[call.id] = call
     endpoint.accepted[incoming.call_id] = call
