@@ -47,7 +47,7 @@ async def sip_turn(handle: object, pcm: bytes) -> float:
     from rtgate.testing.sip_peer import SipPeer
 
     settings = handle.settings  # type: ignore[attr-defined]
-    peer = SipPeer(("127.0.0.1", settings.sip_port))
+    peer = SipPeer(("127.0.0.1", settings.sip.port))
     await peer.start()
     try:
         peer.invite()

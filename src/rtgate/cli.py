@@ -30,7 +30,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "serve",
         help="run the Realtime server",
         description="Run the Realtime server. Every setting can also be given as an "
-        "RTGATE_<NAME> environment variable (e.g. RTGATE_API_KEYS=k1,k2); flags win.",
+        "RTGATE_<NAME> environment variable (e.g. RTGATE_API_KEYS=k1,k2); flags win. "
+        "Start-up prints every setting by group; docs/configuration.md lists them.",
     )
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 8000)")
@@ -193,9 +194,10 @@ def serve(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         print(f"rtgate serve: {exc}", file=sys.stderr)
         return 2
-    if settings.open_access and not _is_loopback(settings.host) and not settings.allow_unauthenticated:
+    if (settings.open_access and not _is_loopback(settings.server.host)
+            and not settings.auth.allow_unauthenticated):
         print(
-            f"rtgate serve: refusing to bind {settings.host} with no API keys: anyone could "
+            f"rtgate serve: refusing to bind {settings.server.host} with no API keys: anyone could "
             "connect. Set RTGATE_API_KEYS (or --api-key), or pass --allow-unauthenticated.",
             file=sys.stderr,
         )
@@ -207,20 +209,20 @@ def serve(args: argparse.Namespace) -> int:
     except MissingExtra as exc:
         print(f"rtgate serve: {exc}", file=sys.stderr)
         return 2
-    loop = event_loop_name(settings.loop)
+    loop = event_loop_name(settings.server.loop)
     if loop is None:
         print("rtgate serve: --loop uvloop: uvloop is not installed (pip install uvloop; "
               "not available on Windows). Use --loop asyncio.", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     install_log_redaction()
     log = logging.getLogger("rtgate")
     log.info("rtgate %s settings:\n%s", __version__, settings.describe())
     log.info("event loop: %s", loop)
     if settings.open_access:
-        log.warning("no API keys configured: any key is accepted (bound to %s only)", settings.host)
+        log.warning("no API keys configured: any key is accepted (bound to %s only)", settings.server.host)
     from .server.workers import run_workers, worker_count
 
     if worker_count(settings) > 1:
@@ -241,8 +243,8 @@ def serve(args: argparse.Namespace) -> int:
     from .server.serve import run_process
 
     # One process: other nodes (with Redis) reach it on its public port.
-    node = Node(new_node_id(), url=http_url(advertise_host(settings.host, settings.advertise_host),
-                                           settings.port))
+    address = advertise_host(settings.server.host, settings.cluster.advertise_host)
+    node = Node(new_node_id(), url=http_url(address, settings.server.port))
     app = create_app(settings, profiles=lambda _settings: pipelines, on_ready=freeze_startup_heap,
                      node=node)
     run_process(settings, app, loop)
@@ -254,11 +256,11 @@ def require_extras(settings: Settings) -> None:
     extra is not installed (the speech engines are checked where they are built)."""
     from .extras import require
 
-    if settings.sip_port or settings.sip_tls_port:
+    if settings.sip.port or settings.sip.tls_port:
         require("sip", "--sip-port (phone calls over SIP)")
-    if settings.redis_url:
+    if settings.cluster.redis_url:
         require("cluster", "--redis-url (cluster state in Redis)")
-    if settings.otlp_traces_endpoint:
+    if settings.server.otlp_traces_endpoint:
         require("tracing", "otlp_traces_endpoint (OTLP turn traces)")
 
 

@@ -41,7 +41,7 @@ def config_file(tmp_path: Path, upstream: Upstream, llm_extra: str = "") -> str:
 
 def test_the_documented_defaults_are_what_engines_get() -> None:
     """Settings() and an engine built without settings use the same 30/15/300 s."""
-    assert Settings().backend_deadlines() == Deadlines() == Deadlines(30.0, 15.0, 300.0)
+    assert Settings().backend.deadlines() == Deadlines() == Deadlines(30.0, 15.0, 300.0)
 
 
 def test_settings_reach_every_engine_and_a_table_overrides_key_by_key(

@@ -97,8 +97,8 @@ def test_relay_limits_come_from_settings() -> None:
     settings = Settings.from_env({"RTGATE_RELAY_ANSWER_DEADLINE_S": "2.5"})
     limits = relay_limits(settings)
     assert limits.answer_deadline_s == 2.5
-    assert limits.max_frame_bytes == settings.max_frame_bytes
-    assert limits.send_deadline_s == settings.send_deadline_s  # shared with the local pipeline
+    assert limits.max_frame_bytes == settings.decode.max_frame_bytes
+    assert limits.send_deadline_s == settings.outbound.send_deadline_s  # shared with the local pipeline
 
 
 def test_event_type_labels_are_bounded() -> None:

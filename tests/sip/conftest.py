@@ -33,7 +33,7 @@ class Rig:
 
     @property
     def sip(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.server.settings.sip_port)
+        return ("127.0.0.1", self.server.settings.sip.port)
 
     def client(self) -> AsyncOpenAI:
         return AsyncOpenAI(base_url=self.server.base_url, api_key=KEY)

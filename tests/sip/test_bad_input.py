@@ -260,7 +260,7 @@ async def test_dtmf_during_speech(rig: Rig, receiver: Receiver) -> None:
 async def test_webhook_receiver_down_declines_with_480() -> None:
     dead = f"http://127.0.0.1:{free_udp_port()}/hook"  # nothing listens there
     with running_server(sip_settings(dead, sip_answer_timeout_s=2.0), vad_factory=FakeVAD) as handle:
-        peer = SipPeer(("127.0.0.1", handle.settings.sip_port))
+        peer = SipPeer(("127.0.0.1", handle.settings.sip.port))
         await peer.start()
         try:
             peer.invite()
@@ -273,7 +273,7 @@ async def test_sources_outside_the_allow_list_get_no_answer() -> None:
     receiver = Receiver(SECRET, KEY)
     with running_receiver(receiver) as url, running_server(
             sip_settings(url, sip_allowed_sources=("192.0.2.0/24",)), vad_factory=FakeVAD) as handle:
-        peer = SipPeer(("127.0.0.1", handle.settings.sip_port))
+        peer = SipPeer(("127.0.0.1", handle.settings.sip.port))
         await peer.start()
         try:
             peer.invite()
@@ -294,7 +294,7 @@ async def test_digest_auth_challenges_new_calls() -> None:
     with running_receiver(receiver) as url, running_server(
             settings.replace(webhook_urls=(url,)), vad_factory=FakeVAD) as handle:
         receiver.base_url = handle.base_url
-        server = ("127.0.0.1", handle.settings.sip_port)
+        server = ("127.0.0.1", handle.settings.sip.port)
         for auth in (None, ("trunk", "wrong"), ("someone", "s3cret-pass")):
             peer = SipPeer(server)
             await peer.start()

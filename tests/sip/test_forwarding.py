@@ -43,7 +43,7 @@ def pair() -> Iterator[tuple[ServerHandle, ServerHandle, Receiver]]:
 async def test_accept_refer_sideband_and_hangup_through_another_process(
         pair: tuple[ServerHandle, ServerHandle, Receiver]) -> None:
     a, b, receiver = pair
-    peer = SipPeer(("127.0.0.1", a.settings.sip_port))
+    peer = SipPeer(("127.0.0.1", a.settings.sip.port))
     await peer.start()
     try:
         peer.invite()
@@ -67,7 +67,7 @@ async def test_accept_refer_sideband_and_hangup_through_another_process(
 async def test_reject_through_another_process(pair: tuple[ServerHandle, ServerHandle, Receiver]) -> None:
     a, _, receiver = pair
     receiver.mode = "reject"
-    peer = SipPeer(("127.0.0.1", a.settings.sip_port))
+    peer = SipPeer(("127.0.0.1", a.settings.sip.port))
     await peer.start()
     try:
         peer.invite()

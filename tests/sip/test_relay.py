@@ -77,7 +77,7 @@ class RelayRig:
 
     @property
     def sip(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.gateway.settings.sip_port)
+        return ("127.0.0.1", self.gateway.settings.sip.port)
 
 
 def sessions(handle: ServerHandle) -> int:

@@ -84,7 +84,7 @@ def tls_invite(call_id: str, local: tuple[str, int], sdp: str) -> bytes:
 async def test_a_call_over_tls_is_answered_and_hung_up(tls_rig: tuple[Rig, Path]) -> None:
     rig, cert = tls_rig
     trust = ssl.create_default_context(cafile=str(cert))  # verifies the certificate and the address
-    reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.settings.sip_tls_port, ssl=trust)
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.settings.sip.tls_port, ssl=trust)
     local = writer.get_extra_info("sockname")
     try:
         writer.write(tls_invite(f"tls-{uuid.uuid4().hex}", local, offer_sdp("127.0.0.1", 40010)))
@@ -108,7 +108,7 @@ async def test_a_call_over_tls_is_answered_and_hung_up(tls_rig: tuple[Rig, Path]
 
 async def test_plain_tcp_on_the_tls_port_gets_no_sip_answer(tls_rig: tuple[Rig, Path]) -> None:
     rig, _ = tls_rig
-    reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.settings.sip_tls_port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", rig.server.settings.sip.tls_port)
     try:
         writer.write(tls_invite(f"plain-{uuid.uuid4().hex}", writer.get_extra_info("sockname"),
                                 offer_sdp("127.0.0.1", 40012)))

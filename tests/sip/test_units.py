@@ -91,13 +91,13 @@ def test_sip_settings_from_env_and_masked_secret() -> None:
         "RTGATE_SIP_ALLOWED_SOURCES": "10.0.0.0/8,192.0.2.1",
         "RTGATE_SIP_DIGEST_USERNAME": "trunk", "RTGATE_SIP_DIGEST_PASSWORD": "pa55-w0rd",
     })
-    assert settings.sip_port == 5070 and settings.sip_host == "0.0.0.0"
-    assert settings.webhook_urls == ("http://a/hook", "https://b/hook")
-    assert settings.sip_allowed_sources == ("10.0.0.0/8", "192.0.2.1")
+    assert settings.sip.port == 5070 and settings.sip.host == "0.0.0.0"
+    assert settings.webhooks.urls == ("http://a/hook", "https://b/hook")
+    assert settings.sip.allowed_sources == ("10.0.0.0/8", "192.0.2.1")
     text = settings.describe()
     assert "webhook_secret" in text and SECRET not in text and SECRET[6:] not in text
     assert "sip_digest_password" in text and "pa55-w0rd" not in text
-    assert Settings().sip_port == 0 and Settings().sip_allowed_sources == ("127.0.0.0/8", "::1/128")
+    assert Settings().sip.port == 0 and Settings().sip.allowed_sources == ("127.0.0.0/8", "::1/128")
 
 
 @pytest.mark.parametrize(("changes", "message"), [

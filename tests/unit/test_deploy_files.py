@@ -12,7 +12,6 @@ is one /metrics exports, and every stop grace period outlasts the drain.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import shutil
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any
 import pytest
 
 from rtgate.server.ephemeral import SECRET_ENV
-from rtgate.server.settings import Settings
+from rtgate.server.settings import FLAT_NAMES, Settings
 from rtgate.server.workers import EXIT_GRACE_S
 
 yaml = pytest.importorskip("yaml")
@@ -107,17 +106,17 @@ def seconds(duration: str | int) -> float:
 
 
 def known_variables() -> set[str]:
-    """Every ``RTGATE_*`` variable rtgate reads: ``RTGATE_`` + a Settings field, and the
+    """Every ``RTGATE_*`` variable rtgate reads: ``RTGATE_`` + a setting's flat name, and the
     ephemeral-key secret (read by server/ephemeral.py, not a setting)."""
-    return {f"RTGATE_{f.name.upper()}" for f in dataclasses.fields(Settings)} | {SECRET_ENV}
+    return {f"RTGATE_{name.upper()}" for name in FLAT_NAMES} | {SECRET_ENV}
 
 
 def stop_budget_s(env: dict[str, str]) -> float:
     """How long a stopped node may take: drain, close handshakes, and the grace the
     supervisor gives its workers beyond both (server/workers.py)."""
     defaults = Settings()
-    drain = float(env.get("RTGATE_DRAIN_TIMEOUT_S", defaults.drain_timeout_s))
-    shutdown = float(env.get("RTGATE_SHUTDOWN_TIMEOUT_S", defaults.shutdown_timeout_s))
+    drain = float(env.get("RTGATE_DRAIN_TIMEOUT_S", defaults.shutdown.drain_timeout_s))
+    shutdown = float(env.get("RTGATE_SHUTDOWN_TIMEOUT_S", defaults.shutdown.shutdown_timeout_s))
     return drain + shutdown + EXIT_GRACE_S
 
 
@@ -188,7 +187,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 
 def test_every_rtgate_variable_is_one_rtgate_reads() -> None:
     """A misspelt RTGATE_* variable would be ignored silently: each one named in the
-    deployment files or their documentation is a Settings field or the ephemeral secret."""
+    deployment files or their documentation is a setting's flat name or the ephemeral secret."""
     known = known_variables()
     unknown = {
         f"{path.relative_to(ROOT)}: {name}"
@@ -326,7 +325,7 @@ def test_tunnel_timeout_outlasts_the_keepalive() -> None:
     """HAProxy's idle timeout for WebSockets is longer than rtgate's ping interval, so a
     live but quiet session is never cut by the proxy."""
     tunnel = re.search(r"^\s*timeout tunnel (\d+)s$", HAPROXY_CFG.read_text(), re.M)
-    assert tunnel and float(tunnel.group(1)) > 3 * Settings().ping_interval_s
+    assert tunnel and float(tunnel.group(1)) > 3 * Settings().websocket.ping_interval_s
     assert "shutdown-sessions" not in re.sub(r"#.*", "", HAPROXY_CFG.read_text())
 
 

@@ -97,7 +97,7 @@ def test_advertised_address_and_urls() -> None:
 def test_scale_out_settings_parse_from_the_environment_and_mask_the_redis_password() -> None:
     settings = Settings.from_env({"RTGATE_WORKERS": "auto", "RTGATE_REDIS_URL": "redis://:s3cret@r:6379/0",
                                   "RTGATE_DRAIN_TIMEOUT_S": "12.5", "RTGATE_KEY_MAX_SESSIONS": "3"})
-    assert settings.workers == 0 and settings.drain_timeout_s == 12.5 and settings.key_max_sessions == 3
+    assert settings.server.workers == 0 and settings.shutdown.drain_timeout_s == 12.5 and settings.capacity.key_max_sessions == 3
     described = settings.describe()
     assert "s3cret" not in described and "redis://:***@r:6379/0" in described
     assert _mask_url("redis://user:pw@h:1") == "redis://user:***@h:1"
@@ -118,7 +118,7 @@ def test_a_container_cpu_quota_caps_the_usable_cores(tmp_path) -> None:  # type:
 def test_auto_is_accepted_only_by_the_settings_whose_zero_means_automatic() -> None:
     import pytest
 
-    assert Settings.from_env({"RTGATE_MAX_CONVERSATIONS": "auto"}).max_conversations == 0
+    assert Settings.from_env({"RTGATE_MAX_CONVERSATIONS": "auto"}).capacity.max_conversations == 0
     with pytest.raises(ValueError, match="RTGATE_PORT: expected int, got 'auto'"):
         Settings.from_env({"RTGATE_PORT": "auto"})
     with pytest.raises(ValueError, match="expected int or auto"):

@@ -181,7 +181,7 @@ def test_the_runner_carries_the_servers_limits_and_the_release_bills_the_account
                           transcription=True, plays_audio=True)
         session = runner.session
         assert session.is_transcription and session.plays_audio
-        assert session.id.startswith("sess_") and session.limits == h.settings.core_limits()
+        assert session.id.startswith("sess_") and session.limits == h.settings.session.core_limits()
         assert admitted.sessions == [session]
         session.buffer.append(b"\x00" * 48_000)  # one second of 24 kHz PCM16
         await admitted.release()

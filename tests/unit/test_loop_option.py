@@ -18,9 +18,9 @@ HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
 
 def test_the_default_is_auto_and_the_environment_can_choose() -> None:
     """``auto`` unless ``RTGATE_LOOP`` says otherwise; the value is printed at start-up."""
-    assert Settings().loop == "auto"
+    assert Settings().server.loop == "auto"
     settings = Settings.from_env({"RTGATE_LOOP": "asyncio"})
-    assert settings.loop == "asyncio"
+    assert settings.server.loop == "asyncio"
     assert "loop" in settings.describe()
 
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from rtgate.server.profiles import gateway_config
-from rtgate.server.settings import Settings, _field_types
+from rtgate.server.settings import FLAT_NAMES, Settings, _field_types
 
 
 def test_every_setting_has_a_type_the_environment_can_give() -> None:
     """A new setting whose type ``from_env`` cannot parse fails here, not in production."""
     types = _field_types()
-    assert set(types) == {f.name for f in dataclasses.fields(Settings)}
+    assert set(types) == set(FLAT_NAMES)
     assert set(types.values()) <= {str, int, float, bool, tuple}
     assert types["port"] is int and types["send_deadline_s"] is float
     assert types["relay_splice"] is bool and types["api_keys"] is tuple
@@ -27,14 +26,14 @@ def test_values_are_parsed_by_type() -> None:
         "RTGATE_ALLOW_UNAUTHENTICATED": "yes", "RTGATE_API_KEYS": "sk-a, sk-b,,",
         "RTGATE_REDIS_URL": "redis://127.0.0.1:6379/0", "RTGATE_WORKERS": "auto",
     })
-    assert settings.port == 9001
-    assert settings.backend_total_s == 12.5
-    assert settings.backend_deadlines().total_s == 12.5
-    assert settings.relay_splice is False
-    assert settings.allow_unauthenticated is True
-    assert settings.api_keys == ("sk-a", "sk-b")
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
-    assert settings.workers == 0
+    assert settings.server.port == 9001
+    assert settings.backend.total_s == 12.5
+    assert settings.backend.deadlines().total_s == 12.5
+    assert settings.relay.splice is False
+    assert settings.auth.allow_unauthenticated is True
+    assert settings.auth.api_keys == ("sk-a", "sk-b")
+    assert settings.cluster.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.server.workers == 0
 
 
 @pytest.mark.parametrize("name,raw,expected", [
@@ -50,7 +49,7 @@ def test_a_bad_value_names_the_variable_and_what_it_takes(name: str, raw: str, e
 
 def test_flags_override_the_environment() -> None:
     settings = Settings.from_env({"RTGATE_BACKEND_NEXT_CHUNK_S": "3"}, backend_next_chunk_s=4.0)
-    assert settings.backend_next_chunk_s == 4.0
+    assert settings.backend.next_chunk_s == 4.0
 
 
 def test_the_config_file_is_parsed_once_until_it_changes(tmp_path: Path) -> None:

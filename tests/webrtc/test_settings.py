@@ -18,7 +18,7 @@ def test_webrtc_settings_come_from_rtgate_webrtc_env_variables() -> None:
         "RTGATE_WEBRTC_MEDIA_TIMEOUT_S": "7.5",
         "RTGATE_WEBRTC_MAX_PENDING_EVENTS": "16",
     })
-    assert settings.webrtc_ice_servers == ("stun:stun.example.org:3478", "turn:turn.example.org:3478")
+    assert settings.webrtc.ice_servers == ("stun:stun.example.org:3478", "turn:turn.example.org:3478")
     webrtc = webrtc_settings(settings)
     assert (webrtc.media_timeout_s, webrtc.max_pending_events) == (7.5, 16)
     servers = webrtc.rtc_configuration().iceServers or []

@@ -233,7 +233,7 @@ def test_port_range_settings_from_env_and_flag(capsys: pytest.CaptureFixture[str
     webrtc = webrtc_settings(settings)
     assert (webrtc.udp_port_min, webrtc.udp_port_max) == (40000, 40099)
     assert "webrtc_udp_port_min" in settings.describe()
-    assert (Settings().webrtc_udp_port_min, Settings().webrtc_udp_port_max) == (0, 0)
+    assert (Settings().webrtc.udp_port_min, Settings().webrtc.udp_port_max) == (0, 0)
     with pytest.raises(SystemExit) as info:
         main(["serve", "--help"])
     assert info.value.code == 0

@@ -82,15 +82,15 @@ class StarletteClient:
 def relay_limits(settings: Any) -> RelayLimits:
     """The relay limits from the ``relay_*`` settings."""
     return RelayLimits(
-        connect_timeout_s=settings.relay_connect_timeout_s,
-        ping_interval_s=settings.relay_ping_interval_s,
-        ping_timeout_s=settings.relay_ping_timeout_s,
-        close_timeout_s=settings.relay_close_timeout_s,
-        answer_deadline_s=settings.relay_answer_deadline_s,
-        max_frame_bytes=settings.max_frame_bytes,
-        send_deadline_s=settings.send_deadline_s,
-        client_ping_interval_s=settings.ping_interval_s or 0.0,
-        client_ping_timeout_s=settings.ping_timeout_s or 0.0,
+        connect_timeout_s=settings.relay.connect_timeout_s,
+        ping_interval_s=settings.relay.ping_interval_s,
+        ping_timeout_s=settings.relay.ping_timeout_s,
+        close_timeout_s=settings.relay.close_timeout_s,
+        answer_deadline_s=settings.relay.answer_deadline_s,
+        max_frame_bytes=settings.decode.max_frame_bytes,
+        send_deadline_s=settings.outbound.send_deadline_s,
+        client_ping_interval_s=settings.websocket.ping_interval_s or 0.0,
+        client_ping_timeout_s=settings.websocket.ping_timeout_s or 0.0,
     )
 
 
@@ -101,7 +101,7 @@ def arm_splice(ws: WebSocket, state: Any, *, preview: bool) -> None:
     Arming costs nothing for a session that turns out local: its first receive or send
     releases the hook (server/ws_protocol.py).
     """
-    if preview or not getattr(state.settings, "relay_splice", False):
+    if preview or not getattr(state.settings.relay, "splice", False):
         return
     if not any(isinstance(target, UpstreamConfig) for target in state.router.routes.values()):
         return
@@ -123,7 +123,7 @@ async def relay_endpoint(
     """Relay one accepted, authenticated client socket to ``upstream`` until either side ends.
 
     The caller has admitted the session and counts it (its slot, its key's lease)."""
-    client = StarletteClient(ws, close_timeout_s=state.settings.relay_close_timeout_s)
+    client = StarletteClient(ws, close_timeout_s=state.settings.relay.close_timeout_s)
     dialect = (
         PreviewDialect(PreviewState(transcription=transcription, client_model=model)) if preview else None
     )
@@ -132,7 +132,7 @@ async def relay_endpoint(
     splice = ws.scope.get("extensions", {}).get(SPLICE_EXTENSION)
     if splice is not None and not splice.armed:
         splice = None
-    if splice is not None and (preview or not settings.relay_splice):
+    if splice is not None and (preview or not settings.relay.splice):
         splice.release()
         splice = None
     session = RelaySession(

@@ -55,7 +55,7 @@ def _is_admin(request: Request, admin_keys: tuple[str, ...]) -> bool:
 
 async def usage_endpoint(request: Request) -> Response:
     state = request.app.state.rtgate
-    admin_keys = state.settings.admin_keys
+    admin_keys = state.settings.auth.admin_keys
     if not admin_keys:
         return error_response(404, RealtimeError(
             "The admin routes are off: configure RTGATE_ADMIN_KEYS to use them.", "not_found"))
@@ -69,7 +69,7 @@ async def usage_endpoint(request: Request) -> Response:
                 for account, totals in sorted(usage.items())]
     return JSONResponse({
         "object": "rtgate.usage",
-        "redis": bool(state.settings.redis_url),
+        "redis": bool(state.settings.cluster.redis_url),
         "accounts": accounts,
         "members": [dataclasses.asdict(m) for m in members],
     })
@@ -88,7 +88,7 @@ async def cluster_lines(state: Any) -> list[str]:
     ]
     if cluster is None:
         return lines
-    if state.settings.redis_url:
+    if state.settings.cluster.redis_url:
         members = await cluster.members()
         lines += [
             "# HELP rtgate_cluster_members Live processes of the deployment (Redis membership).",

@@ -74,14 +74,14 @@ def build_profiles(settings: Settings) -> dict[str, Pipeline]:
     profile leaves out use the embedded engines, shared between profiles (see
     :mod:`rtgate.server.profiles`). Raises :class:`~rtgate.server.config.ConfigError`.
     """
-    if settings.pipeline not in ("default", "builtin"):
-        raise ValueError(f"unknown pipeline {settings.pipeline!r}: expected 'default' or 'builtin'")
-    builtin = settings.pipeline == "builtin"
+    if settings.server.pipeline not in ("default", "builtin"):
+        raise ValueError(f"unknown pipeline {settings.server.pipeline!r}: expected 'default' or 'builtin'")
+    builtin = settings.server.pipeline == "builtin"
     return pipelines_from_config(
         gateway_config(settings),
         default=(lambda cache: builtin_pipeline()) if builtin else None,
-        source=settings.config_file or "config",
-        deadlines=settings.backend_deadlines(),
+        source=settings.server.config_file or "config",
+        deadlines=settings.backend.deadlines(),
     )
 
 
@@ -175,14 +175,14 @@ def create_app(
             await pipeline.warm_up()
         if vad is not None:
             await vad.start()
-        ephemeral = EphemeralKeyStore.for_deployment(settings.api_keys)
+        ephemeral = EphemeralKeyStore.for_deployment(settings.auth.api_keys)
         metrics = Metrics(SCHEDULER)
         for name, pipeline in pipelines.items():
             pipeline.on_stage = functools.partial(_observe_stage, metrics, name)
         admission = Admission(
             SCHEDULER,
-            max_conversations=settings.max_conversations or auto_conversations(),
-            overload_late_s=settings.overload_late_s or math.inf,
+            max_conversations=settings.capacity.max_conversations or auto_conversations(),
+            overload_late_s=settings.capacity.overload_late_s or math.inf,
             refused=metrics.sessions_refused,
         )
         log.info(
@@ -191,11 +191,11 @@ def create_app(
             admission.max_conversations, admission.overload_late_s,
         )
         node.cluster = await join_cluster(settings, node)
-        if settings.otlp_traces_endpoint:  # turn traces of sessions that set `tracing`
-            tracing.configure(settings.otlp_traces_endpoint)
+        if settings.server.otlp_traces_endpoint:  # turn traces of sessions that set `tracing`
+            tracing.configure(settings.server.otlp_traces_endpoint)
         app.state.rtgate = ServerState(
             settings=settings,
-            auth=Authenticator(settings.api_keys, ephemeral=ephemeral),
+            auth=Authenticator(settings.auth.api_keys, ephemeral=ephemeral),
             router=ModelRouter.from_config(pipelines, gateway_config(settings)),
             vad=vad,
             ephemeral=ephemeral,
@@ -206,7 +206,7 @@ def create_app(
             node=node,
         )
         app.state.sip = await start_sip(settings, app.state.rtgate)
-        reporter = asyncio.create_task(_report(app.state.rtgate, settings.cluster_heartbeat_s),
+        reporter = asyncio.create_task(_report(app.state.rtgate, settings.cluster.cluster_heartbeat_s),
                                        name="rtgate:cluster-report")
         if on_ready is not None:
             on_ready()
@@ -242,9 +242,9 @@ def create_app(
         if drain.draining:
             return JSONResponse({"status": "draining", "reason": "shutting down: no new "
                                  "sessions", **body}, status_code=503)
-        if settings.redis_url:
+        if settings.cluster.redis_url:
             body["redis"] = "reachable" if node.cluster and node.cluster.reachable else "unreachable"
-            if body["redis"] == "unreachable" and settings.ready_requires_redis:
+            if body["redis"] == "unreachable" and settings.cluster.ready_requires_redis:
                 return JSONResponse({"status": "degraded", "reason": "Redis is unreachable",
                                      **body}, status_code=503)
         return JSONResponse({"status": "ready", **body})
@@ -272,7 +272,7 @@ def create_app(
 
 async def start_sip(settings: Settings, state: ServerState) -> object | None:
     """The SIP endpoint (server/sip.py), listening, when ``sip_port`` is set."""
-    if not settings.sip_port:
+    if not settings.sip.port:
         return None
     from .sip import SipEndpoint
 
@@ -285,10 +285,10 @@ async def join_cluster(settings: Settings, node: Node) -> ClusterStore:
     """Open this process's cluster store: in Redis with ``settings.redis_url``, else in
     memory (this process is the whole cluster; per-key limits hold for it alone)."""
     member = replace(new_member(node.url or ""), id=node.id)
-    store = open_store(settings.redis_url, member, prefix=settings.redis_prefix,
-                       heartbeat_s=settings.cluster_heartbeat_s)
+    store = open_store(settings.cluster.redis_url, member, prefix=settings.cluster.redis_prefix,
+                       heartbeat_s=settings.cluster.cluster_heartbeat_s)
     await store.start()
-    if settings.redis_url:
+    if settings.cluster.redis_url:
         log.info("cluster: joined as %s (%s); Redis %s", node.id, node.url or "no internal URL",
                  "reachable" if store.reachable else
                  "unreachable: limits fail open until it returns")

@@ -70,18 +70,18 @@ def webrtc_settings(settings: Settings) -> WebRTCSettings:
     from ..transport.webrtc import WebRTCSettings
 
     return WebRTCSettings(
-        ice_servers=settings.webrtc_ice_servers,
-        turn_username=settings.webrtc_turn_username,
-        turn_credential=settings.webrtc_turn_credential,
-        ice_connect_timeout_s=settings.webrtc_ice_connect_timeout_s,
-        media_timeout_s=settings.webrtc_media_timeout_s,
-        max_output_audio_s=settings.webrtc_max_output_audio_s,
-        max_pending_events=settings.webrtc_max_pending_events,
-        max_inbound_events=settings.webrtc_max_inbound_events,
-        max_data_channel_buffer_bytes=settings.webrtc_max_data_channel_buffer_bytes,
-        input_jitter_frames=settings.webrtc_input_jitter_frames,
-        udp_port_min=settings.webrtc_udp_port_min,
-        udp_port_max=settings.webrtc_udp_port_max,
+        ice_servers=settings.webrtc.ice_servers,
+        turn_username=settings.webrtc.turn_username,
+        turn_credential=settings.webrtc.turn_credential,
+        ice_connect_timeout_s=settings.webrtc.ice_connect_timeout_s,
+        media_timeout_s=settings.webrtc.media_timeout_s,
+        max_output_audio_s=settings.webrtc.max_output_audio_s,
+        max_pending_events=settings.webrtc.max_pending_events,
+        max_inbound_events=settings.webrtc.max_inbound_events,
+        max_data_channel_buffer_bytes=settings.webrtc.max_data_channel_buffer_bytes,
+        input_jitter_frames=settings.webrtc.input_jitter_frames,
+        udp_port_min=settings.webrtc.udp_port_min,
+        udp_port_max=settings.webrtc.udp_port_max,
     )
 
 
@@ -244,7 +244,7 @@ async def create_call(request: Request) -> Response:
     from ..transport.webrtc import WebRTCCall
 
     call = WebRTCCall(call_id, runner_factory, settings=registry.webrtc,
-                      send_deadline_s=settings.send_deadline_s, on_closed=on_closed)
+                      send_deadline_s=settings.outbound.send_deadline_s, on_closed=on_closed)
     registry.calls[call_id] = call
     unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
     owners[call] = grant.key_id

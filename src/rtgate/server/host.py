@@ -174,7 +174,7 @@ class SessionHost:
         """
         if self.drain.draining:
             return Refusal(shutting_down(f"it takes no new {what}"), 503, DRAIN_CLOSE_CODE)
-        limit = self.settings.max_sessions
+        limit = self.settings.capacity.max_sessions
         if self.active_sessions + ringing >= limit:
             return Refusal(RealtimeError(
                 f"This server is at its limit of {limit} sessions; try again later.",
@@ -210,18 +210,18 @@ class SessionHost:
             kind="transcription" if transcription else "realtime",
             model=model,
             config=config,
-            limits=settings.core_limits(),
+            limits=settings.session.core_limits(),
             now=time.time(),
             plays_audio=plays_audio,
         )
         ticket.opened(session)
         return SessionRunner(
             session, channel, pipeline, vad=self.vad, output_hook=output_hook,
-            decode_limits=DecodeLimits(max_append_bytes=settings.max_append_bytes,
-                                       max_json_depth=settings.max_json_depth),
-            queue_events=settings.outbound_queue_events,
-            send_deadline_s=settings.send_deadline_s,
-            mcp=settings.mcp_limits(),
+            decode_limits=DecodeLimits(max_append_bytes=settings.decode.max_append_bytes,
+                                       max_json_depth=settings.decode.max_json_depth),
+            queue_events=settings.outbound.outbound_queue_events,
+            send_deadline_s=settings.outbound.send_deadline_s,
+            mcp=settings.mcp.limits(),
         )
 
 

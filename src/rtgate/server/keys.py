@@ -43,8 +43,8 @@ def account_of(grant: Grant, credential: Credential | None) -> str:
 
 
 def key_limits(settings: Any) -> KeyLimits:
-    return KeyLimits(max_sessions=settings.key_max_sessions,
-                     sessions_per_minute=settings.key_sessions_per_minute)
+    return KeyLimits(max_sessions=settings.capacity.key_max_sessions,
+                     sessions_per_minute=settings.capacity.key_sessions_per_minute)
 
 
 def refusal(refused: Refused) -> RealtimeError:

@@ -170,10 +170,10 @@ class PreAuthH11Protocol(H11Protocol):
 
 def http_protocol(settings: Any) -> type[PreAuthH11Protocol]:
     """A :class:`PreAuthH11Protocol` class for uvicorn's ``http=`` with its own gate."""
-    cap = settings.max_unauthenticated_connections or auto_unauthenticated_cap()
+    cap = settings.preauth.max_unauthenticated_connections or auto_unauthenticated_cap()
     return type("PreAuthH11Protocol", (PreAuthH11Protocol,), {
-        "header_timeout_s": settings.http_header_timeout_s,
-        "body_timeout_s": settings.http_body_timeout_s,
+        "header_timeout_s": settings.preauth.http_header_timeout_s,
+        "body_timeout_s": settings.preauth.http_body_timeout_s,
         "gate": PreAuthGate(cap),
     })
 

@@ -49,7 +49,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
     The file is read and parsed once per process: the profiles, the model router and the
     start-up checks all get the same :class:`GatewayConfig`. It is parsed again only when
     the file on disk has changed since (its modification time or size differ)."""
-    path = settings.config_file
+    path = settings.server.config_file
     if not path:
         return GatewayConfig()
     try:

@@ -149,7 +149,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
         return
 
     # A close frame is a send: it gets the same deadline.
-    channel: Channel = StarletteChannel(ws, settings.send_deadline_s)
+    channel: Channel = StarletteChannel(ws, settings.outbound.send_deadline_s)
     if preview:
         preview_state = PreviewState(transcription=transcription, client_model=model)
         channel = PreviewChannel(channel, preview_state)
@@ -170,7 +170,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     unregister = state.drain.register(lambda: runner.shut_down(shutting_down().message))
     try:
         await runner.start()
-        if tap is not None and settings.ws_direct_messages:
+        if tap is not None and settings.websocket.ws_direct_messages:
             tap.attach(on_text)
         while runner.closing is None:
             message = await ws.receive()
@@ -191,7 +191,7 @@ async def realtime_endpoint(ws: WebSocket) -> None:
             tap.detach()
         stragglers: set[asyncio.Task[None]] = set()
         try:
-            stragglers = await runner.stop(settings.session_stop_timeout_s)
+            stragglers = await runner.stop(settings.shutdown.session_stop_timeout_s)
         finally:
             await ticket.release(stragglers)  # issue 17: the slot once, when the session is gone
         log.info("session %s closed", session.id)

@@ -77,14 +77,14 @@ class DrainingServer(uvicorn.Server):
 def uvicorn_config(settings: Settings, app: Starlette, loop: str, **overrides: Any) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         **uvicorn_ws_options(settings),
-        log_level=settings.log_level,
+        log_level=settings.server.log_level,
         loop=loop,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_timeout_s)),
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown.shutdown_timeout_s)),
         **overrides,
     )
 
@@ -94,7 +94,7 @@ def run_process(settings: Settings, app: Starlette, loop: str,
     """Serve ``app`` until a signal ends it: on ``settings.host``/``port``, or on
     ``sockets`` already bound (a worker's share of the port and its internal listener,
     which then exits normally after a signal instead of re-raising it)."""
-    server = DrainingServer(uvicorn_config(settings, app, loop), app, settings.drain_timeout_s,
+    server = DrainingServer(uvicorn_config(settings, app, loop), app, settings.shutdown.drain_timeout_s,
                             reraise_signals=sockets is None)
     install_log_redaction()  # again: uvicorn's config has just set up its loggers
     server.run(sockets=sockets)

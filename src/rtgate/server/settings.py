@@ -1,8 +1,15 @@
-"""Server settings: every limit in one place, with units and safe defaults.
+"""Server settings: every limit in one place, with units and safe defaults, in groups.
 
-Values come from (lowest to highest precedence) the defaults here, ``RTGATE_*``
-environment variables, and command-line flags. :meth:`Settings.describe` prints them at
-start-up, with secrets masked.
+:class:`Settings` is a frozen object made of frozen groups (server/settings_groups.py):
+``settings.sip.port``, ``settings.capacity.max_sessions``. A component that needs one
+group is handed that group. What users write stays flat: each setting has one *flat name*
+(``sip_port``, ``max_sessions``) used by its ``RTGATE_<NAME>`` variable, its flag and
+docs/configuration.md, and :data:`FLAT_NAMES` maps it to its group and field.
+
+Values come from (lowest to highest precedence) the defaults, ``RTGATE_*`` environment
+variables, and command-line flags; :meth:`Settings.from_env` parses them once, by each
+field's declared type. :meth:`Settings.describe` prints them at start-up, group by group,
+with secrets masked.
 """
 
 from __future__ import annotations
@@ -11,252 +18,91 @@ import dataclasses
 import functools
 import os
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import Any, get_type_hints
 
-from ..core.limits import CoreLimits
-from ..mcp.limits import McpLimits
+from .settings_groups import (
+    LOOPS,
+    MIB,
+    AuthSettings,
+    BackendSettings,
+    CapacitySettings,
+    ClusterSettings,
+    DecodeSettings,
+    McpSettings,
+    OutboundSettings,
+    PreauthSettings,
+    RelaySettings,
+    ServerSettings,
+    SessionSettings,
+    ShutdownSettings,
+    SipSettings,
+    WebhookSettings,
+    WebRTCCallSettings,
+    WebSocketSettings,
+)
 
-if TYPE_CHECKING:
-    from ..pipeline.base import Deadlines
-
-MIB = 1024 * 1024
+__all__ = ["AUTO_ZERO", "FLAT_NAMES", "GROUPS", "LOOPS", "MIB", "Settings"]
 
 AUTO_ZERO = frozenset({"workers", "max_conversations", "max_unauthenticated_connections"})
 """Settings whose 0 means "automatic": their variables also accept ``auto``."""
 
-LOOPS = ("auto", "asyncio", "uvloop")
-"""Event loops the server can run on (uvicorn's names)."""
+SECRET_SUFFIXES = ("_credential", "_password", "_secret")
+"""Settings whose flat name ends so are printed as ``***`` when set."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Settings:
-    host: str = "127.0.0.1"
-    """Address to bind."""
-    port: int = 8000
-    """TCP port to bind."""
-    api_keys: tuple[str, ...] = ()
-    """Accepted API keys. Empty: any key is accepted, and only loopback may be bound."""
-    allow_unauthenticated: bool = False
-    """Bind a non-loopback address with no keys configured (explicit opt-in)."""
-    pipeline: str = "default"
-    """Backend for responses: ``default`` (embedded speech stack) or ``builtin`` (deterministic)."""
-    session_lifetime_s: float = 3600.0
-    """Maximum session duration in seconds (cloud: 60 min)."""
-    max_frame_bytes: int = 21 * MIB
-    """Largest WebSocket message accepted; bigger frames close with 1009."""
-    max_append_bytes: int = 15 * MIB
-    """Decoded audio bytes in one ``input_audio_buffer.append``."""
-    max_json_depth: int = 32
-    """Nesting depth of one client event."""
-    outbound_queue_events: int = 2048
-    """Server events queued for a client; a client that falls this far behind is closed (1008)."""
-    send_deadline_s: float = 10.0
-    """Seconds one send may block before the client counts as not reading (close 1008)."""
-    max_sessions: int = 1000
-    """Concurrent sessions per process; beyond it new sessions are refused."""
-    max_conversations: int = 0
-    """Concurrent local sessions whose speech the models transcribe or answer (sessions
-    that only listen for turns do not count); beyond it new local sessions are refused
-    (``server_busy``, close 1013). 0: automatic, 2 per usable core (server/admission.py)."""
-    overload_late_s: float = 1.0
-    """New local sessions are refused while the speech models run more than this many
-    seconds behind their due work (server/admission.py); 0 disables the check."""
-    shutdown_timeout_s: float = 10.0
-    """Seconds SIGTERM waits for open connections to close (a client that stops reading
-    never answers the close handshake); then their tasks are cancelled and the server
-    exits."""
-    drain_timeout_s: float = 30.0
-    """Seconds SIGTERM lets live sessions go on: the process reports not ready at once
-    (``/readyz`` 503) and refuses new sessions, then ends the sessions still open with an
-    ``error`` event (``server_shutting_down``) and close 1012; after that,
-    ``shutdown_timeout_s`` bounds the close handshakes (docs/deployment.md, Drain)."""
-    workers: int = 1
-    """Worker processes sharing the port (``auto`` or 0: one per usable core); each loads
-    its own models and sizes its engines for its share of the cores
-    (docs/deployment.md, Workers)."""
-    redis_url: str | None = None
-    """Redis shared by every node and worker: membership, the call directory, per-key
-    limits and usage (``redis://[:password@]host:port/db``; masked when printed). Unset:
-    this node's processes share nothing through Redis (docs/deployment.md)."""
-    ready_requires_redis: bool = False
-    """``/readyz`` answers 503 while Redis is unreachable. Off by default: every node
-    would turn unready at once and a load balancer would refuse all new sessions, while
-    the nodes can serve them (limits fail open); ``/readyz`` then still says
-    ``"redis": "unreachable"`` and ``rtgate_redis_reachable`` is 0 (docs/deployment.md)."""
-    redis_prefix: str = "rtgate"
-    """Prefix of every Redis key, so that several deployments can share one Redis."""
-    cluster_heartbeat_s: float = 2.0
-    """Seconds between a process's heartbeats in Redis; a process that stops
-    heartbeating leaves the membership (and its sessions stop counting) within 3 of them."""
-    advertise_host: str | None = None
-    """Address other nodes and workers use to reach this process's internal listener
-    (a call's sideband or hangup that lands elsewhere is forwarded there). Unset: the
-    bound address when it is a specific one, else this host's name."""
-    internal_port: int = 0
-    """First port of the per-worker internal listeners (worker i binds ``internal_port + i``
-    on ``host``); 0: a free port each. Used with ``workers`` > 1 or ``redis_url``."""
-    key_max_sessions: int = 0
-    """Concurrent sessions per API key across the cluster (with ``redis_url``; per process
-    without it); beyond it new sessions get ``rate_limit_exceeded``. 0: unlimited."""
-    key_sessions_per_minute: int = 0
-    """New sessions per API key per minute across the cluster; 0: unlimited."""
-    admin_keys: tuple[str, ...] = ()
-    """Keys accepted by the admin routes (``/admin/usage``); empty: the admin routes
-    are off. Keep them apart from the API keys that clients hold."""
-    session_stop_timeout_s: float = 5.0
-    """Seconds a session's tasks get to end once it is over; the handler returns then
-    whatever they do, and the session's slot is freed when the last of them ends."""
-    backend_first_chunk_s: float = 30.0
-    """Seconds a backend may take to produce its first result."""
-    backend_next_chunk_s: float = 15.0
-    """Seconds a backend may take between results."""
-    backend_total_s: float = 300.0
-    """Seconds one backend call (a whole response) may take."""
-    http_header_timeout_s: float = 10.0
-    """Seconds a connection may take to send its request line and headers (from the
-    connection, or from the end of its previous response); then 408 and close
-    (server/preauth.py)."""
-    http_body_timeout_s: float = 30.0
-    """Seconds a request may take to send its body once its headers are in; then 408."""
-    ws_handshake_timeout_s: float = 10.0
-    """Seconds from a WebSocket upgrade request until the server has answered it."""
-    max_unauthenticated_connections: int = 0
-    """Connections still sending their request line, headers or body; beyond it new
-    connections get 503 and are closed at once. 0: automatic, a quarter of the open-file
-    limit (16–1024)."""
-    ping_interval_s: float = 20.0
-    """WebSocket keepalive ping interval (the cloud pings every ~20 s)."""
-    ping_timeout_s: float = 20.0
-    """Seconds to wait for a pong before closing."""
-    ws_read_buffer_bytes: int = 256 * 1024
-    """Received WebSocket message bytes held for a session before reading from its socket
-    pauses (flow control without two system calls per message; see server/ws_protocol.py).
-    Messages a local session takes directly (``ws_direct_messages``) are never held."""
-    ws_direct_messages: bool = True
-    """Local sessions take text messages straight from the WebSocket parser, without
-    uvicorn's queue and a task wake-up per message (server/ws_protocol.py, MessageTap)."""
-    min_commit_ms: float = 100.0
-    """Audio needed for a manual commit."""
-    max_input_buffer_ms: float = 15 * 60 * 1000.0
-    """Uncommitted input audio kept per session, in ms."""
-    max_items: int = 2000
-    """Conversation items kept per session."""
-    max_conversation_audio_bytes: int = 64 * MIB
-    """Audio bytes kept in conversation items per session."""
-    log_level: str = "info"
-    loop: str = "auto"
-    """Event loop: ``auto`` (uvloop when it can be imported, else asyncio), ``asyncio`` or
-    ``uvloop`` (not a dependency; the load benchmark measured no CPU difference,
-    docs/benchmarks.md, Load)."""
-    config_file: str | None = None
-    """TOML file with pipeline profiles, cloud upstreams and model routes (docs/configuration.md)."""
-    webrtc_ice_servers: tuple[str, ...] = ()
-    """WebRTC STUN/TURN URLs (``stun:host:port``, ``turn:host:port?transport=udp``), comma-separated
-    in the environment; empty: the SDP answer offers host candidates only (docs/webrtc.md)."""
-    webrtc_turn_username: str | None = None
-    """Username for the ``turn:`` URLs."""
-    webrtc_turn_credential: str | None = None
-    """Credential for the ``turn:`` URLs (masked when printed)."""
-    webrtc_ice_connect_timeout_s: float = 30.0
-    """Seconds from the SDP answer until the call's peer connection must be connected."""
-    webrtc_media_timeout_s: float = 20.0
-    """Seconds without inbound call audio after which the peer counts as gone."""
-    webrtc_max_output_audio_s: float = 600.0
-    """Output audio queued for playback per call, in seconds; beyond it audio is dropped."""
-    webrtc_max_pending_events: int = 1024
-    """Events held per call until its data channel opens; beyond it the oldest go."""
-    webrtc_max_inbound_events: int = 1024
-    """Client events queued per call from its data channel before the call counts as flooding."""
-    webrtc_max_data_channel_buffer_bytes: int = 8 * MIB
-    """Bytes unsent on a call's data channel before the client counts as not reading."""
-    webrtc_input_jitter_frames: int = 1
-    """20 ms frames a call's inbound audio jitter buffer holds back (1–15); aiortc's default
-    of 4 only delays the end of speech by ~60 ms more (docs/webrtc.md)."""
-    webrtc_udp_port_min: int = 0
-    """Lowest UDP port for a call's host ICE candidates (1024–65535, with
-    ``webrtc_udp_port_max``); 0 and 0: any port (docs/webrtc.md, NAT)."""
-    webrtc_udp_port_max: int = 0
-    """Highest UDP port for a call's host ICE candidates; 0 and 0: any port."""
-    relay_connect_timeout_s: float = 5.0
-    """Seconds to open an upstream WebSocket (TCP, TLS, HTTP upgrade) for a relayed session."""
-    relay_ping_interval_s: float = 5.0
-    """Keepalive ping interval towards a relay upstream."""
-    relay_ping_timeout_s: float = 5.0
-    """Seconds without a pong before a relay upstream counts as lost."""
-    relay_close_timeout_s: float = 2.0
-    """Seconds to wait for a relay upstream's close frame."""
-    relay_answer_deadline_s: float = 8.0
-    """Seconds a relay upstream may stay silent when it owes an answer before it counts as
-    stalled (docs/relay.md)."""
-    relay_splice: bool = True
-    """Relay GA sessions' frames as raw bytes, parsing frame headers only (docs/relay.md,
-    Spliced data path); off: every relayed frame is parsed and re-encoded."""
-    mcp_list_timeout_s: float = 15.0
-    """Seconds listing one MCP server's tools may take, connection included (docs/mcp.md)."""
-    mcp_call_timeout_s: float = 60.0
-    """Seconds one MCP tool call may take, connection included; then it fails with a
-    ``protocol_error`` and the model continues."""
-    mcp_max_output_bytes: int = 1 * MIB
-    """Largest MCP tool output handed to the model; a bigger one fails the call."""
-    max_image_bytes: int = 10 * MIB
-    """Decoded size of one ``input_image``; a bigger one is refused (``invalid_value``)."""
-    otlp_traces_endpoint: str = ""
-    """OTLP/HTTP traces URL (``http://collector:4318/v1/traces``): sessions that set
-    ``tracing`` export a trace of each turn there; empty: ``tracing`` has no effect."""
-    sip_port: int = 0
-    """UDP and TCP port of the SIP endpoint for phone calls (docs/sip.md); 0: no SIP."""
-    sip_host: str = ""
-    """Address the SIP endpoint binds and puts in SDP answers; empty: ``host``."""
-    sip_allowed_sources: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    """Addresses or CIDRs that may send SIP (and RTP); others are dropped unanswered."""
-    webhook_urls: tuple[str, ...] = ()
-    """Where ``realtime.call.incoming`` webhooks go (comma-separated in the environment)."""
-    webhook_secret: str | None = None
-    """``whsec_…`` secret that signs the webhooks (masked when printed)."""
-    sip_answer_timeout_s: float = 30.0
-    """Seconds an incoming call waits for accept/reject before it is declined (408, or 480
-    when no webhook could be delivered)."""
-    sip_media_timeout_s: float = 20.0
-    """Seconds without RTP from the caller before an accepted call counts as gone."""
-    sip_jitter_frames: int = 2
-    """20 ms RTP packets the input jitter buffer holds before releasing audio."""
-    sip_rtp_port_min: int = 10000
-    """Lowest UDP port for calls' RTP (RTCP: the next port)."""
-    sip_rtp_port_max: int = 20000
-    """Highest UDP port for calls' RTP."""
-    sip_digest_username: str | None = None
-    """With ``sip_digest_password``: new INVITEs must carry digest credentials (401 otherwise)."""
-    sip_digest_password: str | None = None
-    """Digest password of the trunk (masked when printed)."""
-    sip_tls_port: int = 0
-    """TCP port of SIP over TLS (``sips:``, usually 5061); 0: no TLS. Needs
-    ``sip_tls_certfile`` and ``sip_tls_keyfile``."""
-    sip_tls_certfile: str = ""
-    """PEM certificate chain the TLS listener presents."""
-    sip_tls_keyfile: str = ""
-    """PEM private key of ``sip_tls_certfile``."""
+    """Every setting, in groups; immutable once built.
 
-    def __post_init__(self) -> None:
-        if self.workers < 0:
-            raise ValueError(f"workers: expected a count or auto, got {self.workers}")
-        if self.drain_timeout_s < 0:
-            raise ValueError(f"drain_timeout_s: expected seconds >= 0, got {self.drain_timeout_s}")
-        if self.loop not in LOOPS:
-            raise ValueError(f"loop: expected one of {', '.join(LOOPS)}, got {self.loop!r}")
-        low, high = self.webrtc_udp_port_min, self.webrtc_udp_port_max
-        if (low, high) != (0, 0):
-            if not (low and high):
-                raise ValueError(
-                    f"webrtc_udp_port_min/max: set both or neither (got {low} and {high}; "
-                    "0 and 0 mean any port)")
-            if not (1024 <= low <= 65535 and 1024 <= high <= 65535):
-                raise ValueError(
-                    f"webrtc_udp_port_min/max: ports must lie in 1024-65535 (got {low}-{high})")
-            if low > high:
-                raise ValueError(
-                    f"webrtc_udp_port_min/max: the minimum {low} is above the maximum {high}")
-        if self.sip_port:
+    ``Settings(**values)`` takes flat names (``Settings(max_sessions=5, sip_port=5070)``),
+    whole groups by their name (``Settings(sip=SipSettings(port=5070))``), or both (the
+    flat names then change the given group). An unknown name is a :class:`TypeError`; a
+    bad value a :class:`ValueError` naming the setting.
+    """
+
+    server: ServerSettings
+    auth: AuthSettings
+    capacity: CapacitySettings
+    shutdown: ShutdownSettings
+    cluster: ClusterSettings
+    preauth: PreauthSettings
+    decode: DecodeSettings
+    outbound: OutboundSettings
+    websocket: WebSocketSettings
+    session: SessionSettings
+    backend: BackendSettings
+    mcp: McpSettings
+    webrtc: WebRTCCallSettings
+    relay: RelaySettings
+    sip: SipSettings
+    webhooks: WebhookSettings
+
+    def __init__(self, **values: Any) -> None:
+        changes: dict[str, dict[str, Any]] = {}
+        given: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in GROUPS:
+                if not isinstance(value, GROUPS[name]):
+                    raise TypeError(f"Settings: {name} must be a {GROUPS[name].__name__}, "
+                                    f"got {type(value).__name__}")
+                given[name] = value
+            elif name in FLAT_NAMES:
+                group, field = FLAT_NAMES[name]
+                changes.setdefault(group, {})[field] = value
+            else:
+                raise TypeError(f"Settings: unknown setting {name!r}")
+        for group, kind in GROUPS.items():
+            base, change = given.get(group), changes.get(group)
+            if base is None:
+                value = kind(**(change or {}))
+            elif change:
+                value = dataclasses.replace(base, **change)
+            else:
+                value = base  # shared: a replace() that leaves a group alone keeps it
+            object.__setattr__(self, group, value)
+        if self.sip.port:
             from .sip_checks import check_sip_settings
 
             check_sip_settings(self)
@@ -264,69 +110,71 @@ class Settings:
     @property
     def open_access(self) -> bool:
         """No keys configured: any key is accepted (local development only)."""
-        return not self.api_keys
-
-    def core_limits(self) -> CoreLimits:
-        return CoreLimits(
-            session_lifetime_s=self.session_lifetime_s,
-            min_commit_ms=self.min_commit_ms,
-            max_input_buffer_ms=self.max_input_buffer_ms,
-            max_items=self.max_items,
-            max_conversation_audio_bytes=self.max_conversation_audio_bytes,
-            max_image_bytes=self.max_image_bytes,
-        )
-
-    def backend_deadlines(self) -> Deadlines:
-        """The deadlines of every STT, LLM and TTS engine the server builds (an engine table
-        in the config file may set its own, docs/configuration.md)."""
-        from ..pipeline.base import Deadlines
-
-        return Deadlines(first_chunk_s=self.backend_first_chunk_s,
-                         next_chunk_s=self.backend_next_chunk_s, total_s=self.backend_total_s)
-
-    def mcp_limits(self) -> McpLimits:
-        return McpLimits(list_timeout_s=self.mcp_list_timeout_s, call_timeout_s=self.mcp_call_timeout_s,
-                         max_output_bytes=self.mcp_max_output_bytes)
+        return self.auth.open_access
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` (flat names or whole groups, as the constructor takes)."""
+        return Settings(**{group: getattr(self, group) for group in GROUPS}, **changes)
+
+    def flat(self) -> Iterator[tuple[str, Any]]:
+        """``(flat name, value)`` of every setting, group by group."""
+        for name, (group, field) in FLAT_NAMES.items():
+            yield name, getattr(getattr(self, group), field)
 
     def describe(self) -> str:
+        """Every setting under its group's name, by flat name; secrets and the Redis
+        password masked, API and admin keys counted."""
         lines = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "api_keys":
-                value = f"{len(value)} configured" if value else "none (any key accepted)"
-            elif f.name == "admin_keys":
-                value = f"{len(value)} configured" if value else "none (admin routes off)"
-            elif f.name == "redis_url" and value:
-                value = _mask_url(value)
-            elif (f.name.endswith(("_credential", "_password")) or f.name == "webhook_secret") and value:
-                value = "***"
-            lines.append(f"  {f.name:<30} {value}")
+        current = ""
+        for name, value in self.flat():
+            group = FLAT_NAMES[name][0]
+            if group != current:
+                lines.append(f"  {group}:")
+                current = group
+            lines.append(f"    {name:<38} {_shown(name, value)}")
         return "\n".join(lines)
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then ``RTGATE_<FIELD>`` variables, then ``overrides`` (non-None)."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``RTGATE_<FLAT_NAME>`` variables, then ``overrides`` (flat names;
+        ``None`` values are skipped, so unset flags can be passed as they are)."""
         env = os.environ if environ is None else environ
         types = _field_types()
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"RTGATE_{f.name.upper()}")
-            if raw is None:
-                continue
-            values[f.name] = _parse(f.name, raw, types[f.name])
+        for name in FLAT_NAMES:
+            raw = env.get(f"RTGATE_{name.upper()}")
+            if raw is not None:
+                values[name] = _parse(name, raw, types[name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
+GROUPS: dict[str, type[Any]] = dict(get_type_hints(Settings))
+"""Each group's attribute name on :class:`Settings` and its class, in print order."""
+
+
+def _flat_names() -> dict[str, tuple[str, str]]:
+    names: dict[str, tuple[str, str]] = {}
+    for group, kind in GROUPS.items():
+        prefix = getattr(kind, "prefix", "")
+        for f in fields(kind):
+            names[prefix + f.name] = (group, f.name)
+    return names
+
+
+FLAT_NAMES: dict[str, tuple[str, str]] = _flat_names()
+"""Each flat name (what users write, ``RTGATE_<NAME>`` upper-cased) -> (group, field)."""
+
+
 @functools.cache
 def _field_types() -> dict[str, type]:
-    """Each setting's value type: its resolved annotation (the module uses postponed
-    annotations, so ``Field.type`` is only a string), ``X | None`` reduced to ``X``."""
+    """Each flat name's value type: its field's resolved annotation (the modules use
+    postponed annotations, so ``Field.type`` is only a string), ``X | None`` reduced to
+    ``X``, ``tuple[...]`` to ``tuple``."""
     types: dict[str, type] = {}
-    for name, hint in get_type_hints(Settings).items():
+    hints = {group: get_type_hints(kind) for group, kind in GROUPS.items()}
+    for name, (group, field) in FLAT_NAMES.items():
+        hint = hints[group][field]
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         origin = typing.get_origin(hint)
         if origin is tuple:
@@ -362,6 +210,19 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         expected = f"{kind.__name__} or auto" if name in AUTO_ZERO else kind.__name__
         raise ValueError(f"RTGATE_{name.upper()}: expected {expected}, got {raw!r}") from None
     return raw
+
+
+def _shown(name: str, value: Any) -> object:
+    """``value`` as the start-up print shows it: no secret in the clear."""
+    if name == "api_keys":
+        return f"{len(value)} configured" if value else "none (any key accepted)"
+    if name == "admin_keys":
+        return f"{len(value)} configured" if value else "none (admin routes off)"
+    if name == "redis_url" and value:
+        return _mask_url(value)
+    if name.endswith(SECRET_SUFFIXES) and value:
+        return "***"
+    return value
 
 
 def _mask_url(url: str) -> str:

@@ -209,12 +209,12 @@ class SipEndpoint:
     def __init__(self, settings: Settings, state: ServerState) -> None:
         self.settings = settings
         self.state = state
-        self.networks = parse_sources(settings.sip_allowed_sources)
-        self.host = settings.sip_host or settings.host
+        self.networks = parse_sources(settings.sip.allowed_sources)
+        self.host = settings.sip.host or settings.server.host
         self.media = SipMediaSettings(
-            media_timeout_s=settings.sip_media_timeout_s,
-            jitter_frames=settings.sip_jitter_frames,
-            max_output_audio_s=settings.webrtc_max_output_audio_s,
+            media_timeout_s=settings.sip.media_timeout_s,
+            jitter_frames=settings.sip.jitter_frames,
+            max_output_audio_s=settings.webrtc.max_output_audio_s,
         )
         self.pending: dict[str, PendingCall] = {}
         self.accepted: dict[str, SipCall | RelayedSipCall] = {}
@@ -225,22 +225,22 @@ class SipEndpoint:
         self.uas: list[SipUAS] = []
         self.dropped_sources = 0
         self._deliveries: set[asyncio.Task[int]] = set()
-        self.digest = (DigestGuard(settings.sip_digest_username, settings.sip_digest_password)
-                       if settings.sip_digest_username and settings.sip_digest_password else None)
+        self.digest = (DigestGuard(settings.sip.digest_username, settings.sip.digest_password)
+                       if settings.sip.digest_username and settings.sip.digest_password else None)
         self._http = httpx.AsyncClient(follow_redirects=False)
 
     @property
     def port(self) -> int:
-        return self.settings.sip_port
+        return self.settings.sip.port
 
     async def start(self) -> None:
         """Listen on UDP and TCP (``sip_host``:``sip_port``), and TLS on ``sip_tls_port``."""
-        address = (self.host, self.settings.sip_port)
+        address = (self.host, self.settings.sip.port)
         transports: list[SipTransport] = [UdpTransport(local_addr=address),
                                           TcpSipTransport(local_addr=address)]
-        if self.settings.sip_tls_port:
-            context = tls_context(self.settings.sip_tls_certfile, self.settings.sip_tls_keyfile)
-            tls_address = (self.host, self.settings.sip_tls_port)
+        if self.settings.sip.tls_port:
+            context = tls_context(self.settings.sip.tls_certfile, self.settings.sip.tls_keyfile)
+            tls_address = (self.host, self.settings.sip.tls_port)
             transports.append(TlsTransport(local_addr=tls_address, context=context))
         for transport in transports:
             uas = SipUAS(transport, user_agent="rtgate", uac=SipUAC(transport))
@@ -255,9 +255,9 @@ class SipEndpoint:
             # instead of leaving the peer retransmitting.
             transport.on_message = self._guard(uas, transport)
             self.uas.append(uas)
-        tls = f", TLS on {self.settings.sip_tls_port}" if self.settings.sip_tls_port else ""
+        tls = f", TLS on {self.settings.sip.tls_port}" if self.settings.sip.tls_port else ""
         log.info("SIP listening on %s:%d (UDP, TCP%s); allowed sources: %s", self.host,
-                 self.settings.sip_port, tls, ", ".join(self.settings.sip_allowed_sources) or "none")
+                 self.settings.sip.port, tls, ", ".join(self.settings.sip.allowed_sources) or "none")
 
     def _guard(self, uas: SipUAS, transport: SipTransport) -> Any:
         handler = transport.on_message
@@ -329,7 +329,7 @@ class SipEndpoint:
 
     async def _await_decision(self, pending: PendingCall) -> None:
         settings = self.settings
-        deadline = pending.created + settings.sip_answer_timeout_s
+        deadline = pending.created + settings.sip.answer_timeout_s
         event_id = f"evt_{secrets.token_hex(12)}"
         event = {
             "object": "event",
@@ -340,10 +340,10 @@ class SipEndpoint:
                      "sip_media_security": "rtp"},
         }
         delivery: asyncio.Task[int] | None = None
-        if settings.webhook_urls and settings.webhook_secret:
+        if settings.webhooks.urls and settings.webhooks.secret:
             delivery = asyncio.get_running_loop().create_task(deliver(
-                self._http, settings.webhook_urls, event_id, orjson.dumps(event),
-                settings.webhook_secret, deadline=deadline, settled=pending.decided.is_set))
+                self._http, settings.webhooks.urls, event_id, orjson.dumps(event),
+                settings.webhooks.secret, deadline=deadline, settled=pending.decided.is_set))
             self._deliveries.add(delivery)
             delivery.add_done_callback(self._deliveries.discard)
         else:
@@ -360,7 +360,7 @@ class SipEndpoint:
         if not pending.decided.is_set() and self.pending.pop(pending.call_id, None) is not None:
             status = 408 if pending.delivered else 480
             log.info("SIP call %s declined (%d): not accepted within %g s", pending.call_id, status,
-                     settings.sip_answer_timeout_s)
+                     settings.sip.answer_timeout_s)
             self._forget(pending.uas, pending.incoming)
             pending.incoming.reject(status)
 

@@ -162,7 +162,7 @@ async def _start(state: ServerState, endpoint: SipEndpoint, pending: PendingCall
 
     call = RelayedSipCall(pending.call_id, upstream=conn, upstream_name=upstream.name,
                           upstream_session=session, audio_format=audio_format, rtp=rtp,
-                          settings=endpoint.media, send_deadline_s=settings.send_deadline_s,
+                          settings=endpoint.media, send_deadline_s=settings.outbound.send_deadline_s,
                           send_bye=send_bye, on_closed=on_closed)
     state.calls.calls[call.id] = call
     endpoint.accepted[incoming.call_id] = call

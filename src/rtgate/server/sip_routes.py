@@ -136,14 +136,14 @@ async def open_call_media(settings: Any, endpoint: SipEndpoint, incoming: Any, s
     offer = incoming.sdp_offer
     assert offer is not None and offer.rtp_address is not None
     local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
-    allocator = _allocator(settings.sip_rtp_port_min, settings.sip_rtp_port_max)
+    allocator = _allocator(settings.sip.rtp_port_min, settings.sip.rtp_port_max)
     rtp_port, _rtcp = await allocator.allocate()
     try:
         answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
         rtp = await session_class.create(
             local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
             payload_type=payload_type, dtmf_payload_type=dtmf_type,
-            jitter_prefetch=settings.sip_jitter_frames, plc=plc)
+            jitter_prefetch=settings.sip.jitter_frames, plc=plc)
         assert isinstance(rtp, session_class)  # aiortp's factory builds cls
     except Exception:
         await allocator.release(rtp_port)
@@ -240,7 +240,7 @@ async def _start_call(state: ServerState, endpoint: SipEndpoint, pending: Pendin
         ticket.release_soon()
 
     call = SipCall(pending.call_id, runner_factory, rtp=rtp, settings=endpoint.media,
-                   send_deadline_s=settings.send_deadline_s, send_bye=send_bye, on_closed=on_closed)
+                   send_deadline_s=settings.outbound.send_deadline_s, send_bye=send_bye, on_closed=on_closed)
     state.calls.calls[call.id] = call
     endpoint.accepted[incoming.call_id] = call
     endpoint.dialogs[call.id] = (incoming, pending.uas)

@@ -69,7 +69,7 @@ EXIT_GRACE_S = 5.0
 
 def worker_count(settings: Settings) -> int:
     """``settings.workers``, with 0 (``auto``) meaning one per usable core."""
-    return settings.workers or usable_cores()
+    return settings.server.workers or usable_cores()
 
 
 def bind(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False) -> socket.socket:
@@ -121,7 +121,7 @@ def worker_main(settings: Settings, index: int, count: int, node: Node,
 
     _end_with_supervisor()
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=settings.server.log_level.upper(),
         format=f"%(asctime)s %(levelname)s [w{index} {node.id}] %(name)s: %(message)s",
     )
     install_log_redaction()
@@ -148,20 +148,21 @@ class Supervisor:
 
     def run(self) -> int:
         settings = self.settings
-        public = [bind(settings.host, settings.port, reuse_port=True)]
+        public = [bind(settings.server.host, settings.server.port, reuse_port=True)]
         port = public[0].getsockname()[1]
-        public += [bind(settings.host, port, reuse_port=True) for _ in range(self.count - 1)]
-        address = advertise_host(settings.host, settings.advertise_host)
+        public += [bind(settings.server.host, port, reuse_port=True) for _ in range(self.count - 1)]
+        address = advertise_host(settings.server.host, settings.cluster.advertise_host)
         workers = []
         for index in range(self.count):
-            internal = bind(settings.host, settings.internal_port + index if settings.internal_port else 0)
+            first = settings.cluster.internal_port
+            internal = bind(settings.server.host, first + index if first else 0)
             workers.append(_Worker(index, new_node_id(), internal))
         peers = {w.node_id: http_url(address, w.internal.getsockname()[1]) for w in workers}
-        if not settings.api_keys and not os.environ.get(SECRET_ENV):
+        if not settings.auth.api_keys and not os.environ.get(SECRET_ENV):
             # With no API keys, each process would pick its own random secret, and a key minted
             # by one worker would not open a session on another.
             os.environ[SECRET_ENV] = secrets.token_hex(32)
-        log.info("rtgate: %d workers on http://%s:%d (internal: %s)", self.count, settings.host,
+        log.info("rtgate: %d workers on http://%s:%d (internal: %s)", self.count, settings.server.host,
                  port, ", ".join(peers.values()))
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -224,7 +225,8 @@ class Supervisor:
                 if worker.process is not None and worker.process.pid is not None:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(worker.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + settings.drain_timeout_s + settings.shutdown_timeout_s + EXIT_GRACE_S
+        shutdown = settings.shutdown
+        deadline = time.monotonic() + shutdown.drain_timeout_s + shutdown.shutdown_timeout_s + EXIT_GRACE_S
         for worker in workers:
             if worker.process is not None:
                 worker.process.join(max(0.0, deadline - time.monotonic()))

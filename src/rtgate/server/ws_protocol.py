@@ -371,10 +371,10 @@ def uvicorn_ws_options(settings: Any) -> dict[str, Any]:
 
     return {
         "http": http_protocol(settings),
-        "ws": ws_protocol(settings.ws_read_buffer_bytes, settings.ws_handshake_timeout_s),
-        "ws_max_size": settings.max_frame_bytes,
-        "ws_ping_interval": settings.ping_interval_s,
-        "ws_ping_timeout": settings.ping_timeout_s,
+        "ws": ws_protocol(settings.websocket.ws_read_buffer_bytes, settings.preauth.ws_handshake_timeout_s),
+        "ws_max_size": settings.decode.max_frame_bytes,
+        "ws_ping_interval": settings.websocket.ping_interval_s,
+        "ws_ping_timeout": settings.websocket.ping_timeout_s,
         # Also what lets relayed frames pass verbatim (relay/splice.py).
         "ws_per_message_deflate": False,
     }
