@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from rtgate.core import effects as fx
-from rtgate.server.calls import call_owner, new_call_id
+from rtgate.server.call_registry import call_owner, new_call_id
 from rtgate.server.drain import Drain, shutting_down
 from rtgate.server.node import Node, advertise_host, http_url
 from rtgate.server.settings import Settings, _mask_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rtgate.cli import main
-from rtgate.server.calls import webrtc_settings
+from rtgate.server.call_registry import webrtc_settings
 from rtgate.server.settings import Settings
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from rtgate.cli import main
-from rtgate.server.calls import webrtc_settings
+from rtgate.server.call_registry import webrtc_settings
 from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from rtgate.testing.server import ServerHandle, fake_profiles, running_server

@@ -32,9 +32,9 @@ from ..protocol.errors import RealtimeError
 from .admin import usage_endpoint
 from .admission import Admission, auto_conversations
 from .auth import Authenticator
+from .call_registry import CallRegistry
 from .calls import PREFIXES as CALL_PREFIXES
 from .calls import ROUTES as CALL_ROUTES
-from .calls import CallRegistry
 from .client_secrets import PATHS as CLIENT_SECRET_PATHS
 from .client_secrets import RestError, authenticate, create_client_secret, error_response
 from .drain import Drain

@@ -21,8 +21,6 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import logging
-import secrets
-import weakref
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -38,6 +36,7 @@ from ..protocol.session import SessionConfig, validate_session
 from ..transport.connection import OutputHook, SessionRunner
 from ..transport.ice_ports import PortRangeExhausted
 from .auth import Grant, extract_credential
+from .call_registry import CallRegistry, call_owner, new_call_id, owners
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, forward_socket, owner_gone, target
@@ -50,72 +49,14 @@ from .settings import Settings
 from .state import ServerState
 
 if TYPE_CHECKING:  # the call transports need the webrtc / sip extras (rtgate.extras)
-    from ..transport.sip_call import SipCall
-    from ..transport.sip_relay import RelayedSipCall
-    from ..transport.webrtc import CallChannel, WebRTCCall, WebRTCSettings
+    from ..transport.webrtc import CallChannel, WebRTCCall
 
 log = logging.getLogger("rtgate.calls")
 
-owners: weakref.WeakKeyDictionary[WebRTCCall | SipCall | RelayedSipCall, str | None] = (
-    weakref.WeakKeyDictionary())
-"""The ephemeral key (``Grant.key_id``) that started each call; ``None``: an API key."""
 
 PREFIXES = ("/openai/v1", "/v1", "/openai")
 MAX_SDP_BYTES = 64 * 1024
 """Largest SDP offer accepted, in bytes."""
-
-
-def webrtc_settings(settings: Settings) -> WebRTCSettings:
-    """The transport's view of the server's ``webrtc_*`` settings (needs the webrtc extra)."""
-    from ..transport.webrtc import WebRTCSettings
-
-    return WebRTCSettings(
-        ice_servers=settings.webrtc.ice_servers,
-        turn_username=settings.webrtc.turn_username,
-        turn_credential=settings.webrtc.turn_credential,
-        ice_connect_timeout_s=settings.webrtc.ice_connect_timeout_s,
-        media_timeout_s=settings.webrtc.media_timeout_s,
-        max_output_audio_s=settings.webrtc.max_output_audio_s,
-        max_pending_events=settings.webrtc.max_pending_events,
-        max_inbound_events=settings.webrtc.max_inbound_events,
-        max_data_channel_buffer_bytes=settings.webrtc.max_data_channel_buffer_bytes,
-        input_jitter_frames=settings.webrtc.input_jitter_frames,
-        udp_port_min=settings.webrtc.udp_port_min,
-        udp_port_max=settings.webrtc.udp_port_max,
-    )
-
-
-def new_call_id(node: Any = None) -> str:
-    """``rtc_`` and 32 hex digits, like the cloud's; the first 8 are the id of the process
-    that holds the call (``node.id``), so that a sideband or hangup reaching another
-    process of the deployment finds its way here (server/forward.py)."""
-    owner = getattr(node, "id", None) or secrets.token_hex(4)
-    return f"rtc_{owner}{secrets.token_hex(12)}"
-
-
-def call_owner(call_id: str) -> str | None:
-    """The id of the process that holds ``call_id`` (see :func:`new_call_id`), if well-formed."""
-    tag = call_id[4:12]
-    if call_id.startswith("rtc_") and len(tag) == 8 and all(c in "0123456789abcdef" for c in tag):
-        return tag
-    return None
-
-
-class CallRegistry:
-    """The live calls of this process, by id: WebRTC calls and accepted SIP calls
-    (server/sip_routes.py), which share the sideband and hangup."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.webrtc = webrtc_settings(settings) if extras.installed("webrtc") else None
-        self.calls: dict[str, WebRTCCall | SipCall | RelayedSipCall] = {}
-
-    def get(self, call_id: str) -> WebRTCCall | SipCall | RelayedSipCall | None:
-        return self.calls.get(call_id)
-
-    async def aclose(self) -> None:
-        for call in list(self.calls.values()):
-            await call.aclose("server shutting down")
 
 
 def _missing_webrtc() -> RealtimeError:

@@ -49,7 +49,7 @@ from aiosipua.uac import SipUAC
 from ..protocol.errors import RealtimeError, echo
 from ..transport.sip_call import SipCall, SipMediaSettings
 from ..transport.sip_relay import RelayedSipCall
-from .calls import new_call_id
+from .call_registry import new_call_id
 from .settings import Settings
 from .sip_auth import DigestGuard
 from .state import ServerState

@@ -43,7 +43,7 @@ from .drain import shutting_down
 from .host import Refusal, Ticket, detached
 from .keys import account_of
 from .sip import PendingCall, SipEndpoint, answer_sdp
-from .sip_routes import _not_found, open_call_media
+from .sip_media import not_found, open_call_media
 from .state import ServerState
 
 log = logging.getLogger("rtgate.sip")
@@ -111,7 +111,7 @@ async def accept_relayed(request: Request, endpoint: SipEndpoint, pending: Pendi
             "upstream_connection_lost" if lost else "upstream_timeout", type=SERVER_ERROR))
     if endpoint.decide(pending.call_id) is None:  # it timed out or was cancelled meanwhile
         await conn.close(1000, "call not accepted")
-        return _not_found(pending.call_id, "pending SIP")
+        return not_found(pending.call_id, "pending SIP")
     account = account_of(authenticate(request, allow_ephemeral=False),
                          extract_credential(request.headers, request.query_params, []))
     ticket = await state.host.admit(account, what="calls")

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiortp import PortAllocator
-from aiosipua import SdpMessage
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -38,25 +34,23 @@ from ..transport.sip_call import GuardedRTPSession, SipCall
 from ..transport.sip_relay import RelayedSipCall
 from ..transport.webrtc import CallChannel
 from .auth import extract_credential
-from .calls import PREFIXES, call_owner
+from .call_registry import call_owner
+from .calls import PREFIXES
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, owner_gone, target
 from .host import Refusal, Ticket, detached
 from .keys import account_of
 from .node import FORWARDED_HEADER
-from .sip import PendingCall, SipEndpoint, answer_sdp
+from .sip import PendingCall, SipEndpoint
+from .sip_media import not_found, open_call_media
+from .sip_relay import accept_relayed
 from .state import ServerState
 
 log = logging.getLogger("rtgate.sip")
 
 MAX_BODY_BYTES = 256 * 1024
 REFER_SCHEMES = ("sip:", "sips:", "tel:")
-
-
-def _not_found(call_id: str, what: str) -> Response:
-    return error_response(404, RealtimeError(
-        f"No {what} call with id '{echo(call_id)}'.", "call_not_found", "call_id"))
 
 
 async def _control(request: Request, *, pending: bool) -> tuple[Any, Any, bytes] | Response:
@@ -81,7 +75,7 @@ async def _control(request: Request, *, pending: bool) -> tuple[Any, Any, bytes]
             return await forward_request(request, url, credential, node, body=body)
         if elsewhere:
             return error_response(404, owner_gone(call_id))
-        return _not_found(call_id, "pending SIP" if pending else "live SIP")
+        return not_found(call_id, "pending SIP" if pending else "live SIP")
     return endpoint, call, body
 
 
@@ -93,63 +87,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise RestError(400, RealtimeError("The request body must be a JSON object.", "invalid_type"))
     return raw
-
-
-def local_ip_towards(host: str, configured: str) -> str:
-    """The address to put in the SDP answer: ``sip_host`` when it is a concrete address,
-    else the local address the kernel routes towards the caller."""
-    if configured not in ("0.0.0.0", "::", ""):
-        return configured
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        probe.connect((host, 9))  # UDP connect sends nothing: it only picks the route
-        return str(probe.getsockname()[0])
-
-
-_allocators: dict[tuple[int, int], PortAllocator] = {}
-
-
-def _allocator(low: int, high: int) -> PortAllocator:
-    if (low, high) not in _allocators:
-        _allocators[(low, high)] = PortAllocator((low, high))
-    return _allocators[(low, high)]
-
-
-@dataclass(frozen=True, slots=True)
-class CallMedia:
-    """An accepted call's RTP: the session, its port (released through ``allocator`` when
-    the call ends) and the SDP answer that names them."""
-
-    rtp: Any
-    port: int
-    allocator: PortAllocator
-    answer: SdpMessage
-    payload_type: int
-
-
-async def open_call_media(settings: Any, endpoint: SipEndpoint, incoming: Any, session_class: Any,
-                          *, plc: bool) -> CallMedia:
-    """Allocate an RTP port, answer the caller's offer and open ``session_class`` (an aiortp
-    session) towards its media address, taking RTP only from that address and the SIP peer
-    (the INVITE was refused if the media address is neither the peer nor an allowed source).
-    The port is released again if any step fails."""
-    offer = incoming.sdp_offer
-    assert offer is not None and offer.rtp_address is not None
-    local_ip = local_ip_towards(incoming.source_addr[0], endpoint.host)
-    allocator = _allocator(settings.sip.rtp_port_min, settings.sip.rtp_port_max)
-    rtp_port, _rtcp = await allocator.allocate()
-    try:
-        answer, payload_type, dtmf_type = answer_sdp(offer, local_ip, rtp_port)
-        rtp = await session_class.create(
-            local_addr=(local_ip, rtp_port), remote_addr=offer.rtp_address,
-            payload_type=payload_type, dtmf_payload_type=dtmf_type,
-            jitter_prefetch=settings.sip.jitter_frames, plc=plc)
-        assert isinstance(rtp, session_class)  # aiortp's factory builds cls
-    except Exception:
-        await allocator.release(rtp_port)
-        raise
-    rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
-    return CallMedia(rtp, rtp_port, allocator, answer, payload_type)
 
 
 async def accept_call(request: Request) -> Response:
@@ -165,8 +102,6 @@ async def accept_call(request: Request) -> Response:
         model = getattr(config, "model", None) or "gpt-realtime"
         upstream = state.router.upstream_for(model)
         if upstream is not None:
-            from .sip_relay import accept_relayed  # it imports this module
-
             return await accept_relayed(request, endpoint, pending, raw, config, upstream, model)
         pipeline, model = _route(state, config)
         refusal = state.host.check(pipeline, what="calls")  # the call stays pending
@@ -177,7 +112,7 @@ async def accept_call(request: Request) -> Response:
     except RestError as exc:
         return error_response(exc.status, exc.error)
     if endpoint.decide(pending.call_id) is None:  # it timed out or was cancelled meanwhile
-        return _not_found(pending.call_id, "pending SIP")
+        return not_found(pending.call_id, "pending SIP")
     account = account_of(authenticate(request, allow_ephemeral=False),
                          extract_credential(request.headers, request.query_params, []))
     ticket = await state.host.admit(account, pipeline, what="calls")
@@ -268,7 +203,7 @@ async def reject_call(request: Request) -> Response:
     except RestError as exc:
         return error_response(exc.status, exc.error)
     if endpoint.decide(pending.call_id) is None:
-        return _not_found(pending.call_id, "pending SIP")
+        return not_found(pending.call_id, "pending SIP")
     endpoint.reject(pending, status)
     return Response(status_code=200)
 
@@ -293,7 +228,7 @@ async def refer_call(request: Request) -> Response:
         return error_response(exc.status, exc.error)
     dialog = endpoint.dialogs.get(call.id)
     if dialog is None or call.closed.is_set():
-        return _not_found(call.id, "live SIP")
+        return not_found(call.id, "live SIP")
     incoming, uas = dialog
     with contextlib.suppress(Exception):
         endpoint.refer(call, incoming, uas, target_uri)

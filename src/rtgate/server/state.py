@@ -9,12 +9,12 @@ from .admission import Admission
 from .auth import Authenticator
 from .drain import Drain
 from .host import SessionHost
+from .call_registry import CallRegistry
 from .routing import ModelRouter
 from .settings import Settings
 
-if TYPE_CHECKING:  # calls imports the endpoints, which read this state
+if TYPE_CHECKING:  # only named in annotations here; app.py builds them
     from ..transport.vad import VadService
-    from .calls import CallRegistry
     from .ephemeral import EphemeralKeyStore
     from .metrics import Metrics
     from .node import Node
