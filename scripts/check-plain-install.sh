@@ -78,7 +78,7 @@ fi
 # The [test] extras must not be importable: the plain install is what users get.
 # (jsonschema is left out: it is a test extra and also a runtime dependency of mcp.)
 for mod in pytest pytest_asyncio hypothesis mypy ruff playwright yamllint kubernetes_validate \
-        check_jsonschema deptry openai; do
+        check_jsonschema deptry importlinter grimp openai; do
     if "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)"; then
         echo "plain install: FAIL test-only package '$mod' is importable in the plain venv"
         fail=1

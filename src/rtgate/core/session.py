@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from ..audio import bytes_per_ms, decode_to_pcm16, format_rate, resample_pcm16
 from ..protocol import client_events as ce
+from ..protocol.errors import SERVER_SHUTTING_DOWN as SHUTTING_DOWN
 from ..protocol.errors import RealtimeError, echo, invalid_value
 from ..protocol.items import ALLOWED_CONTENT, item_wire_without_audio
 from ..protocol.session import (
@@ -59,7 +60,6 @@ LIVE_TRANSCRIPTION_MODELS = ("gpt-realtime-whisper*", "gpt-live-transcribe*")
 """Transcription models that stream deltas while audio is appended (live mode,
 docs/protocol.md, Event sequences: Transcription modes)."""
 
-SHUTTING_DOWN = "server_shutting_down"
 
 TURN_MODEL_WINDOW_MS = 8000.0
 """Audio a turn-end query carries: the end of the turn, as much as the model reads."""

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from .admission import Admission
 from .auth import Authenticator
+from .call_registry import CallRegistry
 from .drain import Drain
 from .host import SessionHost
-from .call_registry import CallRegistry
 from .routing import ModelRouter
 from .settings import Settings
 
