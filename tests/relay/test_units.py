@@ -9,11 +9,11 @@ import pytest
 
 from rtgate.metrics import MAX_SERIES_PER_METRIC, event_type_label
 from rtgate.pipeline.responder import Pipeline
-from rtgate.relay.endpoint import relay_limits
 from rtgate.relay.frames import frame_type
 from rtgate.relay.upstream import UpstreamUnavailable, _describe, upstream_headers, upstream_url
 from rtgate.server.config import parse_config
 from rtgate.server.metrics import Metrics
+from rtgate.server.relay_wiring import relay_limits
 from rtgate.server.routing import ModelRouter
 from rtgate.server.settings import Settings
 from rtgate.testing.fakes import FakeLLM

@@ -10,6 +10,7 @@ endpoint armed the connection's hook with :func:`arm_splice` before accepting it
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -19,6 +20,7 @@ from ..asgi.hooks import SPLICE_EXTENSION
 from ..protocol.errors import shutting_down
 from ..protocol.preview import PreviewState
 from .config import UpstreamConfig
+from .metrics import RelayMetrics
 from .preview import PreviewDialect
 from .session import ClientGone, RelaySession
 from .upstream import RelayLimits
@@ -79,31 +81,15 @@ class StarletteClient:
         await close_or_drop(self._ws, code, reason, self._close_timeout_s)
 
 
-def relay_limits(settings: Any) -> RelayLimits:
-    """The relay limits from the ``relay_*`` settings."""
-    return RelayLimits(
-        connect_timeout_s=settings.relay.connect_timeout_s,
-        ping_interval_s=settings.relay.ping_interval_s,
-        ping_timeout_s=settings.relay.ping_timeout_s,
-        close_timeout_s=settings.relay.close_timeout_s,
-        answer_deadline_s=settings.relay.answer_deadline_s,
-        max_frame_bytes=settings.decode.max_frame_bytes,
-        send_deadline_s=settings.outbound.send_deadline_s,
-        client_ping_interval_s=settings.websocket.ping_interval_s or 0.0,
-        client_ping_timeout_s=settings.websocket.ping_timeout_s or 0.0,
-    )
-
-
-def arm_splice(ws: WebSocket, state: Any, *, preview: bool) -> None:
+def arm_splice(ws: WebSocket, *, may_splice: bool) -> None:
     """Before ``websocket.accept``: arm the connection's splice hook when the session may
-    be a spliced GA relay (``relay_splice`` on, a GA client, some route to an upstream).
+    be a spliced GA relay (the server decides: ``relay_splice`` on, a GA client, some
+    route to an upstream).
 
     Arming costs nothing for a session that turns out local: its first receive or send
     releases the hook (server/ws_protocol.py).
     """
-    if preview or not getattr(state.settings.relay, "splice", False):
-        return
-    if not any(isinstance(target, UpstreamConfig) for target in state.router.routes.values()):
+    if not may_splice:
         return
     splice = ws.scope.get("extensions", {}).get(SPLICE_EXTENSION)
     if splice is not None:
@@ -112,42 +98,45 @@ def arm_splice(ws: WebSocket, state: Any, *, preview: bool) -> None:
 
 async def relay_endpoint(
     ws: WebSocket,
-    state: Any,
     upstream: UpstreamConfig,
     model: str,
     *,
+    limits: RelayLimits,
+    splice_enabled: bool,
+    metrics: RelayMetrics | None,
+    on_drain: Callable[[Callable[[], None]], Callable[[], None]] | None,
     bound_session: dict[str, Any] | None,
     transcription: bool,
     preview: bool,
 ) -> None:
     """Relay one accepted, authenticated client socket to ``upstream`` until either side ends.
 
-    The caller has admitted the session and counts it (its slot, its key's lease)."""
-    client = StarletteClient(ws, close_timeout_s=state.settings.relay.close_timeout_s)
+    The caller (the server) has admitted the session and counts it (its slot, its key's
+    lease) and hands in what the relay needs of it: the ``limits``, whether a GA session
+    may be spliced, the relay's ``metrics``, and ``on_drain`` (registers a callback for a
+    drain of the process; returns the function that removes it)."""
+    client = StarletteClient(ws, close_timeout_s=limits.close_timeout_s)
     dialect = (
         PreviewDialect(PreviewState(transcription=transcription, client_model=model)) if preview else None
     )
-    settings = state.settings
-    metrics = getattr(state, "metrics", None)
     splice = ws.scope.get("extensions", {}).get(SPLICE_EXTENSION)
     if splice is not None and not splice.armed:
         splice = None
-    if splice is not None and (preview or not settings.relay.splice):
+    if splice is not None and (preview or not splice_enabled):
         splice.release()
         splice = None
     session = RelaySession(
         upstream=upstream,
         model=model,
         client=client,
-        limits=relay_limits(settings),
-        metrics=metrics.relay if metrics is not None else None,
+        limits=limits,
+        metrics=metrics,
         intent="transcription" if transcription else None,
         bound_session=bound_session,
         dialect=dialect,
         splice=splice,
     )
-    drain = getattr(state, "drain", None)
-    unregister = drain.register(lambda: session.shut_down(shutting_down())) if drain else None
+    unregister = on_drain(lambda: session.shut_down(shutting_down())) if on_drain else None
     try:
         await session.run()
     finally:

@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, Response
 
 from ..protocol.errors import RealtimeError, invalid_value, missing_parameter, unknown_parameter
 from ..protocol.session import SessionConfig, session_wire, validate_session
-from ..relay.endpoint import relay_limits
 from ..relay.upstream import UpstreamUnavailable, mint_upstream_client_secret
 from .auth import Grant, extract_credential
 from .ephemeral import SessionTooLarge
+from .relay_wiring import relay_limits
 from .scope import unknown_model
 
 log = logging.getLogger("rtgate.client_secrets")

@@ -19,6 +19,7 @@ from ..protocol.dialects import PREVIEW_BETA_SUBPROTOCOL
 from ..protocol.errors import RealtimeError
 from ..protocol.preview import PreviewState
 from ..protocol.session import validate_session
+from ..relay.endpoint import arm_splice, relay_endpoint
 from ..transport.connection import Channel
 from ..transport.preview_bridge import PreviewBridge, PreviewChannel
 from .auth import extract_credential
@@ -30,6 +31,7 @@ from .host import Refusal
 from .keys import account_of
 from .node import FORWARDED_HEADER
 from .refusal import refuse as _refuse
+from .relay_wiring import may_splice, relay_limits
 from .scope import model_refusal
 from .state import ServerState
 from .ws_protocol import TAP_EXTENSION, MessageTap
@@ -46,9 +48,8 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     state: ServerState = ws.app.state.rtgate
     settings = state.settings
     subprotocols = list(ws.scope.get("subprotocols") or [])
-    from ..relay.endpoint import arm_splice  # a relayed GA session may take the raw socket
-
-    arm_splice(ws, state, preview=_is_preview(ws, subprotocols))
+    # a relayed GA session may take the raw socket
+    arm_splice(ws, may_splice=may_splice(settings, state.router, preview=_is_preview(ws, subprotocols)))
     await ws.accept(subprotocol="realtime" if "realtime" in subprotocols else None)
 
     query = ws.query_params
@@ -99,15 +100,17 @@ async def realtime_endpoint(ws: WebSocket) -> None:
     upstream = state.router.upstream_for(model) if model else None
     if upstream is not None:
         # A relayed model skips the local core entirely (relay/endpoint.py).
-        from ..relay.endpoint import relay_endpoint
-
         ticket = await state.host.admit(account_of(grant, credential))
         if isinstance(ticket, Refusal):
             await _refuse(ws, ticket.error, ticket.close_code)
             return
         try:
-            await relay_endpoint(ws, state, upstream, str(model), bound_session=grant.session,
-                                 transcription=transcription, preview=preview)
+            await relay_endpoint(
+                ws, upstream, str(model), limits=relay_limits(settings),
+                splice_enabled=settings.relay.splice,
+                metrics=state.metrics.relay,
+                on_drain=state.drain.register, bound_session=grant.session,
+                transcription=transcription, preview=preview)
         finally:
             await ticket.release()
         return

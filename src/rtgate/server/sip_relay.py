@@ -27,7 +27,6 @@ from websockets.exceptions import ConnectionClosed
 
 from ..protocol.errors import SERVER_ERROR, RealtimeError
 from ..protocol.session import SessionConfig
-from ..relay.endpoint import relay_limits
 from ..relay.upstream import UpstreamUnavailable, open_upstream
 from ..transport.sip_relay import (
     RawRTPSession,
@@ -42,6 +41,7 @@ from .config import UpstreamConfig
 from .drain import shutting_down
 from .host import Refusal, Ticket, detached
 from .keys import account_of
+from .relay_wiring import relay_limits
 from .sip import PendingCall, SipEndpoint, answer_sdp
 from .sip_media import not_found, open_call_media
 from .state import ServerState
