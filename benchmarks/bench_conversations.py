@@ -20,7 +20,9 @@ turns through the official ``openai`` SDK (``AsyncOpenAI(...).realtime.connect(m
 30 s = **refused**),
 send ``session.update`` (audio output, 24 kHz PCM in and out, short-answer instructions,
 ``turn_detection: {"type": "server_vad"}`` with the server's defaults: threshold 0.5,
-prefix 300 ms, silence window 200 ms; no ``max_output_tokens`` unless given: SmolLM2 often
+prefix 300 ms, silence window 200 ms (``--turn-detection semantic_vad[:eagerness]`` for the
+turn-end model instead, per build with ``--current-turn-detection`` /
+``--baseline-turn-detection``); no ``max_output_tokens`` unless given: SmolLM2 often
 ignores "answer briefly" and talks for up to its 512-token cap, over a minute of audio,
 which is what a new user meets and what holds the model while others wait), then stream
 500 ms of silence and one recorded question, then silence for as long as the session
@@ -491,14 +493,25 @@ class TurnRecord:
     client_late_max_ms: float = 0.0
 
 
-def session_config(args: argparse.Namespace) -> dict[str, Any]:
+def turn_detection(spec: str) -> dict[str, Any]:
+    """``server_vad`` or ``semantic_vad[:eagerness]`` as the session's ``turn_detection``."""
+    kind, _, eagerness = spec.partition(":")
+    if kind == "server_vad" and not eagerness:
+        return {"type": "server_vad"}
+    if kind == "semantic_vad" and eagerness in ("", "low", "medium", "high", "auto"):
+        return {"type": "semantic_vad"} | ({"eagerness": eagerness} if eagerness else {})
+    raise argparse.ArgumentTypeError(f"not server_vad or semantic_vad[:eagerness]: {spec!r}")
+
+
+def session_config(args: argparse.Namespace, build: str = "current") -> dict[str, Any]:
     pcm = {"type": "audio/pcm", "rate": RATE}
+    detection = args.turn_detection_of.get(build, args.turn_detection)
     return {
         "type": "realtime",
         "output_modalities": ["audio"],
         "instructions": args.instructions,
         "audio": {
-            "input": {"format": pcm, "turn_detection": {"type": "server_vad"}},
+            "input": {"format": pcm, "turn_detection": turn_detection(detection)},
             "output": {"format": pcm},
         },
     } | ({} if args.max_output_tokens is None else {"max_output_tokens": args.max_output_tokens})
@@ -576,7 +589,7 @@ async def ask(client: Any, clip: Clip, args: argparse.Namespace, record: TurnRec
             return dataclasses.replace(record, outcome="refused",
                                        reason=error_code(first.error) if is_error else first.type,
                                        errors=[str(first.error.message)] if is_error else [])
-        await conn.session.update(session=session_config(args))
+        await conn.session.update(session=session_config(args, record.build))
         turn = Turn()
         await play(conn, clip, turn, args.turn_timeout)
     return finish(record, turn)
@@ -837,7 +850,9 @@ def header(servers: list[Server], clips: list[Clip], args: argparse.Namespace) -
         f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f} at the end.",
     ]
     lines += [f"- {s.build.name}: {s.build.revision} (rtgate from `{s.imported}`)"
-              + (f", with `{' '.join(s.build.serve_args)}`" if s.build.serve_args else "") for s in servers]
+              + (f", with `{' '.join(s.build.serve_args)}`" if s.build.serve_args else "")
+              + f"; turn detection `{args.turn_detection_of.get(s.build.name, args.turn_detection)}`"
+              for s in servers]
     lines += [
         "- serve: `" + " ".join(["python -m rtgate serve --host 127.0.0.1 --port P", *args.serve_arg]) + "`",
         f"- {len(clips)} questions ({min(speech):.1f}-{max(speech):.1f} s of speech, "
@@ -924,6 +939,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
                         help="extra `rtgate serve` argument for both builds (repeatable; "
                              "--serve-arg=--max-sessions --serve-arg=8)")
+    parser.add_argument("--turn-detection", default="server_vad", metavar="SPEC",
+                        help="the sessions' turn detection: server_vad (default) or "
+                             "semantic_vad[:low|medium|high|auto]")
+    parser.add_argument("--current-turn-detection", default=None, metavar="SPEC",
+                        help="--turn-detection for the current build only (with --baseline current: "
+                             "compare two turn detections of the same code in one run)")
+    parser.add_argument("--baseline-turn-detection", default=None, metavar="SPEC",
+                        help="--turn-detection for the baseline only")
     parser.add_argument("--turn-timeout", type=float, default=30.0,
                         help="seconds after the end of speech before a turn is unanswered (default 30)")
     parser.add_argument("--stagger", type=float, default=3.0,
@@ -941,6 +964,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.n, args.turns, args.baseline, args.max_output_tokens = "1,2", 1, "none", 60
     args.n = [int(v) for v in args.n.split(",")]
+    args.turn_detection_of = {build: spec for build, spec in (("current", args.current_turn_detection),
+                                                              ("baseline", args.baseline_turn_detection))
+                              if spec is not None}
+    for spec in (args.turn_detection, *args.turn_detection_of.values()):
+        try:
+            turn_detection(spec)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
     return args
 
 

@@ -187,6 +187,51 @@ async def test_batcher_stop_fails_waiting_requests() -> None:
         await batcher.predict(bytes(320), 16_000)
 
 
+async def test_batcher_takes_a_run_of_its_lane_due_when_asked() -> None:
+    """With a lane, the model call waits for a run, due when its oldest clip was asked for:
+    work due sooner (a busy core) goes first, work due later (a continuing answer) after;
+    clips asked for while it waits join the same call."""
+    from rtgate.pipeline.scheduler import Scheduler
+
+    now = [100.0]
+    lane = Scheduler(clock=lambda: now[0]).lane("cores", 1)
+    order: list[str] = []
+
+    class OrderedModel(CountingModel):
+        def predict(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+            order.append("model")
+            return super().predict(clips)
+
+    async def continuation() -> None:
+        async with lane.hold(150.0):
+            order.append("continuation")
+
+    async def settle() -> None:
+        """Let every task that is ready run to its next wait (no wall-clock time passes)."""
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    model = OrderedModel()
+    batcher = TurnEndBatcher(model, lane=lane)
+    clip = bytes(2 * 8_000)
+    async with lane.hold(0.0):  # the core is busy
+        first = asyncio.create_task(batcher.predict(clip, 16_000))
+        await settle()
+        assert lane.rules.waiting == 1  # the batcher, due at 100
+        later = asyncio.create_task(continuation())
+        await settle()
+        assert lane.rules.waiting == 2
+        now[0] = 101.0
+        second = asyncio.create_task(batcher.predict(clip * 2, 16_000))
+        await settle()
+        assert model.calls == []
+    assert await asyncio.gather(first, second) == pytest.approx([0.5, 1.0])
+    await later
+    assert model.calls == [2]
+    assert order == ["model", "continuation"]
+    await batcher.stop()
+
+
 # ---------------------------------------------------------------------------- real speech
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from ..audio import pcm16_to_float, resample
 from .base import BackendError, FloatAudio, run_blocking
+from .scheduler import Lane
 
 log = logging.getLogger("rtgate.turn")
 
@@ -194,12 +195,20 @@ class TurnEndBatcher:
     cancelled by :meth:`stop`) takes up to ``max_batch`` waiting clips, converts them and
     runs the model in one blocking call on the inference pool. A caller cancelled while
     waiting just loses its result.
+
+    With a ``lane`` (the scheduler's ``cores`` lane, where Whisper and llama.cpp take their
+    runs) each call first takes a run of it, due when its oldest clip was asked for: a
+    paused speaker waits on the verdict, so it goes before answers that can wait and after
+    work that was due sooner, instead of a third thread on two cores.
     """
 
-    def __init__(self, model: TurnEndModel, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(self, model: TurnEndModel, *, max_batch: int = DEFAULT_MAX_BATCH,
+                 lane: Lane | None = None) -> None:
         self.model = model
         self.max_batch = max_batch
+        self.lane = lane
         self._pending: list[tuple[bytes, int, asyncio.Future[float]]] = []
+        self._asked: dict[asyncio.Future[float], float] = {}
         self._worker: asyncio.Task[None] | None = None
         self._stopped = False
         self.calls = 0
@@ -211,6 +220,9 @@ class TurnEndBatcher:
         if self._stopped:
             raise _stopped()
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if self.lane is not None:
+            self._asked[future] = self.lane.now()
+            future.add_done_callback(self._asked.pop)
         self._pending.append((pcm16, rate, future))
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="rtgate:turn-model")
@@ -228,28 +240,39 @@ class TurnEndBatcher:
 
     async def _run(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-            batch = [job for job in batch if not job[2].done()]
-            if not batch:
+            if self.lane is None:
+                await self._call()
                 continue
-            try:
-                probs = await run_blocking(self._infer, [(pcm, rate) for pcm, rate, _ in batch])
-            except asyncio.CancelledError:
-                for _pcm, _rate, future in batch:
-                    future.cancel()
-                raise
-            except Exception as exc:
-                log.exception("turn-end model call failed")
-                error = BackendError(f"The turn-end model failed: {exc}", code="turn_model_failed")
-                for _pcm, _rate, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            self.calls += 1
-            self.clips += len(batch)
-            for (_pcm, _rate, future), p in zip(batch, probs, strict=True):
+            # Take the batch once the run is granted: clips asked for meanwhile join it.
+            now = self.lane.now()
+            due = min(self._asked.get(future, now) for _pcm, _rate, future in self._pending)
+            async with self.lane.hold(due):
+                await self._call()
+
+    async def _call(self) -> None:
+        """One model call for up to ``max_batch`` waiting clips; settles their futures."""
+        batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+        batch = [job for job in batch if not job[2].done()]
+        if not batch:
+            return
+        try:
+            probs = await run_blocking(self._infer, [(pcm, rate) for pcm, rate, _ in batch])
+        except asyncio.CancelledError:
+            for _pcm, _rate, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            log.exception("turn-end model call failed")
+            error = BackendError(f"The turn-end model failed: {exc}", code="turn_model_failed")
+            for _pcm, _rate, future in batch:
                 if not future.done():
-                    future.set_result(float(p))
+                    future.set_exception(error)
+            return
+        self.calls += 1
+        self.clips += len(batch)
+        for (_pcm, _rate, future), p in zip(batch, probs, strict=True):
+            if not future.done():
+                future.set_result(float(p))
 
     def _infer(self, jobs: list[tuple[bytes, int]]) -> FloatAudio:
         return self.model.predict([clip_from_pcm16(pcm, rate) for pcm, rate in jobs])

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..audio import format_rate
 from ..pipeline.base import VAD
+from ..pipeline.scheduler import SCHEDULER
 from ..pipeline.turn_model import SmartTurn, TurnEndBatcher, TurnEndModel
 from ..pipeline.vad_batcher import VADBatcher
 
@@ -78,7 +79,9 @@ class VadService:
         else:
             model = self._turn_model
         if model is not None and self.turn_end is None:
-            self.turn_end = TurnEndBatcher(model)
+            # The real model computes on the cores Whisper and llama.cpp share: one lane.
+            lane = SCHEDULER.cores() if self._turn_model == "bundled" else None
+            self.turn_end = TurnEndBatcher(model, lane=lane)
 
     async def stop(self) -> None:
         await self.batcher.stop()
