@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -48,9 +49,16 @@ def sip_settings(webhook_url: str, **changes: Any) -> Settings:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
+    with running_rig() as rig:
+        yield rig
+
+
+@contextlib.contextmanager
+def running_rig(**changes: Any) -> Iterator[Rig]:
+    """A webhook receiver and an rtgate with fake engines and ``sip_settings(**changes)``."""
     receiver = Receiver(SECRET, KEY)
     with running_receiver(receiver) as url:
-        settings = sip_settings(url)
+        settings = sip_settings(url, **changes)
         with running_server(
             settings,
             profiles=fake_profiles(FakeLLM("It is noon."), FakeTTS(ms_per_word=300),
