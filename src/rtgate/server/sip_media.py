@@ -1,12 +1,14 @@
-"""The media side of an accepted SIP call, shared by the local accept (server/sip_routes.py)
-and the relayed one (server/sip_relay.py): an RTP port, the SDP answer and the aiortp session,
-and the ``404 call_not_found`` both answer for a call that is no longer pending."""
+"""What the local accept (server/sip_routes.py) and the relayed one (server/sip_relay.py) of
+a SIP call share: its media (an RTP port, the SDP answer and the aiortp session), its
+bookkeeping from the 200 OK to the end (:class:`AcceptedCall`), and the ``404
+call_not_found`` both answer for a call that is no longer pending."""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiortp import PortAllocator
 from aiosipua import SdpMessage
@@ -14,7 +16,13 @@ from starlette.responses import Response
 
 from ..protocol.errors import RealtimeError, echo
 from .client_secrets import error_response
-from .sip import SipEndpoint, answer_sdp
+from .host import Ticket, detached
+from .sip import PendingCall, SipEndpoint, answer_sdp
+from .state import ServerState
+
+if TYPE_CHECKING:
+    from ..transport.sip_call import SipCall
+    from ..transport.sip_relay import RelayedSipCall
 
 
 def not_found(call_id: str, what: str) -> Response:
@@ -77,3 +85,46 @@ async def open_call_media(settings: Any, endpoint: SipEndpoint, incoming: Any, s
         raise
     rtp.allowed_hosts = frozenset((offer.rtp_address[0], incoming.source_addr[0]))
     return CallMedia(rtp, rtp_port, allocator, answer, payload_type)
+
+
+class AcceptedCall:
+    """The bookkeeping of one accepted SIP call, local or relayed: pass :meth:`send_bye` and
+    :meth:`on_closed` to the call, then :meth:`answer` registers it (live calls, the SIP
+    dialogs, the drain) and sends the 200 OK. When the call closes everything is undone
+    once: the drain hook, the RTP port, the registrations, the session's ticket."""
+
+    def __init__(self, state: ServerState, endpoint: SipEndpoint, pending: PendingCall,
+                 media: CallMedia, ticket: Ticket) -> None:
+        self._state = state
+        self._endpoint = endpoint
+        self._pending = pending
+        self._media = media
+        self._ticket = ticket
+        self._unregister: Callable[[], None] | None = None
+
+    def send_bye(self) -> None:
+        incoming = self._pending.incoming
+        incoming._stop_retransmissions()
+        incoming.hangup()
+
+    def on_closed(self, call: SipCall | RelayedSipCall) -> None:
+        if self._unregister is not None:
+            self._unregister()
+        detached(self._media.allocator.release(self._media.port))
+        call_id = self._pending.incoming.call_id
+        self._endpoint.accepted.pop(call_id, None)
+        self._endpoint.transfers.pop(call_id, None)
+        self._endpoint.dialogs.pop(call.id, None)
+        self._pending.uas._calls.pop(call_id, None)
+        self._state.calls.calls.pop(call.id, None)
+        self._ticket.release_soon()
+
+    def answer(self, call: SipCall | RelayedSipCall, on_drain: Callable[[], None]) -> None:
+        """Register ``call`` (``on_drain`` ends it when the process drains) and send the
+        200 OK with the SDP answer."""
+        incoming = self._pending.incoming
+        self._state.calls.calls[call.id] = call
+        self._endpoint.accepted[incoming.call_id] = call
+        self._endpoint.dialogs[call.id] = (incoming, self._pending.uas)
+        self._unregister = self._state.drain.register(on_drain)
+        incoming.accept(self._media.answer)

@@ -39,11 +39,11 @@ from .auth import extract_credential
 from .client_secrets import authenticate, error_response
 from .config import UpstreamConfig
 from .drain import shutting_down
-from .host import Refusal, Ticket, detached
+from .host import Refusal, Ticket
 from .keys import account_of
 from .relay_wiring import relay_limits
 from .sip import PendingCall, SipEndpoint, answer_sdp
-from .sip_media import not_found, open_call_media
+from .sip_media import AcceptedCall, not_found, open_call_media
 from .state import ServerState
 
 log = logging.getLogger("rtgate.sip")
@@ -144,29 +144,10 @@ async def _start(state: ServerState, endpoint: SipEndpoint, pending: PendingCall
     # plc off: the payloads go upstream as they came; a lost packet is filled with silence.
     media = await open_call_media(settings, endpoint, incoming, RawRTPSession, plc=False)
     assert media.payload_type == payload_type  # the codec the upstream session was set up for
-    rtp, rtp_port, allocator, answer = media.rtp, media.port, media.allocator, media.answer
-
-    def send_bye() -> None:
-        incoming._stop_retransmissions()
-        incoming.hangup()
-
-    def on_closed(call: RelayedSipCall) -> None:
-        unregister()
-        detached(allocator.release(rtp_port))
-        endpoint.accepted.pop(incoming.call_id, None)
-        endpoint.transfers.pop(incoming.call_id, None)
-        endpoint.dialogs.pop(call.id, None)
-        pending.uas._calls.pop(incoming.call_id, None)
-        state.calls.calls.pop(call.id, None)
-        ticket.release_soon()
-
+    accepted = AcceptedCall(state, endpoint, pending, media, ticket)
     call = RelayedSipCall(pending.call_id, upstream=conn, upstream_name=upstream.name,
-                          upstream_session=session, audio_format=audio_format, rtp=rtp,
+                          upstream_session=session, audio_format=audio_format, rtp=media.rtp,
                           settings=endpoint.media, send_deadline_s=settings.outbound.send_deadline_s,
-                          send_bye=send_bye, on_closed=on_closed)
-    state.calls.calls[call.id] = call
-    endpoint.accepted[incoming.call_id] = call
-    endpoint.dialogs[call.id] = (incoming, pending.uas)
-    unregister = state.drain.register(lambda: call.request_close(shutting_down().message))
-    incoming.accept(answer)
+                          send_bye=accepted.send_bye, on_closed=accepted.on_closed)
+    accepted.answer(call, lambda: call.request_close(shutting_down().message))
     await call.start()

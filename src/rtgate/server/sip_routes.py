@@ -39,11 +39,11 @@ from .calls import PREFIXES
 from .client_secrets import RestError, authenticate, error_response, read_body
 from .drain import shutting_down
 from .forward import forward_request, owner_gone, target
-from .host import Refusal, Ticket, detached
+from .host import Refusal, Ticket
 from .keys import account_of
 from .node import FORWARDED_HEADER
 from .sip import PendingCall, SipEndpoint
-from .sip_media import not_found, open_call_media
+from .sip_media import AcceptedCall, not_found, open_call_media
 from .sip_relay import accept_relayed
 from .state import ServerState
 
@@ -152,7 +152,7 @@ async def _start_call(state: ServerState, endpoint: SipEndpoint, pending: Pendin
     settings = state.settings
     incoming = pending.incoming
     media = await open_call_media(settings, endpoint, incoming, GuardedRTPSession, plc=True)
-    rtp, rtp_port, allocator, answer = media.rtp, media.port, media.allocator, media.answer
+    accepted = AcceptedCall(state, endpoint, pending, media, ticket)
     transcription = config.type == "transcription"
 
     def runner_factory(channel: CallChannel, output_hook: OutputHook) -> SessionRunner:
@@ -160,27 +160,10 @@ async def _start_call(state: ServerState, endpoint: SipEndpoint, pending: Pendin
                                  transcription=transcription, plays_audio=True,
                                  output_hook=output_hook)
 
-    def send_bye() -> None:
-        incoming._stop_retransmissions()
-        incoming.hangup()
-
-    def on_closed(call: SipCall) -> None:
-        unregister()
-        detached(allocator.release(rtp_port))
-        endpoint.accepted.pop(incoming.call_id, None)
-        endpoint.transfers.pop(incoming.call_id, None)
-        endpoint.dialogs.pop(call.id, None)
-        pending.uas._calls.pop(incoming.call_id, None)
-        state.calls.calls.pop(call.id, None)
-        ticket.release_soon()
-
-    call = SipCall(pending.call_id, runner_factory, rtp=rtp, settings=endpoint.media,
-                   send_deadline_s=settings.outbound.send_deadline_s, send_bye=send_bye, on_closed=on_closed)
-    state.calls.calls[call.id] = call
-    endpoint.accepted[incoming.call_id] = call
-    endpoint.dialogs[call.id] = (incoming, pending.uas)
-    unregister = state.drain.register(lambda: call.runner.shut_down(shutting_down().message))
-    incoming.accept(answer)
+    call = SipCall(pending.call_id, runner_factory, rtp=media.rtp, settings=endpoint.media,
+                   send_deadline_s=settings.outbound.send_deadline_s, send_bye=accepted.send_bye,
+                   on_closed=accepted.on_closed)
+    accepted.answer(call, lambda: call.runner.shut_down(shutting_down().message))
     try:
         await call.start()
     except Exception as exc:
