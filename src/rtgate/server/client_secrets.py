@@ -125,14 +125,21 @@ def _parse_ttl(raw: Any) -> int:
     return seconds
 
 
-def parse_request(body: bytes) -> tuple[int, SessionConfig]:
-    """``(ttl_s, session)`` from a client_secrets request body; raises RealtimeError."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A REST request body that must be a JSON object (an empty body is ``{}``); raises
+    RealtimeError (``invalid_json``, ``invalid_type``: a 400) otherwise."""
     try:
         raw = orjson.loads(body) if body.strip() else {}
     except orjson.JSONDecodeError:
         raise RealtimeError("The request body is not valid JSON.", "invalid_json") from None
     if not isinstance(raw, dict):
         raise RealtimeError("The request body must be a JSON object.", "invalid_type")
+    return raw
+
+
+def parse_request(body: bytes) -> tuple[int, SessionConfig]:
+    """``(ttl_s, session)`` from a client_secrets request body; raises RealtimeError."""
+    raw = json_object(body)
     for key in raw:
         if key not in ("expires_after", "session"):
             raise unknown_parameter(key)

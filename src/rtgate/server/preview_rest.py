@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -55,6 +53,7 @@ from .client_secrets import (
     authenticate,
     bound_session,
     error_response,
+    json_object,
     read_body,
 )
 from .ephemeral import SessionTooLarge
@@ -74,16 +73,6 @@ TRANSCRIPTION_SESSIONS_PATHS = (
     "/openai/realtimeapi/transcription_sessions",
     "/openai/realtime/transcription_sessions",
 )
-
-
-def _parse_body(body: bytes) -> dict[str, Any]:
-    try:
-        raw = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError:
-        raise RestError(400, RealtimeError("The request body is not valid JSON.", "invalid_json")) from None
-    if not isinstance(raw, dict):
-        raise RestError(400, RealtimeError("The request body must be a JSON object.", "invalid_type"))
-    return raw
 
 
 def _ttl(requested: int | None, *, transcription: bool) -> int:
@@ -106,8 +95,9 @@ def _ttl(requested: int | None, *, transcription: bool) -> int:
 async def _mint(request: Request, *, transcription: bool) -> Response:
     try:
         authenticate(request, allow_ephemeral=False)
-        body = _parse_body(await read_body(request))
+        raw = await read_body(request)
         try:
+            body = json_object(raw)
             translated = preview_sessions_request_to_ga(body, transcription=transcription)
             config = validate_session(translated.session)
         except PreviewTranslationError as exc:

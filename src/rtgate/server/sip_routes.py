@@ -21,7 +21,6 @@ import contextlib
 import logging
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -36,7 +35,7 @@ from ..transport.webrtc import CallChannel
 from .auth import extract_credential
 from .call_registry import call_owner
 from .calls import PREFIXES
-from .client_secrets import RestError, authenticate, error_response, read_body
+from .client_secrets import RestError, authenticate, error_response, json_object, read_body
 from .drain import shutting_down
 from .forward import forward_request, owner_gone, target
 from .host import Refusal, Ticket
@@ -79,16 +78,6 @@ async def _control(request: Request, *, pending: bool) -> tuple[Any, Any, bytes]
     return endpoint, call, body
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        raw = orjson.loads(body) if body.strip() else {}
-    except orjson.JSONDecodeError:
-        raise RestError(400, RealtimeError("The request body is not valid JSON.", "invalid_json")) from None
-    if not isinstance(raw, dict):
-        raise RestError(400, RealtimeError("The request body must be a JSON object.", "invalid_type"))
-    return raw
-
-
 async def accept_call(request: Request) -> Response:
     found = await _control(request, pending=True)
     if isinstance(found, Response):
@@ -97,7 +86,7 @@ async def accept_call(request: Request) -> Response:
     assert isinstance(endpoint, SipEndpoint) and isinstance(pending, PendingCall)
     state: ServerState = request.app.state.rtgate
     try:
-        raw = _json_object(body)
+        raw = json_object(body)
         config = validate_session(raw, "session")
         model = getattr(config, "model", None) or "gpt-realtime"
         upstream = state.router.upstream_for(model)
@@ -109,8 +98,6 @@ async def accept_call(request: Request) -> Response:
             return refusal.response()
     except RealtimeError as error:
         return error_response(400, error)
-    except RestError as exc:
-        return error_response(exc.status, exc.error)
     if endpoint.decide(pending.call_id) is None:  # it timed out or was cancelled meanwhile
         return not_found(pending.call_id, "pending SIP")
     account = account_of(authenticate(request, allow_ephemeral=False),
@@ -177,14 +164,14 @@ async def reject_call(request: Request) -> Response:
         return found
     endpoint, pending, body = found
     try:
-        raw = _json_object(body)
+        raw = json_object(body)
         status = raw.get("status_code", 603)
         if not isinstance(status, int) or isinstance(status, bool) or not 400 <= status <= 699:
-            raise RestError(400, RealtimeError(
+            raise RealtimeError(
                 f"Invalid 'status_code': {echo(str(status))}. Expected a SIP final status code "
-                "from 400 to 699 (default 603).", "invalid_value", "status_code"))
-    except RestError as exc:
-        return error_response(exc.status, exc.error)
+                "from 400 to 699 (default 603).", "invalid_value", "status_code")
+    except RealtimeError as error:
+        return error_response(400, error)
     if endpoint.decide(pending.call_id) is None:
         return not_found(pending.call_id, "pending SIP")
     endpoint.reject(pending, status)
@@ -197,18 +184,18 @@ async def refer_call(request: Request) -> Response:
         return found
     endpoint, call, body = found
     try:
-        raw = _json_object(body)
+        raw = json_object(body)
         target_uri = raw.get("target_uri")
         if target_uri is None:
-            raise RestError(400, RealtimeError("Missing required parameter: 'target_uri'.",
-                                               "missing_required_parameter", "target_uri"))
+            raise RealtimeError("Missing required parameter: 'target_uri'.",
+                                "missing_required_parameter", "target_uri")
         if (not isinstance(target_uri, str) or not target_uri.lower().startswith(REFER_SCHEMES)
                 or any(c in target_uri for c in "\r\n<>") or len(target_uri) > 512):
-            raise RestError(400, RealtimeError(
+            raise RealtimeError(
                 "Invalid 'target_uri': expected a 'sip:', 'sips:' or 'tel:' URI such as "
-                "'tel:+14155550123' or 'sip:agent@example.com'.", "invalid_value", "target_uri"))
-    except RestError as exc:
-        return error_response(exc.status, exc.error)
+                "'tel:+14155550123' or 'sip:agent@example.com'.", "invalid_value", "target_uri")
+    except RealtimeError as error:
+        return error_response(400, error)
     dialog = endpoint.dialogs.get(call.id)
     if dialog is None or call.closed.is_set():
         return not_found(call.id, "live SIP")
