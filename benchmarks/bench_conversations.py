@@ -260,6 +260,11 @@ LANE_COUNTERS = {
 }
 
 
+WORK_LINE = re.compile(
+    r'rtgate_scheduler_work_(?P<kind>runs|busy_seconds|wait_seconds|late_seconds)_total'
+    r'\{lane="(?P<lane>[^"]*)",work="(?P<work>[^"]*)"\} (?P<value>\S+)')
+"""The scheduler's counters by kind of job (builds that have them)."""
+
 STAGE_LINE = re.compile(
     r'rtgate_response_stage_seconds_(?P<kind>sum|count)\{profile="[^"]*",stage="(?P<stage>\w+)"\} (?P<value>\S+)')
 """The sum and count of the server's response stage histogram (builds that have it)."""
@@ -289,6 +294,11 @@ def lane_counters(server: Server) -> dict[str, dict[str, float]]:
             if stage is not None:  # per stage a pseudo-lane "stage:<name>": sum and count
                 counters = lanes.setdefault(f"stage:{stage['stage']}", {})
                 counters[stage["kind"]] = counters.get(stage["kind"], 0.0) + float(stage["value"])
+                continue
+            work = WORK_LINE.match(line)
+            if work is not None:  # per kind of job a pseudo-lane "work:<lane>/<work>"
+                counters = lanes.setdefault(f"work:{work['lane']}/{work['work']}", {})
+                counters[work["kind"]] = counters.get(work["kind"], 0.0) + float(work["value"])
                 continue
             name, _, rest = line.partition("{lane=\"")
             if name in LANE_COUNTERS and rest:
@@ -829,6 +839,13 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
                 f"{v.get('late_s', 0):.1f} s, speculation {v.get('speculated', 0):.0f} run / "
                 f"{v.get('skipped', 0):.0f} skipped, {v.get('yields', 0):.0f} yields"
                 for lane, v in sorted(step.lanes.items()) if v.get("granted", 0)))
+        works = {lane.removeprefix("work:"): v for lane, v in step.lanes.items()
+                 if lane.startswith("work:") and v.get("runs", 0)}
+        if works:
+            lines.append(f"Scheduler by job, {step.build} N={step.n}: " + "; ".join(
+                f"{work} {v['runs']:.0f} runs, busy {v.get('busy_seconds', 0):.1f} s, mean wait "
+                f"{1000 * v.get('wait_seconds', 0) / v['runs']:.0f} ms, late {v.get('late_seconds', 0):.1f} s"
+                for work, v in sorted(works.items())))
         stages = {lane.removeprefix("stage:"): v for lane, v in step.lanes.items() if lane.startswith("stage:")}
         if any(v.get("count", 0) for v in stages.values()):
             lines.append(f"Response stages (mean from the turn's commit), {step.build} N={step.n}: " + ", ".join(

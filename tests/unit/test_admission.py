@@ -130,6 +130,20 @@ def test_scheduler_lanes_are_exported_on_metrics() -> None:
     assert 'rtgate_scheduler_pressure_seconds{lane="stt:tiny"} 0.25' in text
 
 
+def test_scheduler_work_is_exported_by_kind_of_job() -> None:
+    clock = Clock()
+    gate, metrics = admission(1, clock)
+    lane = gate.scheduler.lane("cores", 1)
+    answer = lane.rules.request(due=0.0, now=0.0, work="answer")
+    lane.rules.request(due=0.0, now=0.0, work="transcribe")  # waits 0.5 s behind the answer
+    lane.rules.release(answer, now=0.5)
+    text = metrics.registry.render()
+    assert 'rtgate_scheduler_work_runs_total{lane="cores",work="answer"} 1' in text
+    assert 'rtgate_scheduler_work_busy_seconds_total{lane="cores",work="answer"} 0.5' in text
+    assert 'rtgate_scheduler_work_wait_seconds_total{lane="cores",work="transcribe"} 0.5' in text
+    assert 'rtgate_scheduler_work_late_seconds_total{lane="cores",work="transcribe"} 0.5' in text
+
+
 class _LocalTTS(FakeTTS):
     runs_locally = True
 

@@ -72,6 +72,9 @@ class Ticket:
     seq: int
     requested_at: float
     granted_at: float | None = None
+    work: str = ""
+    """What the job is (``transcribe``, ``answer``, ``prefill``, …): the key of
+    :attr:`LaneStats.work`."""
     yield_requested: bool = False
     """Set when a more urgent job waits; see the module docstring."""
     cancelled: bool = False
@@ -79,6 +82,16 @@ class Ticket:
     @property
     def speculative(self) -> bool:
         return self.due == SPECULATIVE
+
+
+@dataclass(slots=True)
+class WorkStats:
+    """Counters of one kind of job on a lane (:attr:`Ticket.work`)."""
+
+    runs: int = 0
+    busy_s: float = 0.0
+    wait_s: float = 0.0
+    late_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -98,6 +111,14 @@ class LaneStats:
     late_s: float = 0.0
     """Total time grants waited past their due time (queueing only: a job that asks
     after its due time is late from when it asks)."""
+    work: dict[str, WorkStats] = field(default_factory=dict)
+    """The same counters by kind of job, so an operator sees where the cores go."""
+
+    def of(self, work: str) -> WorkStats:
+        stats = self.work.get(work)
+        if stats is None:
+            stats = self.work[work] = WorkStats()
+        return stats
 
 
 PRESSURE_WINDOW_S = 10.0
@@ -155,9 +176,9 @@ class LaneRules:
     def has_spare(self) -> bool:
         return len(self.running) < self.capacity and not self._waiting_count
 
-    def request(self, due: float, now: float) -> Ticket:
+    def request(self, due: float, now: float, work: str = "") -> Ticket:
         """A job due at ``due`` asks to run; granted at once or queued (check ``granted_at``)."""
-        ticket = self._ticket(due, now)
+        ticket = self._ticket(due, now, work)
         if self.has_spare():
             self._grant(ticket, now)
         else:
@@ -166,13 +187,13 @@ class LaneRules:
             self._ask_to_yield()
         return ticket
 
-    def speculate(self, now: float) -> Ticket | None:
+    def speculate(self, now: float, work: str = "") -> Ticket | None:
         """Speculative work asks to run: granted only on spare capacity, else refused."""
         free = self.capacity - len(self.running)
         if self._waiting_count or free <= self.reserve or (self.speculate_idle_only and self.running):
             self.stats.speculation_refused += 1
             return None
-        ticket = self._ticket(SPECULATIVE, now)
+        ticket = self._ticket(SPECULATIVE, now, work)
         self._grant(ticket, now)
         self.stats.speculated += 1
         return ticket
@@ -188,6 +209,7 @@ class LaneRules:
             return []
         self.running.discard(ticket)
         self.stats.busy_s += now - ticket.granted_at
+        self.stats.of(ticket.work).busy_s += now - ticket.granted_at
         granted: list[Ticket] = []
         while self._waiting and len(self.running) < self.capacity:
             _, _, waiter = heapq.heappop(self._waiting)
@@ -200,20 +222,24 @@ class LaneRules:
         self._ask_to_yield()
         return granted
 
-    def _ticket(self, due: float, now: float) -> Ticket:
+    def _ticket(self, due: float, now: float, work: str) -> Ticket:
         self._seq += 1
-        return Ticket(due=due, seq=self._seq, requested_at=now)
+        return Ticket(due=due, seq=self._seq, requested_at=now, work=work)
 
     def _grant(self, ticket: Ticket, now: float) -> None:
         ticket.granted_at = now
         self.running.add(ticket)
         self.stats.granted += 1
+        work = self.stats.of(ticket.work)
+        work.runs += 1
         if now > ticket.requested_at:
             self.stats.waited += 1
             self.stats.wait_s += now - ticket.requested_at
+            work.wait_s += now - ticket.requested_at
         late = now - max(ticket.due, ticket.requested_at)
         if not ticket.speculative and late > 0:
             self.stats.late_s += late
+            work.late_s += late
             self._late.append((now, late))
 
     def _drop_cancelled_head(self) -> None:
@@ -271,21 +297,21 @@ class Lane:
     def now(self) -> float:
         return self._clock()
 
-    def hold(self, due: float | None = None) -> Hold:
+    def hold(self, due: float | None = None, work: str = "") -> Hold:
         """``async with lane.hold(due) as ticket:`` runs the body once the lane grants a job
-        due at ``due`` (default: now).
+        due at ``due`` (default: now); ``work`` names the kind of job in the lane's stats.
 
         Cancelling the waiting task leaves the queue; leaving the body frees the run.
         """
-        return Hold(self, due)
+        return Hold(self, due, work)
 
-    def speculate(self) -> Speculation:
+    def speculate(self, work: str = "") -> Speculation:
         """``with`` or ``async with lane.speculate() as ticket:`` — a speculative run if the
         lane has spare capacity, else ``None`` (drop the work).
 
         The body should stop early once ``ticket.yield_requested`` is set.
         """
-        return Speculation(self)
+        return Speculation(self, work)
 
     def should_yield(self, ticket: Ticket, due: float) -> bool:
         """Whether a run whose work is now due at ``due`` should make way: it was asked
@@ -297,19 +323,19 @@ class Lane:
         with self._lock:
             return self.rules.first_waiting_due() < due
 
-    def _request(self, due: float | None) -> tuple[Ticket, asyncio.Future[None] | None]:
+    def _request(self, due: float | None, work: str) -> tuple[Ticket, asyncio.Future[None] | None]:
         with self._lock:
             now = self._clock()
-            ticket = self.rules.request(now if due is None else due, now)
+            ticket = self.rules.request(now if due is None else due, now, work)
             if ticket.granted_at is not None:
                 return ticket, None
             future = asyncio.get_running_loop().create_future()
             self._grants[ticket] = future
             return ticket, future
 
-    def _speculate(self) -> Ticket | None:
+    def _speculate(self, work: str) -> Ticket | None:
         with self._lock:
-            return self.rules.speculate(self._clock())
+            return self.rules.speculate(self._clock(), work)
 
     def _release(self, ticket: Ticket) -> None:
         with self._lock:
@@ -344,15 +370,16 @@ class Hold:
     """The context manager of :meth:`Lane.hold` (a class: it is safe to finalise inside
     async generators that are closed late, unlike a generator-based one)."""
 
-    __slots__ = ("_due", "_lane", "_ticket")
+    __slots__ = ("_due", "_lane", "_ticket", "_work")
 
-    def __init__(self, lane: Lane, due: float | None) -> None:
+    def __init__(self, lane: Lane, due: float | None, work: str) -> None:
         self._lane = lane
         self._due = due
+        self._work = work
         self._ticket: Ticket | None = None
 
     async def __aenter__(self) -> Ticket:
-        ticket, future = self._lane._request(self._due)
+        ticket, future = self._lane._request(self._due, self._work)
         self._ticket = ticket
         if future is not None:
             try:
@@ -376,14 +403,15 @@ class Hold:
 class Speculation:
     """The context manager of :meth:`Lane.speculate`."""
 
-    __slots__ = ("_lane", "_ticket")
+    __slots__ = ("_lane", "_ticket", "_work")
 
-    def __init__(self, lane: Lane) -> None:
+    def __init__(self, lane: Lane, work: str) -> None:
         self._lane = lane
+        self._work = work
         self._ticket: Ticket | None = None
 
     def __enter__(self) -> Ticket | None:
-        self._ticket = self._lane._speculate()
+        self._ticket = self._lane._speculate(self._work)
         return self._ticket
 
     def __exit__(self, *exc: object) -> None:

@@ -246,7 +246,7 @@ class TurnEndBatcher:
             # Take the batch once the run is granted: clips asked for meanwhile join it.
             now = self.lane.now()
             due = min(self._asked.get(future, now) for _pcm, _rate, future in self._pending)
-            async with self.lane.hold(due):
+            async with self.lane.hold(due, work="turn-end"):
                 await self._call()
 
     async def _call(self) -> None:

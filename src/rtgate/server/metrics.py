@@ -85,7 +85,25 @@ def scheduler_lines(scheduler: Scheduler) -> list[str]:
         lines += [
             f'{name}{{lane="{escape_label_value(lane.name)}"}} {format_value(value(lane))}' for lane in lanes
         ]
+    for attr, name, help_text in _WORK_FAMILIES:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+        for lane in lanes:
+            for work, stats in sorted(lane.stats.work.items()):
+                kind = escape_label_value(work or "other")
+                labels = f'lane="{escape_label_value(lane.name)}",work="{kind}"'
+                lines.append(f"{name}{{{labels}}} {format_value(float(getattr(stats, attr)))}")
     return lines
+
+
+_WORK_FAMILIES = (
+    ("runs", "rtgate_scheduler_work_runs_total", "Jobs granted a run, by lane and kind of job."),
+    ("busy_s", "rtgate_scheduler_work_busy_seconds_total",
+     "Time jobs held their runs, by lane and kind of job."),
+    ("wait_s", "rtgate_scheduler_work_wait_seconds_total",
+     "Time jobs spent queued, by lane and kind of job."),
+    ("late_s", "rtgate_scheduler_work_late_seconds_total",
+     "Time by which grants came after their due time, by lane and kind of job."),
+)
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -194,7 +194,7 @@ class EspeakTTS(TTS):
             return
         engine = await run_blocking(_engine)
         # The lane is held while espeak-ng synthesises, not while a slow reader plays.
-        run = SCHEDULER.lane("tts:espeak").hold(request.due)
+        run = SCHEDULER.lane("tts:espeak").hold(request.due, work="speech")
         async with run:
             async for chunk in self._synthesize_on(engine, text, request, run):
                 yield chunk

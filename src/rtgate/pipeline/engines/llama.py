@@ -339,7 +339,7 @@ class LlamaCppLLM(LLM):
         """
         shared = await run_blocking(self._shared)
         body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}
-        async with shared.lane.speculate() as ticket:
+        async with shared.lane.speculate(work="prefill") as ticket:
             instance = shared.idle(request.conversation)
             if ticket is None or instance is None:
                 return  # never make a real generation (this session's or another's) wait
@@ -387,7 +387,8 @@ class LlamaCppLLM(LLM):
             body = self._text_body([*messages, *prefill], size, temperature, request, first=not answer)
             segment = _Segment()
             ended = False
-            async with shared.lane.hold(pacer.due() if pacer is not None else None) as ticket:
+            async with shared.lane.hold(pacer.due() if pacer is not None else None,
+                                        work="answer-next" if answer else "answer") as ticket:
                 stop = _MakeWay(shared.lane, ticket, pacer)
                 # The same instance as the answer's earlier segments and the conversation's
                 # earlier turns and prefills: its cache holds their prompt.
@@ -479,7 +480,7 @@ class LlamaCppLLM(LLM):
         if choice == "auto" and self.auto_tools == "keywords":
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
-        async with shared.lane.hold(request.pacer.due() if request.pacer else None):
+        async with shared.lane.hold(request.pacer.due() if request.pacer else None, work="tool-choice"):
             picked = await run_blocking_on(shared, _choose, messages, request.tools, options)
         if choice == "required":
             # The grammar allows only tool names; never answer in words when one is required.
@@ -508,7 +509,7 @@ class LlamaCppLLM(LLM):
         yield ToolCallDelta(index=0, name=tool.name, call_id=f"call_{secrets.token_hex(12)}")
         arguments: list[str] = []
         truncated = False
-        async with shared.lane.hold(request.pacer.due() if request.pacer else None):
+        async with shared.lane.hold(request.pacer.due() if request.pacer else None, work="tool-call"):
             async for chunk in stream_completion(shared, body):
                 usage = chunk.get("usage")
                 if usage:

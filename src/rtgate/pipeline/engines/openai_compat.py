@@ -233,7 +233,7 @@ class OpenAIChatLLM(_HTTPBackend, LLM):
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         due = request.pacer.due() if request.pacer is not None else None
-        async with self.lane.hold(due):
+        async with self.lane.hold(due, work="answer"):
             async for chunk in self._stream_now(request):
                 yield chunk
 
@@ -310,11 +310,11 @@ class OpenAITranscriptionSTT(_HTTPBackend, STT):
 
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         if options.speculative:
-            async with self.lane.speculate() as ticket:
+            async with self.lane.speculate(work="transcribe-partial") as ticket:
                 if ticket is None:
                     raise Skipped(self.name)
                 return await self._transcribe_now(audio, options)
-        async with self.lane.hold():
+        async with self.lane.hold(work="transcribe"):
             return await self._transcribe_now(audio, options)
 
     async def _transcribe_now(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
@@ -361,7 +361,7 @@ class OpenAISpeechTTS(_HTTPBackend, TTS):
         self.instructions = instructions
 
     async def _synthesize(self, request: SpeechRequest) -> AsyncIterator[bytes]:
-        async with self.lane.hold(request.due):
+        async with self.lane.hold(request.due, work="speech"):
             async for chunk in self._synthesize_now(request):
                 yield chunk
 

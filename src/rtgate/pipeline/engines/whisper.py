@@ -12,7 +12,8 @@ Contract:
   transcribe 8 queued utterances in 231 ms per pass against 313 ms with one, and alone
   as fast). On a CPU, passes take their runs from the process's cores lane
   (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with the LLM) in due
-  order; on another device from a lane of ``workers`` runs. A speculative pass
+  order, each on one thread (:attr:`FasterWhisperSTT.threads`: a run is a core); on
+  another device from a lane of ``workers`` runs. A speculative pass
   (``options.speculative``) runs only on a free run with nobody waiting, else it raises
   :class:`~rtgate.pipeline.base.Skipped` at once.
 * ``short_context`` chooses the encoder window for utterances under 15 s of English-only
@@ -25,8 +26,8 @@ Contract:
     (:data:`~rtgate.pipeline.engines.whisper_context.CONFIDENT_LOGPROB`) or the text
     agrees with ``options.reference``, the transcript of an earlier prefix
     (:func:`~rtgate.pipeline.engines.whisper_context.consistent_with_prefix`);
-    otherwise it decodes again on the 30 s window — unless other passes wait for the
-  model then (``windows["short-busy"]``): under load the short-window text is kept,
+    otherwise it decodes again on the 30 s window — unless other jobs run on or wait
+  for the cores then (``windows["short-busy"]``): under load the short-window text is kept,
   as its word error rate alone is no worse than the 30 s window's (docs/engines.md).
   - ``"always"`` (or ``True``): the short window whenever it applies, unchecked.
   - ``"off"`` (or ``False``): always the 30 s window.
@@ -48,6 +49,7 @@ import math
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -151,9 +153,21 @@ class FasterWhisperSTT(STT):
             self.model_dir,
             device=self.device,
             compute_type=self.compute_type,
-            cpu_threads=self.cpu_threads,
+            cpu_threads=self.threads,
             workers=self.workers,
         )
+
+    @property
+    def threads(self) -> int:
+        """CTranslate2's threads per pass: ``cpu_threads``, or (0, the default) one on a
+        CPU, where each pass holds one run of the cores lane, i.e. one core. A second
+        thread would take the core the lane gave to another job (an LLM answer then decodes
+        at half speed), and buys little: tiny.en on a 2.9 s utterance took 91 ms with one
+        thread against 102 ms with two on the short window, 515 against 414 ms on the 30 s
+        one (2 cores, idle)."""
+        if self.cpu_threads or self.device != "cpu":
+            return self.cpu_threads
+        return 1
 
     async def warm_up(self) -> None:
         """Load the model and decode half a second of silence."""
@@ -170,15 +184,16 @@ class FasterWhisperSTT(STT):
     async def _transcribe(self, audio: FloatAudio, options: TranscriptionOptions) -> Transcript:
         lane = self.lane()
         if options.speculative:
-            async with lane.speculate() as ticket:
+            async with lane.speculate(work="transcribe-partial") as ticket:
                 if ticket is None:
                     raise Skipped(self.name)
                 return await run_blocking(self._run, audio, options)
-        async with lane.hold():
-            busy = lane.rules.waiting > 0
-            return await run_blocking(self._run, audio, options, busy)
+        async with lane.hold(work="transcribe"):
+            return await run_blocking(self._run, audio, options, lambda: _others_use(lane))
 
-    def _run(self, audio: FloatAudio, options: TranscriptionOptions, busy: bool = False) -> Transcript:
+    def _run(
+        self, audio: FloatAudio, options: TranscriptionOptions, busy: Callable[[], bool] | None = None
+    ) -> Transcript:
         model = self._model()
         samples = np.ascontiguousarray(audio, dtype=np.float32)
         seconds = samples.size / MODEL_SAMPLE_RATE
@@ -200,7 +215,7 @@ class FasterWhisperSTT(STT):
                 ):
                     kept = "short"
                 else:
-                    kept = "short-busy" if busy else ""
+                    kept = "short-busy" if busy is not None and busy() else ""
                 if kept:
                     self.windows[kept] += 1
                     language = options.language if model.model.is_multilingual else "en"
@@ -237,6 +252,14 @@ class FasterWhisperSTT(STT):
             vad_filter=False,
         )
         return list(segments), info
+
+
+def _others_use(lane: Lane) -> bool:
+    """Whether other jobs run on or wait for ``lane`` besides the caller's pass: asked
+    after the short-window pass, when a 30 s pass would start (it takes 0.4-0.7 s that
+    nothing can interrupt, and a turn ending meanwhile would wait for all of it)."""
+    rules = lane.rules
+    return rules.waiting > 0 or len(rules.running) > 1
 
 
 def _word_logprobs(segments: Any) -> tuple[tuple[str, float], ...]:
