@@ -832,6 +832,12 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
         + ", ".join(f"{s.build.name} {log_problems(s)}" for s in servers) + ".",
     ]
     for step in steps:
+        first = [r for r in step.records if r.turn == 0]
+        later = [r for r in step.records if r.turn > 0]
+        if step.n > 1 and first and later:
+            lines.append(f"First turns against later turns, {step.build} N={step.n}: first audio p50 / p90 "
+                         + " against ".join(turn_split(rs) for rs in (first, later))
+                         + f" (the first turns of all {step.n} conversations end within a few seconds)")
         if step.lanes:
             lines.append(f"Scheduler, {step.build} N={step.n}: " + "; ".join(
                 f"{lane} {v.get('granted', 0):.0f} runs, busy {v.get('busy_s', 0):.1f} s, mean wait "
@@ -852,6 +858,16 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
                 f"{stage} {1000 * v.get('sum', 0) / max(v.get('count', 0), 1):.0f} ms ({v.get('count', 0):.0f})"
                 for stage, v in stages.items() if v.get("count", 0)))
     return lines
+
+
+def turn_split(records: Sequence[TurnRecord]) -> str:
+    """First audio p50 / p90 of ``records`` (answered and unanswered turns), and how many."""
+    latencies = [math.inf if r.first_audio_s is None else r.first_audio_s
+                 for r in records if r.outcome in ("answered", "unanswered")]
+    if not latencies:
+        return "none"
+    return (f"{fmt_s(percentile(latencies, 50))} / {fmt_s(percentile(latencies, 90))} "
+            f"({len(latencies)} turns)")
 
 
 def header(servers: list[Server], clips: list[Clip], args: argparse.Namespace) -> list[str]:

@@ -305,3 +305,11 @@ async def test_a_run_whose_work_became_less_urgent_makes_way() -> None:
     assert lane.should_yield(ticket, due=10.0)  # its next words are due after the waiter's
     running.release()
     await waiter
+
+
+def test_a_first_answer_is_due_when_it_was_asked_for() -> None:
+    """A turn's answer is due at its commit, however long its transcript took: the
+    responder passes the commit time, so it is not served after turns that ended later."""
+    clock = Clock(10.0)
+    assert Playback(clock=clock, asked=8.5).due() == 8.5
+    assert Playback(clock=clock).due() == 10.0

@@ -38,10 +38,15 @@ class PacingLimits:
 class Playback:
     """The modelled playback position of one response; see the module docstring."""
 
-    def __init__(self, limits: PacingLimits | None = None, *, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, limits: PacingLimits | None = None, *, clock: Clock = time.monotonic, asked: float | None = None
+    ) -> None:
+        """``asked``: when the answer was asked for (default: now); for a detected turn,
+        its commit, so that a turn whose transcript took longer is not served after
+        turns that ended later."""
         self.limits = limits or PacingLimits()
         self._clock = clock
-        self._asked = clock()
+        self._asked = clock() if asked is None else asked
         self._end: float | None = None
         self._listeners: list[Callable[[float], None]] = []
         self.sent_s = 0.0

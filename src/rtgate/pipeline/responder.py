@@ -206,7 +206,7 @@ class Pipeline:
                                 images=self.llm.accepts_images)
         timer.reached("transcript")
         if "audio" in plan.output_modalities and self.tts is not None:
-            playback = Playback(self.pacing)
+            playback = Playback(self.pacing, asked=timer.started)
             stream = timer.watch(self.llm.stream(replace(request, pacer=playback)), first_token)
             async for out in self._speak(stream, plan, playback):
                 if isinstance(out, AudioOut) and out.pcm:
@@ -289,6 +289,11 @@ class _StageTimer:
         self._observer = observer
         self._start = time.monotonic()
         self._reached: set[str] = set()
+
+    @property
+    def started(self) -> float:
+        """When the response started (monotonic seconds)."""
+        return self._start
 
     def reached(self, stage: str) -> None:
         if self._observer is not None and stage not in self._reached:
