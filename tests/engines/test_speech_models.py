@@ -66,8 +66,11 @@ async def test_stt_verified_short_window(
 ) -> None:
     """``verified`` (the default): partial passes take the short window unchecked; a final
     pass keeps it when it agrees with the prefix pass, and decodes on the 30 s window
-    when it is neither confident nor consistent with the prefix."""
-    from rtgate.pipeline.engines import whisper_context
+    when it is neither confident nor consistent with the prefix (alone on the cores: the
+    test's own passes one after another do not count as load here)."""
+    from rtgate.pipeline.engines import whisper, whisper_context
+
+    monkeypatch.setattr(whisper, "RECENT_WORK_S", 0.0)
 
     text = "Can you remind me to call my mother tomorrow morning?"
     audio = await utterance(tts, text)
@@ -89,11 +92,12 @@ async def test_stt_verified_short_window(
 async def test_stt_keeps_the_short_window_when_others_wait(
     tts: EspeakTTS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under load (other jobs run on or wait for the cores) an unverified short-window
-    result is kept instead of decoding again on the 30 s window; alone, the pass decodes
-    again; a speculative pass finding no free worker is skipped at once."""
+    """Under load (other jobs run on or wait for the cores, or due work just ended there)
+    an unverified short-window result is kept instead of decoding again on the 30 s
+    window; alone, the pass decodes again; a speculative pass finding no free worker is
+    skipped at once."""
     from rtgate.pipeline.base import Skipped
-    from rtgate.pipeline.engines import whisper_context
+    from rtgate.pipeline.engines import whisper, whisper_context
 
     text = "Can you remind me to call my mother tomorrow morning?"
     audio = await utterance(tts, text)
@@ -115,6 +119,9 @@ async def test_stt_keeps_the_short_window_when_others_wait(
     for other in others:
         other.release()
     assert stt.windows == {"short-busy": 2}, stt.windows
+    results.append(await stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
+    assert stt.windows["short-busy"] == 3, stt.windows  # the passes before it just ended
+    monkeypatch.setattr(whisper, "RECENT_WORK_S", 0.0)
     results.append(await stt.transcribe(audio, TranscriptionOptions(reference="Book a table")))
     assert stt.windows["30s-fallback"] == 1, stt.windows  # alone on the cores: checked again
     assert all(word_error_rate(text, r.text) < 0.3 for r in results), results

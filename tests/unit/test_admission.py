@@ -112,9 +112,9 @@ def test_a_late_scheduler_refuses_new_sessions() -> None:
     assert gate.refusal() is None
 
 
-def test_auto_allows_two_conversations_per_core() -> None:
-    assert auto_conversations(2) == 4
-    assert auto_conversations(1) == 2
+def test_auto_allows_four_conversations_per_core() -> None:
+    assert auto_conversations(2) == 8
+    assert auto_conversations(1) == 4
 
 
 def test_scheduler_lanes_are_exported_on_metrics() -> None:

@@ -140,6 +140,8 @@ class LaneRules:
     free core would wait for it; with a run kept back, due work starts at once."""
     running: set[Ticket] = field(default_factory=set)
     stats: LaneStats = field(default_factory=LaneStats)
+    last_due_release: float = -math.inf
+    """When the last job that was not speculative ended (``-inf``: none yet)."""
     _waiting: list[tuple[float, int, Ticket]] = field(default_factory=list)
     _waiting_count: int = 0
     _seq: int = 0
@@ -208,6 +210,8 @@ class LaneRules:
         if ticket not in self.running:
             return []
         self.running.discard(ticket)
+        if not ticket.speculative:
+            self.last_due_release = now
         self.stats.busy_s += now - ticket.granted_at
         self.stats.of(ticket.work).busy_s += now - ticket.granted_at
         granted: list[Ticket] = []

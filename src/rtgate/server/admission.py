@@ -35,11 +35,11 @@ from ..pipeline.base import usable_cores
 from ..pipeline.scheduler import Scheduler
 from ..protocol.errors import RealtimeError
 
-CONVERSATIONS_PER_CORE = 2
+CONVERSATIONS_PER_CORE = 4
 """What ``max_conversations = auto`` allows per core: about the most conversations that
 keep first audio within 1 s for nine turns in ten with the default stack on 2 cores
-(docs/benchmarks.md, "Conversations": at 4, p90 0.94–1.12 s in three runs; at 6,
-1.13 s)."""
+(docs/benchmarks.md, "Conversations": at 8, all admitted, p90 0.89 and 0.92 s in two
+runs; at 6, 0.92 s)."""
 
 
 def auto_conversations(cores: int | None = None) -> int:

@@ -26,8 +26,8 @@ Contract:
     (:data:`~rtgate.pipeline.engines.whisper_context.CONFIDENT_LOGPROB`) or the text
     agrees with ``options.reference``, the transcript of an earlier prefix
     (:func:`~rtgate.pipeline.engines.whisper_context.consistent_with_prefix`);
-    otherwise it decodes again on the 30 s window — unless other jobs run on or wait
-  for the cores then (``windows["short-busy"]``): under load the short-window text is kept,
+    otherwise it decodes again on the 30 s window — unless other jobs run on, wait for
+  or just ended on the cores then (``windows["short-busy"]``): under load the short-window text is kept,
   as its word error rate alone is no worse than the 30 s window's (docs/engines.md).
   - ``"always"`` (or ``True``): the short window whenever it applies, unchecked.
   - ``"off"`` (or ``False``): always the 30 s window.
@@ -254,12 +254,19 @@ class FasterWhisperSTT(STT):
         return list(segments), info
 
 
+RECENT_WORK_S = 0.5
+"""Due work that ended this recently on the cores counts as load (:func:`_others_use`)."""
+
+
 def _others_use(lane: Lane) -> bool:
-    """Whether other jobs run on or wait for ``lane`` besides the caller's pass: asked
-    after the short-window pass, when a 30 s pass would start (it takes 0.4-0.7 s that
-    nothing can interrupt, and a turn ending meanwhile would wait for all of it)."""
+    """Whether others use ``lane`` besides the caller's pass: jobs run on it or wait for
+    it, or due work ended on it within :data:`RECENT_WORK_S` (turns ending together come
+    a few hundred milliseconds apart). Asked after the short-window pass, when a 30 s
+    pass would start: it takes 0.4-0.7 s that nothing can interrupt, and a turn ending
+    meanwhile would wait for all of it."""
     rules = lane.rules
-    return rules.waiting > 0 or len(rules.running) > 1
+    recent = lane.now() - rules.last_due_release < RECENT_WORK_S
+    return rules.waiting > 0 or len(rules.running) > 1 or recent
 
 
 def _word_logprobs(segments: Any) -> tuple[tuple[str, float], ...]:
