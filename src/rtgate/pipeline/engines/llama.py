@@ -14,10 +14,9 @@ Contract:
   prompt nearly free on the next turn; an answer's segments stay on one instance.
 * Every call takes a run of the process's cores lane
   (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with Whisper), granted
-  earliest due first, on an idle instance when there is one (the conversation's home
-  first, whose cache holds its prompt), else on the least busy (at most
-  ``lane_capacity`` per instance): two calls batched on one single-thread instance
-  decode at 30 ms a token each against 22 ms on two (SmolLM2, 2 cores).
+  earliest due first, on the instance whose cache holds the call's prompt while it has
+  room (at most ``lane_capacity`` per instance), else on the least busy
+  (:meth:`SharedModel.pick`).
 * Spoken answers (``request.pacer`` set) are generated in segments of ``segment_tokens``:
   the first is due now; each later one waits until the client's audio runs low
   (``pacer.wait_ready()``) and is due when it would run out (``pacer.due()``). A segment
@@ -165,22 +164,16 @@ class SharedModel:
 
     def pick(self, prefer: Instance | None = None, key: str | None = None) -> Instance:
         """The instance for the next call: ``prefer`` (the one that holds this answer's
-        prompt in its cache), else the home of conversation ``key``, while it runs
-        nothing; else an instance that runs nothing; else ``prefer`` or the home while it
-        has room; else the least busy. The chosen one becomes ``key``'s home.
+        prompt in its cache), else the home of conversation ``key``, while it has room;
+        else the least busy (an idle one first), which becomes ``key``'s home.
 
-        An idle instance beats the cache: each instance decodes on its own core, so two
-        calls batched on one instance run at about half speed each while the other core
-        waits, which costs more than evaluating the prompt again (llama.cpp's cache makes
-        that ~0.1-0.3 s for a spoken answer's prompt, and the next segment finds it)."""
+        The cache beats an idle instance: evaluating a spoken answer's prompt again on
+        another instance costs 50-130 tokens at ~5.7 ms each on one thread (0.3-0.75 s;
+        measured 90 tokens in 516 ms), more than sharing the home costs (two calls batched
+        on one single-thread instance decode at 30 ms a token each against 22 ms alone)."""
         if prefer is None and key is not None:
             prefer = self.homes.get(key)
-        idle = next((instance for instance in self.instances if not instance.active), None)
-        if prefer is not None and not prefer.active:
-            chosen = prefer
-        elif idle is not None:
-            chosen = idle
-        elif prefer is not None and prefer.active < self.runs_per_instance:
+        if prefer is not None and prefer.active < self.runs_per_instance:
             chosen = prefer
         else:
             chosen = min(self.instances, key=lambda instance: instance.active)
