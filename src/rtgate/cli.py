@@ -66,7 +66,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--max-conversations", type=int, metavar="N",
                    help="concurrent local sessions that the speech models transcribe or answer; "
                    "more are refused with server_busy so that the running ones keep their "
-                   "voice latency (default 0: automatic, 2 per usable core; sessions that "
+                   "voice latency (default 0: automatic, 4 per usable core; sessions that "
                    "only listen for turns do not count)")
     p.add_argument("--workers", type=_workers, metavar="N",
                    help="worker processes sharing the port, each with its own models and its "

@@ -81,7 +81,7 @@ class CapacitySettings:
     max_conversations: int = 0
     """Concurrent local sessions whose speech the models transcribe or answer (sessions
     that only listen for turns do not count); beyond it new local sessions are refused
-    (``server_busy``, close 1013). 0: automatic, 2 per usable core (server/admission.py)."""
+    (``server_busy``, close 1013). 0: automatic, 4 per usable core (server/admission.py)."""
     overload_late_s: float = 1.0
     """New local sessions are refused while the speech models run more than this many
     seconds behind their due work (server/admission.py); 0 disables the check."""
