@@ -687,9 +687,7 @@ class Step:
     """Scheduler counters over the step, per lane (builds with a scheduler only)."""
 
     def latencies(self) -> list[float]:
-        """First audio per turn with a session; unanswered = infinitely late; failed left out."""
-        return [math.inf if r.first_audio_s is None else r.first_audio_s
-                for r in self.records if r.outcome in ("answered", "unanswered")]
+        return latencies(self.records)
 
     def completions(self) -> list[float]:
         return [r.completion_s for r in self.records
@@ -860,14 +858,18 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
     return lines
 
 
+def latencies(records: Sequence[TurnRecord]) -> list[float]:
+    """First audio per turn with a session; unanswered = infinitely late; failed left out."""
+    return [math.inf if r.first_audio_s is None else r.first_audio_s
+            for r in records if r.outcome in ("answered", "unanswered")]
+
+
 def turn_split(records: Sequence[TurnRecord]) -> str:
     """First audio p50 / p90 of ``records`` (answered and unanswered turns), and how many."""
-    latencies = [math.inf if r.first_audio_s is None else r.first_audio_s
-                 for r in records if r.outcome in ("answered", "unanswered")]
-    if not latencies:
+    values = latencies(records)
+    if not values:
         return "none"
-    return (f"{fmt_s(percentile(latencies, 50))} / {fmt_s(percentile(latencies, 90))} "
-            f"({len(latencies)} turns)")
+    return f"{fmt_s(percentile(values, 50))} / {fmt_s(percentile(values, 90))} ({len(values)} turns)"
 
 
 def header(servers: list[Server], clips: list[Clip], args: argparse.Namespace) -> list[str]:

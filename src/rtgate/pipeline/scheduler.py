@@ -96,29 +96,43 @@ class WorkStats:
 
 @dataclass(slots=True)
 class LaneStats:
-    """Counters of one lane (exported on ``/metrics``)."""
+    """Counters of one lane (exported on ``/metrics``). Runs and times are kept by kind
+    of job (:attr:`work`); the lane's totals are their sums."""
 
-    granted: int = 0
     waited: int = 0
     """Grants that had to queue."""
     speculated: int = 0
     speculation_refused: int = 0
     yield_requests: int = 0
-    wait_s: float = 0.0
-    """Total time granted jobs spent queued."""
-    busy_s: float = 0.0
-    """Total time granted jobs held their runs."""
-    late_s: float = 0.0
-    """Total time grants waited past their due time (queueing only: a job that asks
-    after its due time is late from when it asks)."""
     work: dict[str, WorkStats] = field(default_factory=dict)
-    """The same counters by kind of job, so an operator sees where the cores go."""
+    """Runs, busy, wait and late time by kind of job, so an operator sees where the
+    cores go."""
 
     def of(self, work: str) -> WorkStats:
         stats = self.work.get(work)
         if stats is None:
             stats = self.work[work] = WorkStats()
         return stats
+
+    @property
+    def granted(self) -> int:
+        return sum(w.runs for w in self.work.values())
+
+    @property
+    def wait_s(self) -> float:
+        """Total time granted jobs spent queued."""
+        return sum(w.wait_s for w in self.work.values())
+
+    @property
+    def busy_s(self) -> float:
+        """Total time granted jobs held their runs."""
+        return sum(w.busy_s for w in self.work.values())
+
+    @property
+    def late_s(self) -> float:
+        """Total time grants waited past their due time (queueing only: a job that asks
+        after its due time is late from when it asks)."""
+        return sum(w.late_s for w in self.work.values())
 
 
 PRESSURE_WINDOW_S = 10.0
@@ -212,7 +226,6 @@ class LaneRules:
         self.running.discard(ticket)
         if not ticket.speculative:
             self.last_due_release = now
-        self.stats.busy_s += now - ticket.granted_at
         self.stats.of(ticket.work).busy_s += now - ticket.granted_at
         granted: list[Ticket] = []
         while self._waiting and len(self.running) < self.capacity:
@@ -233,16 +246,13 @@ class LaneRules:
     def _grant(self, ticket: Ticket, now: float) -> None:
         ticket.granted_at = now
         self.running.add(ticket)
-        self.stats.granted += 1
         work = self.stats.of(ticket.work)
         work.runs += 1
         if now > ticket.requested_at:
             self.stats.waited += 1
-            self.stats.wait_s += now - ticket.requested_at
             work.wait_s += now - ticket.requested_at
         late = now - max(ticket.due, ticket.requested_at)
         if not ticket.speculative and late > 0:
-            self.stats.late_s += late
             work.late_s += late
             self._late.append((now, late))
 
