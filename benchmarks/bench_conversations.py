@@ -269,6 +269,9 @@ STAGE_LINE = re.compile(
     r'rtgate_response_stage_seconds_(?P<kind>sum|count)\{profile="[^"]*",stage="(?P<stage>\w+)"\} (?P<value>\S+)')
 """The sum and count of the server's response stage histogram (builds that have it)."""
 
+PROMPT_LINE = re.compile(r'rtgate_llm_prompt_tokens_total\{cached="(?P<cached>true|false)"\} (?P<value>\S+)')
+"""The llama.cpp model's prompt tokens, cached or evaluated (builds that have them)."""
+
 
 def metrics_urls(server: Server) -> list[str]:
     """Where the server's ``/metrics`` are: each worker's internal listener under
@@ -294,6 +297,12 @@ def lane_counters(server: Server) -> dict[str, dict[str, float]]:
             if stage is not None:  # per stage a pseudo-lane "stage:<name>": sum and count
                 counters = lanes.setdefault(f"stage:{stage['stage']}", {})
                 counters[stage["kind"]] = counters.get(stage["kind"], 0.0) + float(stage["value"])
+                continue
+            prompt = PROMPT_LINE.match(line)
+            if prompt is not None:  # a pseudo-lane "llm:prompt": cached and evaluated tokens
+                counters = lanes.setdefault("llm:prompt", {})
+                kind = "cached" if prompt["cached"] == "true" else "evaluated"
+                counters[kind] = counters.get(kind, 0.0) + float(prompt["value"])
                 continue
             work = WORK_LINE.match(line)
             if work is not None:  # per kind of job a pseudo-lane "work:<lane>/<work>"
@@ -850,6 +859,12 @@ def notes(steps: list[Step], servers: list[Server]) -> list[str]:
                 f"{work} {v['runs']:.0f} runs, busy {v.get('busy_seconds', 0):.1f} s, mean wait "
                 f"{1000 * v.get('wait_seconds', 0) / v['runs']:.0f} ms, late {v.get('late_seconds', 0):.1f} s"
                 for work, v in sorted(works.items())))
+        prompt = step.lanes.get("llm:prompt", {})
+        if prompt.get("cached", 0) + prompt.get("evaluated", 0):
+            total = prompt.get("cached", 0) + prompt.get("evaluated", 0)
+            lines.append(f"LLM prompt tokens, {step.build} N={step.n}: {total:.0f}, of them "
+                         f"{prompt.get('evaluated', 0):.0f} evaluated and {prompt.get('cached', 0):.0f} "
+                         f"({100 * prompt.get('cached', 0) / total:.0f} %) from the slots' prompt cache")
         stages = {lane.removeprefix("stage:"): v for lane, v in step.lanes.items() if lane.startswith("stage:")}
         if any(v.get("count", 0) for v in stages.values()):
             lines.append(f"Response stages (mean from the turn's commit), {step.build} N={step.n}: " + ", ".join(

@@ -126,3 +126,24 @@ async def test_live_mode_streams_deltas_before_the_commit(live_server: ServerHan
     assert events[0]["item_id"] == first["item_id"] == events[-1]["item_id"]
     deltas = [first["delta"]] + [e["delta"] for e in events if e["type"].endswith("transcription.delta")]
     assert "".join(deltas) == events[-1]["transcript"] == "hello there general kenobi"
+
+
+async def test_an_ended_session_hands_its_conversation_back_to_the_llm(stt_server: ServerHandle) -> None:
+    """The key its prefills and response carried is forgotten when it closes, so an
+    engine's prompt cache slot for it can go to the next new conversation at once."""
+    speech = await speech_pcm("Hello there, how are you?")
+    LLM.forgot.clear()
+    async with client_for(stt_server).realtime.connect(model="gpt-realtime") as conn:
+        ev = Events(conn)
+        await ev.expect("session.created")
+        await conn.session.update(session={"type": "realtime", "output_modalities": ["text"]})
+        await ev.expect("session.updated")
+        for chunk in chunks(silence_pcm(600) + speech + silence_pcm(400), 20):
+            await conn.input_audio_buffer.append(audio=chunk)
+            await asyncio.sleep(0.02)  # real time: the VAD and the passes see speech as it comes
+        await ev.until("response.done")
+        key = LLM.requests[-1].conversation
+        assert key is not None and key not in LLM.forgotten
+    assert await asyncio.to_thread(LLM.forgot.wait, 10)
+    assert LLM.forgotten[-1] == key
+    assert LLM.prefills[-1].conversation == key

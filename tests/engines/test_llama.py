@@ -19,6 +19,7 @@ from rtgate.pipeline.base import (
     Usage,
 )
 from rtgate.pipeline.engines.llama import LlamaCppLLM
+from rtgate.pipeline.engines.llama_slots import PROMPT_TOKENS
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.models]
 
@@ -251,6 +252,38 @@ async def test_a_conversation_stays_on_the_instance_that_cached_its_prompt(
     await busy.aclose()
     usage = next(c for c in await collect(llm, request) if isinstance(c, Usage))
     assert usage.cached_tokens >= usage.input_tokens - 2, usage
+
+
+async def test_other_conversations_calls_leave_a_conversations_prompt_cached(llm: LlamaCppLLM) -> None:
+    """Every prompt shares the system prompt, so llama.cpp alone gave a new conversation
+    the slot of another one that was between two calls, and cleared idle slots at every
+    call: the other conversation's next call evaluated its whole prompt again."""
+    first = ask("Tell me one thing about the moon and one thing about the sea.", max_output_tokens=4,
+                conversation="item_first")
+    await collect(llm, first)
+    for n, topic in enumerate(["rivers", "mountains", "deserts", "forests", "islands"]):
+        await collect(llm, ask(f"Name one fact about {topic}.", max_output_tokens=4, conversation=f"item_{n}"))
+    reused = PROMPT_TOKENS.reused
+    usage = next(c for c in await collect(llm, first) if isinstance(c, Usage))
+    assert usage.cached_tokens >= usage.input_tokens - 2, usage
+    assert PROMPT_TOKENS.reused - reused == usage.cached_tokens  # what /metrics exports
+
+
+async def test_a_prefill_seeds_a_blank_slot_for_the_next_conversation(llm: LlamaCppLLM) -> None:
+    """The next new conversation with the same system prompt finds it cached."""
+    shared = llm._shared()
+    if not any(slot.head is None and slot.owner is None for i in shared.instances for slot in i.slots):
+        pytest.skip("no blank slot left in this module's model")
+    system = {"role": "system", "content": "You are the seed test's assistant. Answer in one short sentence."}
+    first = LLMRequest(messages=[system, {"role": "user", "content": "Hi there."}], conversation="item_seed_a")
+    await llm.prefill(first)
+    holding = [s for i in shared.instances for s in i.slots if s.head == system["content"]]
+    assert len(holding) == 2, holding  # the prefill's slot and the seeded one
+    assert shared.homes["item_seed_a"] in holding
+    second = LLMRequest(messages=[system, {"role": "user", "content": "What is rain?"}], max_output_tokens=4,
+                        conversation="item_seed_b")
+    usage = next(c for c in await collect(llm, second) if isinstance(c, Usage))
+    assert usage.cached_tokens >= 15, usage  # the system prompt came from the seeded slot
 
 
 async def test_brief_answer_ends_at_a_sentence_end_not_at_the_cap(llm: LlamaCppLLM) -> None:

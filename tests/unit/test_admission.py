@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+from rtgate.pipeline.engines.llama_slots import PromptTokens
 from rtgate.pipeline.responder import Pipeline
 from rtgate.pipeline.scheduler import Scheduler
 from rtgate.server.admission import Admission, auto_conversations
-from rtgate.server.metrics import Metrics
+from rtgate.server.metrics import Metrics, prompt_token_lines
 from rtgate.testing.fakes import FakeLLM, FakeTTS
 
 from .helpers import Harness, silence
@@ -142,6 +143,16 @@ def test_scheduler_work_is_exported_by_kind_of_job() -> None:
     assert 'rtgate_scheduler_work_busy_seconds_total{lane="cores",work="answer"} 0.5' in text
     assert 'rtgate_scheduler_work_wait_seconds_total{lane="cores",work="transcribe"} 0.5' in text
     assert 'rtgate_scheduler_work_late_seconds_total{lane="cores",work="transcribe"} 0.5' in text
+
+
+def test_llm_prompt_tokens_are_exported_by_whether_the_cache_held_them() -> None:
+    tokens = PromptTokens()
+    tokens.count({"prompt_n": 14, "cache_n": 42, "predicted_n": 1})
+    tokens.count({"prompt_n": 3, "cache_n": 60})
+    lines = prompt_token_lines(tokens)
+    assert 'rtgate_llm_prompt_tokens_total{cached="true"} 102' in lines
+    assert 'rtgate_llm_prompt_tokens_total{cached="false"} 17' in lines
+    assert "# TYPE rtgate_llm_prompt_tokens_total counter" in lines
 
 
 class _LocalTTS(FakeTTS):

@@ -465,6 +465,10 @@ class LLM(Backend):
         advisory: they bound it in time and ignore its failures.
         """
 
+    def forget(self, conversation: str) -> None:
+        """The conversation ``conversation`` (:attr:`LLMRequest.conversation`) has ended:
+        what an engine keeps for it (a prompt cache slot) may go to others."""
+
     @abstractmethod
     def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         """Yield chunks as the model produces them (an async generator)."""

@@ -164,6 +164,10 @@ class Pipeline:
         samples = wire_audio_to_model(audio, audio_format)
         return await self.stt.transcribe(samples, options)
 
+    def forget_conversation(self, conversation: str) -> None:
+        """A session whose LLM requests carried ``conversation`` has ended (:meth:`LLM.forget`)."""
+        self.llm.forget(conversation)
+
     async def prefill(self, plan: ResponsePlan, transcripts: Mapping[str, str]) -> None:
         """Prepare the LLM for ``plan`` (:meth:`LLM.prefill`); advisory.
 

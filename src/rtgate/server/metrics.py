@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from ..metrics import Registry, escape_label_value, format_value
+from ..pipeline.engines.llama_slots import PROMPT_TOKENS, PromptTokens
 from ..pipeline.scheduler import Lane, Scheduler
 from ..relay.metrics import RelayMetrics
 from .admin import cluster_lines
@@ -43,6 +44,7 @@ class Metrics:
             ["profile", "stage"])
         if scheduler is not None:
             self.registry.collect(lambda: scheduler_lines(scheduler))
+        self.registry.collect(lambda: prompt_token_lines(PROMPT_TOKENS))
 
 
 _LANE_FAMILIES = (
@@ -104,6 +106,19 @@ _WORK_FAMILIES = (
     ("late_s", "rtgate_scheduler_work_late_seconds_total",
      "Time by which grants came after their due time, by lane and kind of job."),
 )
+
+
+def prompt_token_lines(tokens: PromptTokens) -> list[str]:
+    """Exposition lines of the local llama.cpp models' prompt tokens, by whether a slot's
+    cache held them."""
+    name = "rtgate_llm_prompt_tokens_total"
+    return [
+        f"# HELP {name} Prompt tokens of the local llama.cpp model's calls: cached=\"true\" "
+        "were in the slot's prompt cache, cached=\"false\" were evaluated.",
+        f"# TYPE {name} counter",
+        f'{name}{{cached="true"}} {tokens.reused}',
+        f'{name}{{cached="false"}} {tokens.evaluated}',
+    ]
 
 
 async def metrics_endpoint(request: Request) -> Response:

@@ -8,6 +8,7 @@ a :class:`~rtgate.pipeline.responder.Pipeline` from fakes and hand it to the ser
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -79,9 +80,17 @@ class FakeLLM(LLM):
         self.requests: list[LLMRequest] = []
         self.prefills: list[LLMRequest] = []
         """Requests handed to :meth:`prefill` (the pipeline's hint before a commit)."""
+        self.forgotten: list[str] = []
+        """Conversations handed to :meth:`forget` (their session ended)."""
+        self.forgot = threading.Event()
+        """Set at each :meth:`forget` (a test's server runs on another thread)."""
 
     async def prefill(self, request: LLMRequest) -> None:
         self.prefills.append(request)
+
+    def forget(self, conversation: str) -> None:
+        self.forgotten.append(conversation)
+        self.forgot.set()
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         self.requests.append(request)

@@ -116,6 +116,9 @@ class SessionRunner:
         waits on something that cannot end — after cancelling them once more; the runner
         forgets them, and the caller decides what their end releases (server/slots.py).
         """
+        items = self.session.conversation.items()
+        if items:  # the key of its responses' LLM requests (pipeline/context.py)
+            self.pipeline.forget_conversation(items[0].id)
         self.apply(self.session.close())
         if self._trace is not None:
             self._trace.close()

@@ -9,14 +9,13 @@ Contract:
   shared by every engine object (:func:`load_model`): single-thread instances on
   separate cores decode side by side without meeting at a barrier. Each has
   ``n_parallel`` slots with continuous batching over one unified KV cache of ``n_ctx``
-  tokens (any slot may use all of it). Prompt caching per slot (and llama.cpp's
-  host-memory prompt cache, :data:`PROMPT_CACHE_MIB` per instance) makes a repeated
-  prompt nearly free on the next turn; an answer's segments stay on one instance.
+  tokens (any slot may use all of it; idle slots keep their prompt until it is full).
+  Prompt caching per slot makes a repeated prompt nearly free on the next turn.
 * Every call takes a run of the process's cores lane
   (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with Whisper), granted
-  earliest due first, on the instance whose cache holds the call's prompt while it has
-  room (at most ``lane_capacity`` per instance), else on the least busy
-  (:meth:`SharedModel.pick`).
+  earliest due first, and names its slot: the one whose cache holds the conversation's
+  prompt while its instance has room (at most ``lane_capacity`` calls), else a free
+  slot of the least busy instance (:mod:`~rtgate.pipeline.engines.llama_slots`).
 * Spoken answers (``request.pacer`` set) are generated in segments of ``segment_tokens``:
   the first is due now; each later one waits until the client's audio runs low
   (``pacer.wait_ready()``) and is due when it would run out (``pacer.due()``). A segment
@@ -26,7 +25,9 @@ Contract:
   asked to yield by a more urgent job stops at the next token and resumes after it.
 * Prefill (:meth:`LlamaCppLLM.prefill`) is speculative: it runs only when nothing else
   runs on the model (a batched run beside a real generation would slow it) and stops as
-  soon as real work asks for the lane.
+  soon as real work asks for the lane; with the lane still spare it then seeds a blank
+  slot with its system prompt for the next new conversation.
+* :meth:`LlamaCppLLM.forget` (a session ended) gives the conversation's slot up.
 * Requests go through ``Server.handle_chat_completions`` in process. xllamacpp always
   opens llama.cpp's HTTP listener as well; rtgate binds it to 127.0.0.1 on an ephemeral
   port, protects it with a random API key that never leaves this process, restricts CORS
@@ -55,10 +56,9 @@ import os
 import re
 import secrets
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -78,6 +78,7 @@ from rtgate.pipeline.base import (
     run_blocking,
     usable_cores,
 )
+from rtgate.pipeline.engines.llama_slots import PROMPT_TOKENS, Instance, SharedModel, Slot
 from rtgate.pipeline.scheduler import SCHEDULER, Lane, Ticket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -132,76 +133,11 @@ def default_threads(instances: int = 1) -> int:
     return min(4, max(1, (usable_cores() - 1) // max(1, instances)))
 
 
-@dataclass
-class Instance:
-    """One loaded llama.cpp server and the threads that wait on its slots."""
-
-    server: Any
-    executor: ThreadPoolExecutor
-    active: int = 0
-    """Calls running on it now, counted until their thread is done."""
-
-
-@dataclass
-class SharedModel:
-    """The instances of one model, and the scheduler lane every call to them takes."""
-
-    instances: list[Instance]
-    n_parallel: int
-    lane: Lane
-    runs_per_instance: int
-    homes: OrderedDict[str, Instance] = field(default_factory=OrderedDict)
-    """``LLMRequest.conversation`` → the instance whose prompt cache last held it
-    (bounded LRU)."""
-
-    @property
-    def server(self) -> Any:
-        return self.instances[0].server
-
-    @property
-    def active(self) -> int:
-        return sum(instance.active for instance in self.instances)
-
-    def pick(self, prefer: Instance | None = None, key: str | None = None) -> Instance:
-        """The instance for the next call: ``prefer`` (the one that holds this answer's
-        prompt in its cache), else the home of conversation ``key``, while it has room;
-        else the least busy (an idle one first), which becomes ``key``'s home.
-
-        The cache beats an idle instance: evaluating a spoken answer's prompt again on
-        another instance costs 50-130 tokens at ~5.7 ms each on one thread (0.3-0.75 s;
-        measured 90 tokens in 516 ms), more than sharing the home costs (two calls batched
-        on one single-thread instance decode at 30 ms a token each against 22 ms alone)."""
-        if prefer is None and key is not None:
-            prefer = self.homes.get(key)
-        if prefer is not None and prefer.active < self.runs_per_instance:
-            chosen = prefer
-        else:
-            chosen = min(self.instances, key=lambda instance: instance.active)
-        self._remember(key, chosen)
-        return chosen
-
-    def idle(self, key: str | None = None) -> Instance | None:
-        """An instance running nothing (for speculative work), ``key``'s home first."""
-        home = self.homes.get(key) if key is not None else None
-        if home is not None and not home.active:
-            return home
-        chosen = next((instance for instance in self.instances if not instance.active), None)
-        if chosen is not None:
-            self._remember(key, chosen)
-        return chosen
-
-    def _remember(self, key: str | None, instance: Instance) -> None:
-        if key is None or len(self.instances) == 1:
-            return
-        self.homes[key] = instance
-        self.homes.move_to_end(key)
-        while len(self.homes) > MAX_HOMES:
-            self.homes.popitem(last=False)
-
-
-MAX_HOMES = 4096
-"""Conversations whose instance is remembered (their prompts' shared prefix is cached
-there)."""
+SLOTS_PER_INSTANCE = 8
+"""Default slots (``n_parallel``) per instance: twice the conversations an instance
+serves at the automatic capacity (4 per core, one instance per core), so a conversation
+between two calls keeps its slot while new ones start. Idle slots cost nothing but the
+KV cache their prompt fills, which all slots share."""
 
 PROMPT_CACHE_MIB = 256
 """llama.cpp's host-memory prompt cache per instance (its default is 8 GiB)."""
@@ -214,7 +150,7 @@ def load_model(
     model_path: str | os.PathLike[str],
     *,
     n_ctx: int = 8192,
-    n_parallel: int = 4,
+    n_parallel: int = SLOTS_PER_INSTANCE,
     n_threads: int = 0,
     lane_capacity: int = 2,
     instances: int = 1,
@@ -248,6 +184,11 @@ def _load_instance(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Ins
     params.n_parallel = n_parallel
     params.kv_unified = True
     params.cache_ram_mib = PROMPT_CACHE_MIB
+    # llama.cpp would move every idle slot's prompt to host memory and clear it from the
+    # KV cache whenever a call starts, and a call pinned to its slot (``id_slot``) never
+    # loads it back: a conversation's next segment would evaluate its whole prompt again.
+    # Kept, idle slots are cleared only when the unified KV cache is full.
+    params.cache_idle_slots = False
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
     params.verbosity = 0
@@ -279,7 +220,7 @@ class LlamaCppLLM(LLM):
         model_path: str | os.PathLike[str] | None = None,
         *,
         n_ctx: int = 8192,
-        n_parallel: int = 4,
+        n_parallel: int = SLOTS_PER_INSTANCE,
         n_threads: int = 0,
         instances: int = 0,
         lane_capacity: int = 2,
@@ -306,9 +247,10 @@ class LlamaCppLLM(LLM):
         self.repeat_penalty = repeat_penalty
         self.dry_multiplier = dry_multiplier
         self.voice_preamble = voice_preamble
+        self._loaded: SharedModel | None = None
 
     def _shared(self) -> SharedModel:
-        return load_model(
+        self._loaded = load_model(
             self.model_path,
             n_ctx=self.n_ctx,
             n_parallel=self.n_parallel,
@@ -316,6 +258,7 @@ class LlamaCppLLM(LLM):
             lane_capacity=self.lane_capacity,
             instances=self.instances,
         )
+        return self._loaded
 
     async def warm_up(self) -> None:
         """Load the model, warm every instance, then run one short plain and one
@@ -324,7 +267,7 @@ class LlamaCppLLM(LLM):
         hello = [{"role": "user", "content": "Hello"}]
         for instance in shared.instances:
             body = {"messages": hello, "max_tokens": 2, "temperature": 0.0}
-            async for _ in stream_completion(shared, body, instance=instance):
+            async for _ in stream_completion(shared, body, slot=shared.free(instance)):
                 pass
         async for _ in self.stream(LLMRequest(messages=hello, max_output_tokens=2)):
             pass
@@ -332,6 +275,12 @@ class LlamaCppLLM(LLM):
         warm = LLMRequest(messages=hello, tools=[tool], tool_choice="ping")
         async for _ in self.stream(warm):
             pass
+
+    def forget(self, conversation: str) -> None:
+        """Its slot (if the model is loaded) goes to the next new conversation first."""
+        shared = self._loaded
+        if shared is not None:
+            shared.forget(conversation)
 
     async def prefill(self, request: LLMRequest) -> None:
         """Evaluate the text prompt of ``request`` into the slot's prompt cache.
@@ -342,17 +291,42 @@ class LlamaCppLLM(LLM):
         lane has spare capacity (:meth:`Lane.speculate`) and only on an idle instance
         (batched beside a real generation it would slow that one), and it stops when real
         work asks for the lane (the prompt evaluated so far stays cached).
+
+        With the lane still spare afterwards it seeds one blank slot with the system
+        prompt (:meth:`_seed`).
         """
         shared = await run_blocking(self._shared)
-        body = {"messages": normalise_messages(request.messages), "max_tokens": 1, "temperature": 0.0}
+        messages = normalise_messages(request.messages)
+        head = system_prompt(messages)
+        body = {"messages": messages, "max_tokens": 1, "temperature": 0.0}
         async with shared.lane.speculate(work="prefill") as ticket:
-            instance = shared.idle(request.conversation)
-            if ticket is None or instance is None:
+            slot = shared.idle(request.conversation, head)
+            if ticket is None or slot is None:
                 return  # never make a real generation (this session's or another's) wait
-            chunks = stream_completion(shared, body, should_stop=_MakeWay(shared.lane, ticket, None),
-                                       instance=instance)
+            stop = _MakeWay(shared.lane, ticket, None)
+            chunks = stream_completion(shared, body, should_stop=stop, slot=slot)
             async for _ in chunks:
                 pass
+            if head is not None and not stop.fired and not ticket.yield_requested:
+                await self._seed(shared, head, ticket)
+
+    async def _seed(self, shared: SharedModel, head: str, ticket: Ticket) -> None:
+        """Evaluate the system prompt ``head`` into a slot no conversation has used yet
+        (:meth:`SharedModel.blank`), under the prefill's speculative ``ticket``.
+
+        A new conversation then finds its system prompt cached in that slot: on a fresh
+        server every slot is blank, and eight conversations starting within seconds each
+        evaluated their ~40-token system prompt from nothing (~0.25 s on one thread) where
+        it mattered most, before their first answer. The seeds run on spare capacity, one
+        per prefill, until every slot holds a system prompt.
+        """
+        slot = shared.blank(head)
+        if slot is None:
+            return
+        body = {"messages": [{"role": "system", "content": head}], "max_tokens": 1, "temperature": 0.0}
+        stop = _MakeWay(shared.lane, ticket, None)
+        async for _ in stream_completion(shared, body, should_stop=stop, slot=slot):
+            pass
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         shared = await run_blocking(self._shared)
@@ -380,50 +354,55 @@ class LlamaCppLLM(LLM):
         temperature = self.temperature if request.temperature is None else request.temperature
         pacer = request.pacer
         cutter = AnswerCutter(request.answer) if request.answer is not None else None
-        instance: Instance | None = None
+        slot: Slot | None = None
         answer = ""
         produced = 0
         usage: Usage | None = None
         reason: str | None = None
-        while reason is None:
-            if pacer is not None and produced:
-                await pacer.wait_ready()
-            size = limit - produced if pacer is None else min(self.segment_tokens, limit - produced)
-            prefill = [{"role": "assistant", "content": answer}] if answer else []
-            body = self._text_body([*messages, *prefill], size, temperature, request, first=not answer)
-            segment = _Segment()
-            ended = False
-            async with shared.lane.hold(pacer.due() if pacer is not None else None,
-                                        work="answer-next" if answer else "answer") as ticket:
-                stop = _MakeWay(shared.lane, ticket, pacer)
-                # The same instance as the answer's earlier segments and the conversation's
-                # earlier turns and prefills: its cache holds their prompt.
-                instance = shared.pick(prefer=instance, key=request.conversation)
-                chunks = stream_completion(shared, body, should_stop=stop, instance=instance)
-                async with contextlib.aclosing(chunks):
-                    async for chunk in chunks:
-                        for delta in segment.read(chunk):
-                            if cutter is not None:
-                                delta, ended = cutter.feed(delta)
-                            if delta:
-                                answer += delta
-                                yield TextDelta(delta)
+        try:
+            while reason is None:
+                if pacer is not None and produced:
+                    await pacer.wait_ready()
+                size = limit - produced if pacer is None else min(self.segment_tokens, limit - produced)
+                prefill = [{"role": "assistant", "content": answer}] if answer else []
+                body = self._text_body([*messages, *prefill], size, temperature, request, first=not answer)
+                segment = _Segment()
+                ended = False
+                async with shared.lane.hold(pacer.due() if pacer is not None else None,
+                                            work="answer-next" if answer else "answer") as ticket:
+                    stop = _MakeWay(shared.lane, ticket, pacer)
+                    # The same slot as the answer's earlier segments and the conversation's
+                    # earlier turns and prefills: its cache holds their prompt.
+                    slot = shared.pick(prefer=slot, key=request.conversation, head=system_prompt(messages))
+                    slot.answering = True  # until the answer ends: later segments need this cache
+                    chunks = stream_completion(shared, body, should_stop=stop, slot=slot)
+                    async with contextlib.aclosing(chunks):
+                        async for chunk in chunks:
+                            for delta in segment.read(chunk):
+                                if cutter is not None:
+                                    delta, ended = cutter.feed(delta)
+                                if delta:
+                                    answer += delta
+                                    yield TextDelta(delta)
+                                if ended:
+                                    break
                             if ended:
                                 break
-                        if ended:
-                            break
-                yielded = stop.fired and segment.finish is None and not ended
-            produced += segment.tokens
-            if usage is None and segment.usage is not None:
-                usage = segment.usage  # the first segment's prompt is the answer's input
-            if ended or segment.finish == "stop":
-                reason = "stop"
-            elif produced >= limit:
-                reason = "length" if request.max_output_tokens else "stop"
-            elif segment.finish == "length" or yielded:
-                continue  # the segment reached its size, or made way for a more urgent job
-            else:
-                reason = "stop"
+                    yielded = stop.fired and segment.finish is None and not ended
+                produced += segment.tokens
+                if usage is None and segment.usage is not None:
+                    usage = segment.usage  # the first segment's prompt is the answer's input
+                if ended or segment.finish == "stop":
+                    reason = "stop"
+                elif produced >= limit:
+                    reason = "length" if request.max_output_tokens else "stop"
+                elif segment.finish == "length" or yielded:
+                    continue  # the segment reached its size, or made way for a more urgent job
+                else:
+                    reason = "stop"
+        finally:
+            if slot is not None and slot.owner == request.conversation:
+                slot.answering = False  # answered, cut or cancelled: its cache may go
         yield Usage(
             input_tokens=usage.input_tokens if usage else 0,
             output_tokens=produced,
@@ -487,7 +466,14 @@ class LlamaCppLLM(LLM):
             return match_tool_by_keywords(request.tools, _last_user_text(messages))
         options = [*tools] if choice == "required" else [*tools, "none"]
         async with shared.lane.hold(request.pacer.due() if request.pacer else None, work="tool-choice"):
-            picked = await run_blocking_on(shared, _choose, messages, request.tools, options)
+            slot = shared.pick(key=request.conversation, head=system_prompt(messages))
+            result = await _submit(slot, lambda: _choose(slot, messages, request.tools, options))
+        if "error" in result:
+            raise BackendError(_error_text(result["error"]))
+        if result.get("timings"):
+            slot.tokens = _tokens_held(result["timings"])
+            PROMPT_TOKENS.count(result["timings"])
+        picked = str(result["choices"][0]["message"]["content"]).strip()
         if choice == "required":
             # The grammar allows only tool names; never answer in words when one is required.
             return tools.get(picked) or request.tools[0]
@@ -516,7 +502,8 @@ class LlamaCppLLM(LLM):
         arguments: list[str] = []
         truncated = False
         async with shared.lane.hold(request.pacer.due() if request.pacer else None, work="tool-call"):
-            async for chunk in stream_completion(shared, body):
+            slot = shared.pick(key=request.conversation, head=system_prompt(messages))
+            async for chunk in stream_completion(shared, body, slot=slot):
                 usage = chunk.get("usage")
                 if usage:
                     yield _usage(usage)
@@ -604,10 +591,10 @@ async def stream_completion(
     body: dict[str, Any],
     *,
     should_stop: Callable[[], bool] | None = None,
-    instance: Instance | None = None,
+    slot: Slot | None = None,
 ) -> AsyncGenerator[dict[str, Any], None]:
-    """Run one streaming chat completion on ``instance`` (default: the least busy of
-    ``shared``) and yield its chunk dicts.
+    """Run one streaming chat completion on ``slot`` (default: a free one of the least
+    busy instance of ``shared``) and yield its chunk dicts.
 
     Closing the generator, or ``should_stop()`` turning true (it is read on the worker
     thread at every token), makes the token callback return True, which stops llama.cpp
@@ -630,15 +617,21 @@ async def stream_completion(
         try:
             if stop.is_set():
                 return
-            request = {**body, "stream": True, "stream_options": {"include_usage": True}}
-            result = target.server.handle_chat_completions(request, on_chunk)
+            request = {
+                **body,
+                "id_slot": target.index,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            result = target.instance.server.handle_chat_completions(request, on_chunk)
             if isinstance(result, dict) and "error" in result:
                 raise BackendError(_error_text(result["error"]))
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
-    target = instance or shared.pick()
+    target = slot or shared.pick()
     job = _submit(target, work)
+    counted = False
     try:
         while True:
             chunk = await queue.get()
@@ -646,6 +639,12 @@ async def stream_completion(
                 break
             if "error" in chunk:
                 raise BackendError(_error_text(chunk["error"]))
+            timings = chunk.get("timings")
+            if timings:
+                target.tokens = _tokens_held(timings)
+                if not counted:
+                    PROMPT_TOKENS.count(timings)
+                    counted = True
             yield chunk
         await job
     finally:
@@ -660,42 +659,34 @@ async def stream_completion(
                 job.add_done_callback(_consume_result)
 
 
-def _submit(instance: Instance, fn: Callable[[], Any]) -> asyncio.Future[Any]:
-    """Run ``fn`` on the instance's slot threads, counted in ``instance.active`` until
-    the thread is done (not until the caller stops waiting)."""
-    job = asyncio.get_running_loop().run_in_executor(instance.executor, fn)
-    instance.active += 1
-
-    def release(_job: asyncio.Future[Any]) -> None:
-        instance.active -= 1
-
-    job.add_done_callback(release)
+def _submit(slot: Slot, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+    """Run ``fn`` on the slot's instance's threads; the slot is busy (and counted in its
+    instance's ``active``) until the thread is done, not until the caller stops waiting."""
+    job = asyncio.get_running_loop().run_in_executor(slot.instance.executor, fn)
+    slot.start()
+    job.add_done_callback(lambda _job: slot.finish())
     return job
 
 
-async def run_blocking_on(shared: SharedModel, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(server, *args)`` on the least busy instance's slot threads."""
-    instance = shared.pick()
-    return await _submit(instance, lambda: fn(instance.server, *args))
-
-
-def _choose(server: Any, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]) -> str:
+def _choose(
+    slot: Slot, messages: list[dict[str, Any]], tools: list[ToolSpec], options: list[str]
+) -> dict[str, Any]:
+    """The completion (on the slot's thread) whose text names the function to call, one
+    of ``options``."""
     listing = "\n".join(f"- {t.name}: {t.description}" for t in tools)
     instruction = f"Functions available:\n{listing}\nName the function that answers the last message" + (
         ', or "none" to answer in words.' if "none" in options else "."
     )
     grammar = "root ::= " + " | ".join(json.dumps(o) for o in options)
-    result = server.handle_chat_completions(
+    return dict(slot.instance.server.handle_chat_completions(
         {
+            "id_slot": slot.index,
             "messages": [*messages, {"role": "system", "content": instruction}],
             "grammar": grammar,
             "max_tokens": 16,
             "temperature": 0.0,
         }
-    )
-    if "error" in result:
-        raise BackendError(_error_text(result["error"]))
-    return str(result["choices"][0]["message"]["content"]).strip()
+    ))
 
 
 _STOPWORDS = frozenset(
@@ -811,6 +802,19 @@ def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+def _tokens_held(timings: dict[str, Any]) -> int:
+    """The tokens a slot's cache holds after a chunk with these ``timings``: prompt
+    evaluated, prompt reused, tokens generated."""
+    return sum(int(timings.get(name, 0)) for name in ("prompt_n", "cache_n", "predicted_n"))
+
+
+def system_prompt(messages: list[dict[str, Any]]) -> str | None:
+    """The system message that starts normalised ``messages`` (None without one)."""
+    if messages and messages[0]["role"] == "system":
+        return str(messages[0]["content"])
+    return None
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
