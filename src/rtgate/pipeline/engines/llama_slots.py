@@ -12,10 +12,14 @@ Contract:
   an answer paused between segments, whose next segment then evaluated its whole prompt
   again (48-73 tokens, 0.36-0.54 s on one thread, measured at eight conversations).
 * A conversation keeps its slot while the slot's instance has room (fewer than
-  ``runs_per_instance`` calls running). Otherwise, and for a new conversation, it gets a
-  free slot of the least busy instance, the one whose loss costs least to evaluate
-  again, never one between two segments of an answer (:meth:`SharedModel._placing`);
-  the slot's previous owner loses it (its prompt is evaluated again next time).
+  ``runs_per_instance`` calls running), even while its own previous call still runs
+  there. Otherwise, and for a new conversation, it gets the free slot, on an instance
+  with room, whose loss costs least to evaluate again, never one between two segments
+  of an answer (:meth:`SharedModel._placing`); the slot's previous owner loses it (its
+  prompt is evaluated again next time).
+* A conversation that ended gives its slot up (:meth:`SharedModel.forget`), and spare
+  capacity seeds blank slots with a system prompt (:meth:`SharedModel.blank`), so a new
+  conversation rarely evaluates its system prompt from nothing.
 * Pure bookkeeping: nothing here loads a model or waits; callers mark a slot busy for as
   long as its thread runs (:meth:`Slot.start`, :meth:`Slot.finish`) and count every
   call's prompt in :data:`PROMPT_TOKENS`.
