@@ -269,21 +269,21 @@ async def test_other_conversations_calls_leave_a_conversations_prompt_cached(llm
     assert PROMPT_TOKENS.reused - reused == usage.cached_tokens  # what /metrics exports
 
 
-async def test_a_prefill_seeds_a_blank_slot_for_the_next_conversation(llm: LlamaCppLLM) -> None:
-    """The next new conversation with the same system prompt finds it cached."""
+async def test_a_prefill_seeds_a_blank_slot_for_the_next_conversation() -> None:
+    """The next new conversation with the same system prompt finds it cached. A model of
+    its own (one instance, three slots): the module's is shared by the other tests."""
+    llm = LlamaCppLLM(instances=1, n_parallel=3, max_output_tokens=4)
     shared = llm._shared()
-    if not any(slot.head is None and slot.owner is None for i in shared.instances for slot in i.slots):
-        pytest.skip("no blank slot left in this module's model")
     system = {"role": "system", "content": "You are the seed test's assistant. Answer in one short sentence."}
     first = LLMRequest(messages=[system, {"role": "user", "content": "Hi there."}], conversation="item_seed_a")
     await llm.prefill(first)
-    holding = [s for i in shared.instances for s in i.slots if s.head == system["content"]]
+    holding = [s for s in shared.instances[0].slots if s.head == system["content"]]
     assert len(holding) == 2, holding  # the prefill's slot and the seeded one
-    assert shared.homes["item_seed_a"] in holding
-    second = LLMRequest(messages=[system, {"role": "user", "content": "What is rain?"}], max_output_tokens=4,
-                        conversation="item_seed_b")
+    assert not any(s.busy for s in holding)  # free as soon as the prefill returned
+    second = LLMRequest(messages=[system, {"role": "user", "content": "What is rain?"}], conversation="item_seed_b")
     usage = next(c for c in await collect(llm, second) if isinstance(c, Usage))
     assert usage.cached_tokens >= 15, usage  # the system prompt came from the seeded slot
+    assert shared.homes["item_seed_b"] is not shared.homes["item_seed_a"]
 
 
 async def test_brief_answer_ends_at_a_sentence_end_not_at_the_cap(llm: LlamaCppLLM) -> None:

@@ -467,7 +467,12 @@ class LlamaCppLLM(LLM):
         options = [*tools] if choice == "required" else [*tools, "none"]
         async with shared.lane.hold(request.pacer.due() if request.pacer else None, work="tool-choice"):
             slot = shared.pick(key=request.conversation, head=system_prompt(messages))
-            result = await _submit(slot, lambda: _choose(slot, messages, request.tools, options))
+            job, claim = _submit(slot, lambda: _choose(slot, messages, request.tools, options))
+            try:
+                result = await job
+            finally:
+                if job.done():
+                    claim.release()
         if "error" in result:
             raise BackendError(_error_text(result["error"]))
         if result.get("timings"):
@@ -630,7 +635,7 @@ async def stream_completion(
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
     target = slot or shared.pick()
-    job = _submit(target, work)
+    job, claim = _submit(target, work)
     counted = False
     try:
         while True:
@@ -657,15 +662,37 @@ async def stream_completion(
                 await asyncio.wait_for(asyncio.shield(job), STOP_WAIT_S)
             except BaseException:
                 job.add_done_callback(_consume_result)
+        if job.done():
+            claim.release()
 
 
-def _submit(slot: Slot, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+@dataclass(slots=True)
+class _Claim:
+    """A call's hold on its slot, given up once: by whoever awaited the call when it is
+    done, else by the job's done callback (a worker that outlived its caller)."""
+
+    slot: Slot
+    released: bool = False
+
+    def release(self, *_: object) -> None:
+        if not self.released:
+            self.released = True
+            self.slot.finish()
+
+
+def _submit(slot: Slot, fn: Callable[[], Any]) -> tuple[asyncio.Future[Any], _Claim]:
     """Run ``fn`` on the slot's instance's threads; the slot is busy (and counted in its
-    instance's ``active``) until the thread is done, not until the caller stops waiting."""
+    instance's ``active``) until the thread is done, not until the caller stops waiting.
+
+    The caller releases the claim as soon as it has seen the job done: the job's own
+    done callback runs only at a later turn of the event loop (awaiting a finished
+    future does not yield), and the slot would look busy to the caller's next step (a
+    prefill seeding a slot found its own instance still busy)."""
     job = asyncio.get_running_loop().run_in_executor(slot.instance.executor, fn)
     slot.start()
-    job.add_done_callback(lambda _job: slot.finish())
-    return job
+    claim = _Claim(slot)
+    job.add_done_callback(claim.release)
+    return job, claim
 
 
 def _choose(
