@@ -180,20 +180,20 @@ async def test_required_with_several_tools_calls_one_of_them(llm: LlamaCppLLM) -
 
 
 async def test_llama_http_listener_is_local_and_keyed(llm: LlamaCppLLM) -> None:
-    """xllamacpp's HTTP listener is on 127.0.0.1 and refuses requests without the key."""
+    """Every instance's xllamacpp HTTP listener is on 127.0.0.1 and refuses requests
+    without the key."""
     import httpx
 
-    from rtgate.pipeline.engines.llama import load_model
-
-    address = load_model(llm.model_path).server.listening_address
-    assert address.startswith("http://127.0.0.1:")
-    async with httpx.AsyncClient(base_url=address) as client:
-        models = await client.get("/v1/models", headers={"Origin": "http://evil.example"})
-        chat = await client.post(
-            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
-        )
-    assert models.status_code == 401 and chat.status_code == 401
-    assert models.headers.get("access-control-allow-origin") != "*"
+    for instance in llm._shared().instances:
+        address = instance.server.listening_address
+        assert address.startswith("http://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=address) as client:
+            models = await client.get("/v1/models", headers={"Origin": "http://evil.example"})
+            chat = await client.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            )
+        assert models.status_code == 401 and chat.status_code == 401
+        assert models.headers.get("access-control-allow-origin") != "*"
 
 
 async def test_deadline_turns_a_slow_start_into_backend_timeout(llm: LlamaCppLLM) -> None:

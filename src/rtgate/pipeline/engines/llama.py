@@ -476,8 +476,7 @@ class LlamaCppLLM(LLM):
         if "error" in result:
             raise BackendError(_error_text(result["error"]))
         if result.get("timings"):
-            slot.tokens = _tokens_held(result["timings"])
-            PROMPT_TOKENS.count(result["timings"])
+            _record(slot, result["timings"])
         picked = str(result["choices"][0]["message"]["content"]).strip()
         if choice == "required":
             # The grammar allows only tool names; never answer in words when one is required.
@@ -646,10 +645,8 @@ async def stream_completion(
                 raise BackendError(_error_text(chunk["error"]))
             timings = chunk.get("timings")
             if timings:
-                target.tokens = _tokens_held(timings)
-                if not counted:
-                    PROMPT_TOKENS.count(timings)
-                    counted = True
+                _record(target, timings, count=not counted)
+                counted = True
             yield chunk
         await job
     finally:
@@ -831,10 +828,13 @@ def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _tokens_held(timings: dict[str, Any]) -> int:
-    """The tokens a slot's cache holds after a chunk with these ``timings``: prompt
-    evaluated, prompt reused, tokens generated."""
-    return sum(int(timings.get(name, 0)) for name in ("prompt_n", "cache_n", "predicted_n"))
+def _record(slot: Slot, timings: dict[str, Any], *, count: bool = True) -> None:
+    """What llama.cpp's ``timings`` of a call on ``slot`` say: the tokens its cache now
+    holds (prompt evaluated, prompt reused, tokens generated) and, once per call
+    (``count``), the prompt's tokens for ``/metrics``."""
+    slot.tokens = sum(int(timings.get(name, 0)) for name in ("prompt_n", "cache_n", "predicted_n"))
+    if count:
+        PROMPT_TOKENS.count(timings)
 
 
 def system_prompt(messages: list[dict[str, Any]]) -> str | None:

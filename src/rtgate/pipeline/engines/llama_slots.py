@@ -65,9 +65,12 @@ class Instance:
 
     server: Any
     executor: ThreadPoolExecutor
-    active: int = 0
-    """Calls running on it now, counted until their thread is done."""
     slots: list[Slot] = field(default_factory=list)
+
+    @property
+    def active(self) -> int:
+        """Calls running on it now, counted until their thread is done."""
+        return sum(slot.calls for slot in self.slots)
 
 
 @dataclass(eq=False)
@@ -99,12 +102,10 @@ class Slot:
     def start(self) -> None:
         """A call's thread starts on this slot."""
         self.calls += 1
-        self.instance.active += 1
 
     def finish(self) -> None:
         """That call's thread is done."""
         self.calls -= 1
-        self.instance.active -= 1
 
 
 @dataclass
@@ -126,10 +127,6 @@ class SharedModel:
         for instance in self.instances:
             if not instance.slots:
                 instance.slots = [Slot(instance, index) for index in range(self.n_parallel)]
-
-    @property
-    def server(self) -> Any:
-        return self.instances[0].server
 
     @property
     def active(self) -> int:
