@@ -1,6 +1,6 @@
 """Many spoken conversations at once: what each user waits for, against the previous build.
 
-    python benchmarks/bench_conversations.py [--n 1,2,4,8] [--turns 3 | --duration S]
+    python benchmarks/bench_conversations.py [--n 1,2,4,8] [--turns 3 | --duration S] [--one-session]
         [--baseline REF | --baseline none] [--serve-arg ARG ...] [--json PATH] [--quick]
 
 **Servers.** Each build runs as ``python -m rtgate serve --host 127.0.0.1 --port P`` (the
@@ -34,6 +34,12 @@ turn t (b random), so concurrent speakers say different things; offsets, questio
 come from a RNG seeded by ``--seed`` and N, the same for both builds. Each conversation
 has ``--turns`` turns, or with ``--duration`` starts turns until that many seconds into the
 step (and finishes the one under way).
+
+**A call that goes on** (``--one-session``): every turn of a conversation in *one* session
+instead, as a phone call or a call-centre agent keeps its session. The microphone streams
+silence between the turns (the gap after the answer has played), and the conversation's
+history, so the model's prompt, grows with every turn. A refusal at connection refuses all
+of its turns; an unanswered turn ends the call.
 
 **Questions.** Q = 12 short questions, synthesised once with ``espeak-ng -w`` in eight
 voices (en-us, en-gb, en-gb-scotland, en+f2, en+f3, en+f4, en+m1, en+m3) at 140-190 words
@@ -614,6 +620,63 @@ async def ask(client: Any, clip: Clip, args: argparse.Namespace, record: TurnRec
     return finish(record, turn)
 
 
+async def talk(client: Any, clips: list[Clip], gaps_s: list[float], args: argparse.Namespace,
+               records: list[TurnRecord], keep_going: Any) -> None:
+    """``--one-session``: every turn of a conversation in one session of ``client``, the
+    microphone streaming silence between them; fills ``records`` (one per turn, in order).
+
+    A refusal at the start refuses every turn; a session the server closes leaves the
+    turns not asked yet out (their records stay unset)."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            conn = await stack.enter_async_context(client.realtime.connect(model="gpt-realtime"))
+            first = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
+        except Exception as exc:  # whatever stops a session from opening is a refusal to the user
+            records[:] = [dataclasses.replace(r, outcome="refused", reason=type(exc).__name__) for r in records]
+            return
+        if first.type != "session.created":
+            reason = error_code(first.error) if first.type == "error" else first.type
+            records[:] = [dataclasses.replace(r, outcome="refused", reason=reason) for r in records]
+            return
+        await conn.session.update(session=session_config(args, records[0].build))
+        turn = Turn()
+
+        async def listen_all() -> None:
+            with contextlib.suppress(Exception):
+                async for event in conn:
+                    turn.observe(event, time.monotonic())
+            turn.closed_by_server = True
+            turn.answered.set()
+            turn.finished.set()
+
+        listener = asyncio.create_task(listen_all())
+        mic: asyncio.Task[None] | None = None
+        try:
+            for t, clip in enumerate(clips):
+                if t:
+                    await asyncio.sleep(gaps_s[t])  # the previous turn's microphone streams silence
+                if not keep_going() or listener.done():
+                    break
+                turn = Turn()
+                t0 = time.monotonic()
+                if mic is not None:
+                    mic.cancel()
+                mic = asyncio.create_task(microphone(conn, clip, t0, turn))
+                await wait_until(turn.answered, t0 + (clip.end_chunk + 1) * CHUNK_S + args.turn_timeout)
+                if turn.first_audio is not None:
+                    await wait_until(turn.finished, turn.first_audio + DONE_CAP_S)
+                    await sleep_until(max(turn.played_until, turn.done or 0.0))
+                records[t] = finish(records[t], turn)
+                print(describe(records[t]), file=sys.stderr, flush=True)
+                if turn.first_audio is None:
+                    break  # an unanswered turn ends the call
+        finally:
+            for task in (mic, listener):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (mic, listener) if t is not None), return_exceptions=True)
+
+
 def finish(record: TurnRecord, turn: Turn) -> TurnRecord:
     end = turn.speech_end
     return dataclasses.replace(
@@ -664,6 +727,19 @@ async def converse(server: Server, n: int, plan: Plan, clips: list[Clip], args: 
     await sleep_until(step_start + plan.offset_s)
     records: list[TurnRecord] = []
     async with new_client(server) as client:
+        if args.one_session:
+            turns = args.turns if not args.duration else 10_000
+            clips_asked = [clips[(plan.first_question + t * n) % len(clips)] for t in range(turns)]
+            records = [TurnRecord(server.build.name, n, plan.conversation, t, clip.question.text,
+                                  clip.question.voice, len(clip.question.parts) > 1, outcome="",
+                                  started_s=0.0) for t, clip in enumerate(clips_asked)]
+            def keep_going() -> bool:
+                return not args.duration or time.monotonic() < step_start + args.duration
+            await talk(client, clips_asked, plan.gaps_s, args, records, keep_going)
+            for r in records:
+                if r.outcome == "refused":
+                    print(describe(r), file=sys.stderr, flush=True)
+            return [r for r in records if r.outcome]
         for t, gap in enumerate(plan.gaps_s):
             if args.duration and time.monotonic() >= step_start + args.duration:
                 break
@@ -893,7 +969,8 @@ def header(servers: list[Server], clips: list[Clip], args: argparse.Namespace) -
     speech = [c.speech_s for c in clips]
     pace = f"{args.duration:g} s per step" if args.duration else f"{args.turns} turn(s) per conversation"
     lines = [
-        "### Conversations: N spoken turn loops at once (default stack, a new session per question)",
+        "### Conversations: N spoken turn loops at once (default stack, "
+        + ("one session per conversation)" if args.one_session else "a new session per question)"),
         "",
         f"Date: {args.started_at}. Machine: {cpu_model}, {os.cpu_count()} CPUs "
         f"(nproc {len(os.sched_getaffinity(0))}), "
@@ -949,7 +1026,12 @@ def write_json(path: Path, steps: list[Step], text: str) -> None:
 async def measure(builds: list[Build], args: argparse.Namespace) -> str:
     print(f"synthesising {len(QUESTIONS)} questions …", file=sys.stderr, flush=True)
     clips = [make_clip(q) for q in QUESTIONS]
-    with tempfile.TemporaryDirectory(prefix="rtgate-conversations-") as log_dir:
+    with contextlib.ExitStack() as stack:
+        if args.log_dir is not None:
+            args.log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir = str(args.log_dir)
+        else:
+            log_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="rtgate-conversations-"))
         servers: list[Server] = []
         try:
             for build in builds:
@@ -999,6 +1081,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="--turn-detection for the baseline only")
     parser.add_argument("--turn-timeout", type=float, default=30.0,
                         help="seconds after the end of speech before a turn is unanswered (default 30)")
+    parser.add_argument("--one-session", action="store_true",
+                        help="every turn of a conversation in one session (a call that goes on: "
+                             "the history grows), not a new session per question")
     parser.add_argument("--stagger", type=float, default=3.0,
                         help="conversations start over this many seconds (default 3)")
     parser.add_argument("--warmup-turns", type=int, default=1, help="unrecorded turns per server first")
@@ -1008,6 +1093,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="session max_output_tokens, an integer or 'inf' (default: not sent, the "
                              "server's default; 60 as bench_latency makes turns far shorter)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write raw per-turn records")
+    parser.add_argument("--log-dir", type=Path, default=None, metavar="DIR",
+                        help="keep each server's log there as BUILD.log (default: a temporary directory)")
     parser.add_argument("--quick", action="store_true",
                         help="N = 1,2, one turn each, max_output_tokens 60, no baseline (≈ 1 min)")
     args = parser.parse_args(argv)
