@@ -286,6 +286,75 @@ async def test_a_prefill_seeds_a_blank_slot_for_the_next_conversation() -> None:
     assert shared.homes["item_seed_b"] is not shared.homes["item_seed_a"]
 
 
+def long_history(pairs: int) -> list[dict[str, str]]:
+    history: list[dict[str, str]] = [SYSTEM]
+    for i in range(pairs):
+        history.append({"role": "user", "content": f"Question {i}: tell me one fact about the number {i * 7}."})
+        history.append({"role": "assistant",
+                        "content": f"Fact {i}: the number {i * 7} is one that people use for counting every day."})
+    return history
+
+
+async def test_a_call_that_goes_on_reads_its_recent_history_and_keeps_it_cached() -> None:
+    """A conversation longer than its slot still gets answers (llama.cpp refuses a prompt
+    past the slot's context), from its recent history; the next turn finds that history
+    cached, and when the oldest messages are cut the rest is shifted, not evaluated again.
+    A model of its own (two slots of 1,024 tokens, 512 of history: the defaults' slot)."""
+    llm = LlamaCppLLM(instances=1, n_parallel=2, n_ctx=2048, history_tokens=512, max_output_tokens=8)
+    question = {"role": "user", "content": "And what about zero?"}
+    long = [*long_history(60), question]  # ≈ 1,900 tokens: more than the slot holds
+    first = next(c for c in await collect(llm, LLMRequest(messages=long, conversation="item_call"))
+                 if isinstance(c, Usage))
+    assert 200 < first.input_tokens <= 1024 - 8, first
+
+    # Grow the call one exchange at a time until the kept history's first message moves.
+    pairs = 60
+    kept = llm._messages(LLMRequest(messages=long))[1]
+    while llm._messages(LLMRequest(messages=[*long_history(pairs + 1), question]))[1] == kept:
+        pairs += 1
+    before = [*long_history(pairs), question]
+    after = [*long_history(pairs + 1), question]
+    await collect(llm, LLMRequest(messages=before, conversation="item_call"))
+    same = next(c for c in await collect(llm, LLMRequest(messages=before, conversation="item_call"))
+                if isinstance(c, Usage))
+    assert same.cached_tokens >= same.input_tokens - 2, same
+    cut = next(c for c in await collect(llm, LLMRequest(messages=after, conversation="item_call"))
+               if isinstance(c, Usage))
+    assert cut.input_tokens - cut.cached_tokens < 100, cut  # shifted into place, not evaluated
+
+
+class _NoWaitPacer:
+    """A client whose audio always runs low: every segment is due now."""
+
+    def due(self) -> float:
+        return time.monotonic()
+
+    async def wait_ready(self) -> None:
+        return None
+
+    def on_wait(self, listener: object) -> None:
+        return None
+
+
+async def test_a_long_answer_ends_before_it_fills_its_slot() -> None:
+    """A spoken answer in segments continues the answer so far in the prompt, and llama.cpp
+    refuses a prompt past the slot: the answer ends (``stop``) at the slot's end instead
+    of failing there. Slots of 256 tokens, a 400-token answer asked for."""
+    llm = LlamaCppLLM(instances=1, n_parallel=2, n_ctx=512, history_tokens=100, max_output_tokens=400,
+                      temperature=0.0)
+    story = "Tell me a very long story about a dragon, in great detail, with many chapters."
+    request = LLMRequest(messages=[SYSTEM, {"role": "user", "content": story}], pacer=_NoWaitPacer())
+    chunks = await collect(llm, request)
+    usage = next(c for c in chunks if isinstance(c, Usage))
+    assert chunks[-1] == Finish("stop")
+    assert 100 < usage.input_tokens + usage.output_tokens <= 256, usage
+
+
+async def test_history_tokens_must_leave_room_for_the_answer() -> None:
+    with pytest.raises(ValueError, match="history_tokens"):
+        LlamaCppLLM(n_ctx=2048, n_parallel=8, history_tokens=200)  # slots of 256 tokens
+
+
 async def test_brief_answer_ends_at_a_sentence_end_not_at_the_cap(llm: LlamaCppLLM) -> None:
     """With an answer limit, a rambling prompt ends at a sentence boundary with reason stop."""
     from rtgate.pipeline.answer import BRIEF

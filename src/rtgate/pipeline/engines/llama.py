@@ -8,9 +8,16 @@ Contract:
   with :func:`default_threads` threads) per (path, context, slots, threads) per process,
   shared by every engine object (:func:`load_model`): single-thread instances on
   separate cores decode side by side without meeting at a barrier. Each has
-  ``n_parallel`` slots with continuous batching over one unified KV cache of ``n_ctx``
-  tokens (any slot may use all of it; idle slots keep their prompt until it is full).
-  Prompt caching per slot makes a repeated prompt nearly free on the next turn.
+  ``n_parallel`` slots with continuous batching; each slot has ``n_ctx / n_parallel``
+  cells of the KV cache to itself (an idle slot keeps its prompt until another call
+  uses the slot). Prompt caching per slot makes a repeated prompt nearly free on the
+  next turn.
+* A conversation's prompt keeps its system message and the recent messages within
+  ``history_tokens``: the oldest are left out in chunks
+  (:mod:`~rtgate.pipeline.engines.llama_history`), and llama.cpp shifts the cached rest
+  into place (``n_cache_reuse``) instead of evaluating it again. A call that goes on
+  therefore never outgrows its slot, and its tokens stay cheap; an answer ends
+  (``stop``, or ``length`` under the client's own limit) before it would fill the slot.
 * Every call takes a run of the process's cores lane
   (:meth:`~rtgate.pipeline.scheduler.Scheduler.cores`, shared with Whisper), granted
   earliest due first, and names its slot: the one whose cache holds the conversation's
@@ -78,6 +85,7 @@ from rtgate.pipeline.base import (
     run_blocking,
     usable_cores,
 )
+from rtgate.pipeline.engines.llama_history import recent_history
 from rtgate.pipeline.engines.llama_slots import PROMPT_TOKENS, Instance, SharedModel, Slot
 from rtgate.pipeline.scheduler import SCHEDULER, Lane, Ticket
 
@@ -136,11 +144,34 @@ def default_threads(instances: int = 1) -> int:
 SLOTS_PER_INSTANCE = 8
 """Default slots (``n_parallel``) per instance: twice the conversations an instance
 serves at the automatic capacity (4 per core, one instance per core), so a conversation
-between two calls keeps its slot while new ones start. Idle slots cost nothing but the
-KV cache their prompt fills, which all slots share."""
+between two calls keeps its slot while new ones start. Each slot has ``n_ctx /
+n_parallel`` cells of the KV cache; an idle one costs no computation."""
 
 PROMPT_CACHE_MIB = 256
 """llama.cpp's host-memory prompt cache per instance (its default is 8 GiB)."""
+
+N_CTX = 8192
+"""Default KV cache cells per instance, in ``n_parallel`` equal parts: 1,024 tokens for
+each of 8 slots."""
+
+HISTORY_TOKENS = 512
+"""Default prompt budget of one conversation (estimated tokens). On a CPU every token of
+context makes every token decoded dearer: SmolLM2-135M on one thread decodes 21 ms a
+token with 50 tokens of context, 35 ms with 1,450, and eight calls that went on for 20
+turns each kept a 2-core machine saturated (docs/benchmarks.md, "A call that goes on")."""
+
+ANSWER_ROOM_TOKENS = 128
+"""A slot's context that ``history_tokens`` must leave for the answer at least."""
+
+SLOT_MARGIN_TOKENS = 8
+"""Cells an answer leaves free at the end of its slot."""
+
+CACHE_REUSE_TOKENS = 32
+"""llama.cpp's ``n_cache_reuse``: a run of at least this many cached tokens that a new
+prompt still has, but further along, is shifted into place instead of evaluated again.
+A history cut (:func:`~rtgate.pipeline.engines.llama_history.recent_history`) then costs
+one shift: measured, 792 cached tokens cut to 534, 20 tokens evaluated and 0.5 s against
+513 tokens and 3.6 s."""
 
 _MODELS: dict[tuple[str, int, int, int, int, int], SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
@@ -149,7 +180,7 @@ _MODELS_LOCK = threading.Lock()
 def load_model(
     model_path: str | os.PathLike[str],
     *,
-    n_ctx: int = 8192,
+    n_ctx: int = N_CTX,
     n_parallel: int = SLOTS_PER_INSTANCE,
     n_threads: int = 0,
     lane_capacity: int = 2,
@@ -182,12 +213,18 @@ def _load_instance(path: Path, n_ctx: int, n_parallel: int, threads: int) -> Ins
     params.model.path = str(path)
     params.n_ctx = n_ctx
     params.n_parallel = n_parallel
-    params.kv_unified = True
+    # A slot's cells of its own (n_ctx / n_parallel): in one unified cache every token
+    # decoded attends over every slot's cached tokens (masked), so each conversation's
+    # history made all the others slower (SmolLM2, one thread: 21 ms a token with an
+    # empty cache, 27 ms with 5,300 tokens of other slots' prompts cached).
+    params.kv_unified = False
+    params.n_cache_reuse = CACHE_REUSE_TOKENS
     params.cache_ram_mib = PROMPT_CACHE_MIB
     # llama.cpp would move every idle slot's prompt to host memory and clear it from the
     # KV cache whenever a call starts, and a call pinned to its slot (``id_slot``) never
     # loads it back: a conversation's next segment would evaluate its whole prompt again.
-    # Kept, idle slots are cleared only when the unified KV cache is full.
+    # Kept, an idle slot's prompt stays in its cells until another call uses the slot;
+    # the host cache then holds it, and the conversation's next call there restores it.
     params.cache_idle_slots = False
     params.cpuparams.n_threads = threads
     params.cpuparams_batch.n_threads = threads
@@ -219,7 +256,7 @@ class LlamaCppLLM(LLM):
         self,
         model_path: str | os.PathLike[str] | None = None,
         *,
-        n_ctx: int = 8192,
+        n_ctx: int = N_CTX,
         n_parallel: int = SLOTS_PER_INSTANCE,
         n_threads: int = 0,
         instances: int = 0,
@@ -231,9 +268,16 @@ class LlamaCppLLM(LLM):
         repeat_penalty: float = 1.0,
         dry_multiplier: float = 0.8,
         voice_preamble: bool = True,
+        history_tokens: int = HISTORY_TOKENS,
         deadlines: Deadlines | None = None,
     ) -> None:
         super().__init__(deadlines=deadlines)
+        slot_tokens = n_ctx // max(1, n_parallel)
+        if not 0 < history_tokens <= slot_tokens - ANSWER_ROOM_TOKENS:
+            raise ValueError(
+                f"history_tokens is {history_tokens}; it must be between 1 and a slot's context "
+                f"(n_ctx / n_parallel = {slot_tokens}) less {ANSWER_ROOM_TOKENS} for the answer"
+            )
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
@@ -247,7 +291,13 @@ class LlamaCppLLM(LLM):
         self.repeat_penalty = repeat_penalty
         self.dry_multiplier = dry_multiplier
         self.voice_preamble = voice_preamble
+        self.history_tokens = history_tokens
+        self.slot_tokens = slot_tokens
         self._loaded: SharedModel | None = None
+
+    def _messages(self, request: LLMRequest) -> list[dict[str, Any]]:
+        """The request's messages as the model reads them: normalised, recent history only."""
+        return recent_history(normalise_messages(request.messages), self.history_tokens)
 
     def _shared(self) -> SharedModel:
         self._loaded = load_model(
@@ -296,7 +346,7 @@ class LlamaCppLLM(LLM):
         prompt (:meth:`_seed`).
         """
         shared = await run_blocking(self._shared)
-        messages = normalise_messages(request.messages)
+        messages = self._messages(request)
         head = system_prompt(messages)
         body = {"messages": messages, "max_tokens": 1, "temperature": 0.0}
         async with shared.lane.speculate(work="prefill") as ticket:
@@ -330,7 +380,7 @@ class LlamaCppLLM(LLM):
 
     async def _stream(self, request: LLMRequest) -> AsyncIterator[LLMChunk]:
         shared = await run_blocking(self._shared)
-        messages = normalise_messages(request.messages)
+        messages = self._messages(request)
         tool = await self._pick_tool(shared, request, messages)
         if tool is None:
             async for chunk in self._stream_text(shared, request, messages):
@@ -392,6 +442,10 @@ class LlamaCppLLM(LLM):
                 produced += segment.tokens
                 if usage is None and segment.usage is not None:
                     usage = segment.usage  # the first segment's prompt is the answer's input
+                    # The answer ends before it fills the slot: llama.cpp refuses a
+                    # segment whose prompt (the answer so far included) does not fit.
+                    room = self.slot_tokens - usage.input_tokens - SLOT_MARGIN_TOKENS
+                    limit = min(limit, max(produced, room))
                 if ended or segment.finish == "stop":
                     reason = "stop"
                 elif produced >= limit:

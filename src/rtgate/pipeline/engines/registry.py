@@ -16,7 +16,8 @@ faster-whisper stt ``model_dir`` (CTranslate2 dir; default tiny.en) or ``model: 
                   ``compute_type``, ``cpu_threads``, ``beam_size``, ``short_context``
 llamacpp    llm   ``model_path`` (GGUF; default SmolLM2-135M), ``n_ctx``, ``n_parallel``,
                   ``n_threads``, ``max_output_tokens``, ``temperature``, ``auto_tools``,
-                  ``repeat_penalty``, ``dry_multiplier``, ``voice_preamble`` (default on)
+                  ``repeat_penalty``, ``dry_multiplier``, ``voice_preamble`` (default on),
+                  ``history_tokens`` (a conversation's prompt budget; default 512)
 espeak      tts   (none)
 piper       tts   ``model_path`` (``.onnx`` voice; default en_US-joe-medium)
 openai      any   ``base_url``, ``model``, ``api_key_env`` (name of the environment
@@ -83,6 +84,7 @@ _KINDS: dict[tuple[str, str], set[str]] = {
         "repeat_penalty",
         "dry_multiplier",
         "voice_preamble",
+        "history_tokens",
     },
     ("tts", "espeak"): set(),
     ("tts", "piper"): {"model_path"},
