@@ -3,7 +3,7 @@ no model loaded."""
 
 from __future__ import annotations
 
-from rtgate.pipeline.engines.llama_slots import STALE_S, Instance, SharedModel, estimate_tokens
+from rtgate.pipeline.engines.llama_slots import MOVE_TOKENS, STALE_S, Instance, SharedModel, estimate_tokens
 from rtgate.pipeline.scheduler import Lane
 
 
@@ -81,6 +81,35 @@ def test_a_full_home_sends_the_call_to_a_free_slot_of_the_least_busy_instance() 
     assert moved.instance is second
     assert shared.homes["item_b"] is moved
     assert home.owner is None  # still holds item_b's prefix, for anyone
+
+
+def test_a_long_conversation_stays_home_even_when_its_instance_is_full() -> None:
+    """A call that went on holds hundreds of tokens in its slot: moving evaluated them
+    all again (1-2.6 s), staying costs a batched decode."""
+    shared = model()
+    first, _second = shared.instances
+    home = shared.pick(key="item_call", head="You are a friendly voice assistant.")
+    home.tokens = estimate_tokens("You are a friendly voice assistant.") + MOVE_TOKENS + 1
+    first.slots[1].start()
+    first.slots[2].start()
+    assert shared.pick(key="item_call", head="You are a friendly voice assistant.") is home
+    assert shared.pick(prefer=home, key="item_call", head="You are a friendly voice assistant.") is home
+
+
+def test_speculation_never_moves_a_long_conversation() -> None:
+    """A prefill is worth less than its conversation's cache: with the home instance busy
+    it is skipped, not run on the idle one (where it would evaluate the whole history
+    and make that slot home)."""
+    shared = model()
+    head = "You are a friendly voice assistant."
+    home = shared.pick(key="item_call", head=head)
+    home.tokens = estimate_tokens(head) + MOVE_TOKENS + 1
+    home.instance.slots[3].start()
+    assert shared.idle("item_call", head) is None
+    assert shared.homes["item_call"] is home
+    home.tokens = estimate_tokens(head) + 10  # a new conversation's question: still moves
+    moved = shared.idle("item_call", head)
+    assert moved is not None and moved.instance is not home.instance
 
 
 def test_a_busy_slot_is_not_given_to_another_conversation() -> None:

@@ -36,6 +36,13 @@ from typing import Any
 
 from rtgate.pipeline.scheduler import Lane
 
+MOVE_TOKENS = 64
+"""A conversation whose home slot holds more than this many tokens beyond its system
+prompt never leaves it: a call of a call that went on, moved to another instance because
+its own was busy, evaluated its whole history there (165-363 tokens, 1.0-2.6 s on one
+thread, four calls at once), where waiting for the home instance costs ~0.1 s or a
+batched decode."""
+
 STALE_S = 30.0
 """A conversation that has not used its slot for this long gives it up to a new one: a
 live conversation calls the model at least every few seconds while it answers (each
@@ -134,9 +141,10 @@ class SharedModel:
 
     def pick(self, prefer: Slot | None = None, key: str | None = None, head: str | None = None) -> Slot:
         """The slot for the next call: ``prefer`` (the one that holds this answer's
-        prompt), else conversation ``key``'s, while its instance has room;
-        else a free slot of the least busy instance (:func:`_placing_order`, ``head``
-        being the call's system prompt), which becomes ``key``'s.
+        prompt), else conversation ``key``'s, while its instance has room, and always
+        once it holds a long conversation (:data:`MOVE_TOKENS`); else a free slot of
+        the least busy instance (:meth:`_placing`, ``head`` being the call's system
+        prompt), which becomes ``key``'s.
 
         The cache beats an idle instance: evaluating a spoken answer's prompt again on
         another instance costs 50-130 tokens at ~5.7 ms each on one thread (0.3-0.75 s;
@@ -144,7 +152,7 @@ class SharedModel:
         on one single-thread instance decode at 30 ms a token each against 22 ms alone)."""
         if prefer is None and key is not None:
             prefer = self.homes.get(key)
-        if prefer is not None and prefer.instance.active < self.runs_per_instance:
+        if prefer is not None and (prefer.instance.active < self.runs_per_instance or _settled(prefer, head)):
             # Even while busy: only this conversation's calls use its slot, and the one
             # running there (a prefill whose prompt llama.cpp cannot interrupt, a segment
             # stopping at its next token) ends within ~0.1 s, where moving would cost the
@@ -161,10 +169,13 @@ class SharedModel:
 
     def idle(self, key: str | None = None, head: str | None = None) -> Slot | None:
         """A slot on an instance running nothing (for speculative work), ``key``'s own
-        first; None while every instance runs something."""
+        first; None while every instance runs something, or while ``key``'s home
+        instance does and its slot holds a long conversation (:data:`MOVE_TOKENS`)."""
         home = self.homes.get(key) if key is not None else None
         if home is not None and not home.instance.active:
             return self._take(home, key, head)
+        if home is not None and _settled(home, head):
+            return None  # speculation never moves a long conversation: it waits for its home
         free = [slot for instance in self.instances if not instance.active for slot in instance.slots]
         if not free:
             return None
@@ -257,6 +268,11 @@ class SharedModel:
         slot.used = next(self._counter)
         slot.taken_at = self.clock()
         return slot
+
+
+def _settled(home: Slot, head: str | None) -> bool:
+    """Whether ``home`` holds a conversation too long to move (:data:`MOVE_TOKENS`)."""
+    return home.tokens - estimate_tokens(head) > MOVE_TOKENS
 
 
 def estimate_tokens(text: str | None) -> int:
