@@ -119,7 +119,7 @@ import time
 import urllib.request
 import wave
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -569,26 +569,33 @@ async def microphone(conn: Any, clip: Clip, t0: float, turn: Turn) -> None:
             k += 1
 
 
-async def listen(conn: Any, turn: Turn) -> None:
+async def listen(conn: Any, current: Callable[[], Turn]) -> None:
+    """Hand every server event to the turn under way (``current()``) until the session ends."""
     with contextlib.suppress(Exception):
         async for event in conn:
-            turn.observe(event, time.monotonic())
+            current().observe(event, time.monotonic())
+    turn = current()
     turn.closed_by_server = True
     turn.answered.set()
     turn.finished.set()
 
 
+async def hear_answer(clip: Clip, turn: Turn, t0: float, timeout_s: float) -> None:
+    """Wait for the answer to ``clip`` (spoken from ``t0``) and for it to finish playing."""
+    await wait_until(turn.answered, t0 + (clip.end_chunk + 1) * CHUNK_S + timeout_s)
+    if turn.first_audio is None:
+        return
+    await wait_until(turn.finished, turn.first_audio + DONE_CAP_S)
+    await sleep_until(max(turn.played_until, turn.done or 0.0))
+
+
 async def play(conn: Any, clip: Clip, turn: Turn, timeout_s: float) -> None:
     """Speak ``clip``, wait for the answer and for it to finish playing."""
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(microphone(conn, clip, t0, turn)), asyncio.create_task(listen(conn, turn))]
+    tasks = [asyncio.create_task(microphone(conn, clip, t0, turn)),
+             asyncio.create_task(listen(conn, lambda: turn))]
     try:
-        planned_end = t0 + (clip.end_chunk + 1) * CHUNK_S
-        await wait_until(turn.answered, planned_end + timeout_s)
-        if turn.first_audio is None:
-            return
-        await wait_until(turn.finished, turn.first_audio + DONE_CAP_S)
-        await sleep_until(max(turn.played_until, turn.done or 0.0))
+        await hear_answer(clip, turn, t0, timeout_s)
     finally:
         for task in tasks:
             task.cancel()
@@ -601,27 +608,49 @@ def outcome(turn: Turn) -> str:
     return "failed" if turn.status == "failed" else "unanswered"
 
 
+class Refused(Exception):
+    """The session did not open: ``reason`` (an error code, an event type or an exception
+    name) and the error's message, if any."""
+
+    def __init__(self, reason: str, errors: list[str]) -> None:
+        super().__init__(reason)
+        self.reason, self.errors = reason, errors
+
+    def refuse(self, record: TurnRecord) -> TurnRecord:
+        return dataclasses.replace(record, outcome="refused", reason=self.reason, errors=self.errors)
+
+
+async def open_session(stack: contextlib.AsyncExitStack, client: Any, args: argparse.Namespace,
+                       build: str) -> Any:
+    """A configured session of ``client`` (an ``AsyncOpenAI``), closed with ``stack``;
+    :class:`Refused` when it does not open."""
+    try:
+        conn = await stack.enter_async_context(client.realtime.connect(model="gpt-realtime"))
+        first = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
+    except Exception as exc:  # whatever stops a session from opening is a refusal to the user
+        raise Refused(type(exc).__name__, []) from exc
+    if first.type == "error":
+        raise Refused(error_code(first.error), [str(first.error.message)])
+    if first.type != "session.created":
+        raise Refused(first.type, [])
+    await conn.session.update(session=session_config(args, build))
+    return conn
+
+
 async def ask(client: Any, clip: Clip, args: argparse.Namespace, record: TurnRecord) -> TurnRecord:
-    """One turn in a new session of ``client`` (an ``AsyncOpenAI``); fills ``record``."""
+    """One turn in a new session of ``client``; fills ``record``."""
     async with contextlib.AsyncExitStack() as stack:
         try:
-            conn = await stack.enter_async_context(client.realtime.connect(model="gpt-realtime"))
-            first = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
-        except Exception as exc:  # whatever stops a session from opening is a refusal to the user
-            return dataclasses.replace(record, outcome="refused", reason=type(exc).__name__)
-        if first.type != "session.created":
-            is_error = first.type == "error"
-            return dataclasses.replace(record, outcome="refused",
-                                       reason=error_code(first.error) if is_error else first.type,
-                                       errors=[str(first.error.message)] if is_error else [])
-        await conn.session.update(session=session_config(args, record.build))
+            conn = await open_session(stack, client, args, record.build)
+        except Refused as refusal:
+            return refusal.refuse(record)
         turn = Turn()
         await play(conn, clip, turn, args.turn_timeout)
     return finish(record, turn)
 
 
 async def talk(client: Any, clips: list[Clip], gaps_s: list[float], args: argparse.Namespace,
-               records: list[TurnRecord], keep_going: Any) -> None:
+               records: list[TurnRecord], keep_going: Callable[[], bool]) -> None:
     """``--one-session``: every turn of a conversation in one session of ``client``, the
     microphone streaming silence between them; fills ``records`` (one per turn, in order).
 
@@ -629,27 +658,12 @@ async def talk(client: Any, clips: list[Clip], gaps_s: list[float], args: argpar
     turns not asked yet out (their records stay unset)."""
     async with contextlib.AsyncExitStack() as stack:
         try:
-            conn = await stack.enter_async_context(client.realtime.connect(model="gpt-realtime"))
-            first = await asyncio.wait_for(conn.recv(), CONNECT_TIMEOUT_S)
-        except Exception as exc:  # whatever stops a session from opening is a refusal to the user
-            records[:] = [dataclasses.replace(r, outcome="refused", reason=type(exc).__name__) for r in records]
+            conn = await open_session(stack, client, args, records[0].build)
+        except Refused as refusal:
+            records[:] = [refusal.refuse(r) for r in records]
             return
-        if first.type != "session.created":
-            reason = error_code(first.error) if first.type == "error" else first.type
-            records[:] = [dataclasses.replace(r, outcome="refused", reason=reason) for r in records]
-            return
-        await conn.session.update(session=session_config(args, records[0].build))
         turn = Turn()
-
-        async def listen_all() -> None:
-            with contextlib.suppress(Exception):
-                async for event in conn:
-                    turn.observe(event, time.monotonic())
-            turn.closed_by_server = True
-            turn.answered.set()
-            turn.finished.set()
-
-        listener = asyncio.create_task(listen_all())
+        listener = asyncio.create_task(listen(conn, lambda: turn))
         mic: asyncio.Task[None] | None = None
         try:
             for t, clip in enumerate(clips):
@@ -662,10 +676,7 @@ async def talk(client: Any, clips: list[Clip], gaps_s: list[float], args: argpar
                 if mic is not None:
                     mic.cancel()
                 mic = asyncio.create_task(microphone(conn, clip, t0, turn))
-                await wait_until(turn.answered, t0 + (clip.end_chunk + 1) * CHUNK_S + args.turn_timeout)
-                if turn.first_audio is not None:
-                    await wait_until(turn.finished, turn.first_audio + DONE_CAP_S)
-                    await sleep_until(max(turn.played_until, turn.done or 0.0))
+                await hear_answer(clip, turn, t0, args.turn_timeout)
                 records[t] = finish(records[t], turn)
                 print(describe(records[t]), file=sys.stderr, flush=True)
                 if turn.first_audio is None:

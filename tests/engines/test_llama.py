@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -348,6 +349,9 @@ async def test_a_long_answer_ends_before_it_fills_its_slot() -> None:
     usage = next(c for c in chunks if isinstance(c, Usage))
     assert chunks[-1] == Finish("stop")
     assert 100 < usage.input_tokens + usage.output_tokens <= 256, usage
+    # The client's own larger limit was not what ended it: still stop, not length.
+    chunks = await collect(llm, replace(request, max_output_tokens=400))
+    assert chunks[-1] == Finish("stop")
 
 
 async def test_history_tokens_must_leave_room_for_the_answer() -> None:

@@ -407,13 +407,14 @@ class LlamaCppLLM(LLM):
         slot: Slot | None = None
         answer = ""
         produced = 0
+        end = limit  # lowered to the slot's room once the prompt's size is known
         usage: Usage | None = None
         reason: str | None = None
         try:
             while reason is None:
                 if pacer is not None and produced:
                     await pacer.wait_ready()
-                size = limit - produced if pacer is None else min(self.segment_tokens, limit - produced)
+                size = end - produced if pacer is None else min(self.segment_tokens, end - produced)
                 prefill = [{"role": "assistant", "content": answer}] if answer else []
                 body = self._text_body([*messages, *prefill], size, temperature, request, first=not answer)
                 segment = _Segment()
@@ -445,11 +446,12 @@ class LlamaCppLLM(LLM):
                     # The answer ends before it fills the slot: llama.cpp refuses a
                     # segment whose prompt (the answer so far included) does not fit.
                     room = self.slot_tokens - usage.input_tokens - SLOT_MARGIN_TOKENS
-                    limit = min(limit, max(produced, room))
+                    end = min(end, max(produced, room))
                 if ended or segment.finish == "stop":
                     reason = "stop"
-                elif produced >= limit:
-                    reason = "length" if request.max_output_tokens else "stop"
+                elif produced >= end:
+                    # ``length`` only for the client's own limit, not the engine's cap or the slot
+                    reason = "length" if request.max_output_tokens and produced >= limit else "stop"
                 elif segment.finish == "length" or yielded:
                     continue  # the segment reached its size, or made way for a more urgent job
                 else:
